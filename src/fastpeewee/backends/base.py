@@ -1,0 +1,74 @@
+"""What every backend provides: a pooled connection wrapper and a way to open one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..cursor import Cursor, StreamCursor
+
+__all__ = ["Connection"]
+
+Params = Sequence[Any]
+
+
+class Connection:
+    """One driver connection with the bookkeeping the pool and the scopes need.
+
+    Sync methods (``execute``, ``ping``, ``rollback``) serve threads; async
+    twins (``aexecute``, ...) serve tasks. A backend implements the side(s)
+    its driver supports; the SQLite backend implements both.
+    """
+
+    __slots__ = ("broken", "created_at", "raw", "released_at")
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.created_at = 0.0
+        self.released_at = 0.0
+        self.broken = False
+
+    # -- both sides ---------------------------------------------------------
+
+    def usable(self) -> bool:
+        """Cheap check, no I/O: False once the driver knows the link is gone."""
+        raise NotImplementedError
+
+    def in_transaction(self) -> bool:
+        """True while the server holds an open (or failed) transaction for us."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close at once, without waiting for the server."""
+        raise NotImplementedError
+
+    def after_error(self, exc: BaseException) -> None:
+        """Mark the connection broken when ``exc`` left it unusable."""
+        if not self.usable():
+            self.broken = True
+
+    # -- sync side ----------------------------------------------------------
+
+    def execute(self, sql: str, params: Params) -> Cursor:
+        raise TypeError(f"{type(self).__name__} cannot be used from a thread")
+
+    def ping(self) -> None:
+        self.execute("SELECT 1", ())
+
+    def rollback(self) -> None:
+        self.execute("ROLLBACK", ())
+
+    # -- async side ---------------------------------------------------------
+
+    async def aexecute(self, sql: str, params: Params) -> Cursor:
+        raise TypeError(f"{type(self).__name__} cannot be used from asyncio")
+
+    async def aping(self) -> None:
+        await self.aexecute("SELECT 1", ())
+
+    async def arollback(self) -> None:
+        await self.aexecute("ROLLBACK", ())
+
+    async def astream(self, sql: str, params: Params, batch_size: int) -> StreamCursor:
+        """Run ``sql`` and return a cursor that fetches ``batch_size`` rows at a time."""
+        raise NotImplementedError

@@ -1,0 +1,262 @@
+"""PostgreSQL: asyncpg for tasks, psycopg 3 for threads.
+
+Async statements use asyncpg's per-connection statement cache: a repeated
+query is one round trip (bind + execute of a cached prepared statement), with
+no explicit PREPARE per query. ``prepared_statements=False`` switches both
+drivers to unnamed statements, as PgBouncer's transaction mode requires.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import peewee
+
+from ..cursor import Cursor, StreamCursor
+from ..database import AsyncDatabase
+from ..errors import translate_errors
+from ..pool import Pool
+from .base import Connection, Params
+
+__all__ = ["AsyncPostgresqlDatabase", "AsyncpgConnection", "PsycopgConnection"]
+
+# Connection keywords understood by asyncpg only; the rest (libpq keywords such
+# as sslmode or application_name) go to psycopg only; these go to both.
+_SHARED_KEYS = frozenset({"host", "port", "user", "password"})
+_ASYNCPG_KEYS = frozenset(
+    {
+        "passfile",
+        "timeout",
+        "statement_cache_size",
+        "max_cached_statement_lifetime",
+        "max_cacheable_statement_size",
+        "command_timeout",
+        "ssl",
+        "direct_tls",
+        "server_settings",
+        "record_class",
+        "target_session_attrs",
+        "krbsrvname",
+        "gsslib",
+    }
+)
+_PLAIN_TYPES = frozenset({int, str, float, bool, type(None), bytes})
+
+
+def _import(name: str) -> Any:
+    try:
+        return __import__(name)
+    except ImportError:
+        raise peewee.ImproperlyConfigured(
+            f"{name} is not installed: pip install 'fastpeewee[postgres]'"
+        ) from None
+
+
+@functools.lru_cache(maxsize=2048)
+def to_dollar_params(sql: str) -> str:
+    """Rewrite psycopg-style ``%s`` placeholders as asyncpg's ``$1, $2, ...``.
+
+    ``%%`` becomes a literal ``%``, as psycopg reads it.
+    """
+    if "%" not in sql:
+        return sql
+    counter = itertools.count(1)
+    return re.sub(r"%%|%s", lambda m: "%" if m[0] == "%%" else f"${next(counter)}", sql)
+
+
+def _adapt(params: Params) -> Sequence[Any]:
+    """Unwrap psycopg's parameter wrappers (``Jsonb``, ``Json``) for asyncpg."""
+    for value in params:
+        if type(value) not in _PLAIN_TYPES:
+            break
+    else:
+        return params
+    return [_adapt_one(v) for v in params]
+
+
+def _adapt_one(value: Any) -> Any:
+    obj = getattr(value, "obj", None)
+    if obj is not None and type(value).__name__ in ("Json", "Jsonb"):
+        return json.dumps(obj)
+    return value
+
+
+def _rowcount(status: bytes | None, rows: int) -> int:
+    """asyncpg reports no rowcount; read it from the command tag ("UPDATE 3")."""
+    if status:
+        tail = status.rsplit(b" ", 1)[-1]
+        if tail.isdigit():
+            return int(tail)
+    return rows
+
+
+class AsyncpgConnection(Connection):
+    """An asyncpg connection (tasks only)."""
+
+    __slots__ = ()
+
+    def usable(self) -> bool:
+        return not self.raw.is_closed()
+
+    def in_transaction(self) -> bool:
+        return bool(self.raw.is_in_transaction())
+
+    def close(self) -> None:
+        self.raw.terminate()
+
+    async def aexecute(self, sql: str, params: Params) -> Cursor:
+        if params:
+            sql = to_dollar_params(sql)
+            params = _adapt(params)
+        # The one private asyncpg call: Connection.execute() gives the status but
+        # no rows, fetch() rows but no status; _execute() gives both in one round
+        # trip through the statement cache.
+        rows, status, _ = await self.raw._execute(sql, params, 0, None, return_status=True)
+        description = [(key,) for key in rows[0].keys()] if rows else None
+        return Cursor(rows, _rowcount(status, len(rows)), None, description)
+
+    async def aping(self) -> None:
+        await self.raw.execute("SELECT 1")
+
+    async def arollback(self) -> None:
+        await self.raw.execute("ROLLBACK")
+
+    async def astream(self, sql: str, params: Params, batch_size: int) -> StreamCursor:
+        if params:
+            sql = to_dollar_params(sql)
+            params = _adapt(params)
+        raw = self.raw
+        # Server-side cursors live inside a transaction; open one if needed.
+        own_txn = not raw.is_in_transaction()
+        if own_txn:
+            await raw.execute("BEGIN")
+        try:
+            stmt = await raw.prepare(sql)
+            cur = await stmt.cursor(*params)
+        except BaseException:
+            if own_txn and not raw.is_closed():
+                await raw.execute("ROLLBACK")
+            raise
+
+        async def cleanup() -> None:
+            if own_txn and not raw.is_closed():
+                await raw.execute("ROLLBACK")
+
+        description = [(attr.name,) for attr in stmt.get_attributes()]
+        return StreamCursor(cur.fetch, cleanup, description, batch_size)
+
+
+class PsycopgConnection(Connection):
+    """A psycopg 3 connection in autocommit mode (threads only)."""
+
+    __slots__ = ()
+
+    def usable(self) -> bool:
+        return not (self.raw.closed or self.raw.broken)
+
+    def in_transaction(self) -> bool:
+        status = self.raw.info.transaction_status
+        return bool(status != 0 and status != 4)  # 0 IDLE, 4 UNKNOWN (link lost)
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def execute(self, sql: str, params: Params) -> Cursor:
+        cur = self.raw.execute(sql, params or None)
+        try:
+            description = cur.description
+            rows = cur.fetchall() if description else []
+            return Cursor(rows, cur.rowcount, None, description)
+        finally:
+            cur.close()
+
+
+class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):  # type: ignore[misc]
+    """A ``peewee.PostgresqlDatabase`` for async (asyncpg) and sync (psycopg) code.
+
+    Example::
+
+        db = AsyncPostgresqlDatabase("app", host="127.0.0.1", user="app", pool_size=20)
+        user = await User.aget(User.id == 1)
+
+    ``prepared_statements=False`` turns off server-side prepared statements,
+    for PgBouncer in transaction mode.
+    """
+
+    _loop_bound = True
+
+    def init(
+        self, database: str | None, prepared_statements: bool = True, **kwargs: Any
+    ) -> None:
+        self.prepared_statements = prepared_statements
+        kwargs.setdefault("prefer_psycopg3", True)
+        super().init(database, **kwargs)
+
+    def get_binary_type(self) -> type[bytes]:
+        """Blobs travel as plain ``bytes``, which both drivers accept."""
+        return bytes
+
+    # -- connection parameters ----------------------------------------------
+
+    def _target(self) -> dict[str, Any]:
+        name = self.database or ""
+        if name.startswith(("postgresql://", "postgres://")):
+            return {"dsn": name}
+        return {"database": name} if name else {}
+
+    def _asyncpg_params(self, timeout: float) -> dict[str, Any]:
+        params = {k: v for k, v in self.connect_params.items() if k in _SHARED_KEYS | _ASYNCPG_KEYS}
+        params.setdefault("timeout", timeout)
+        if not self.prepared_statements:
+            params["statement_cache_size"] = 0
+        return {**self._target(), **params}
+
+    def _psycopg_params(self, timeout: float) -> dict[str, Any]:
+        params = {k: v for k, v in self.connect_params.items() if k not in _ASYNCPG_KEYS}
+        params.setdefault("connect_timeout", max(1, round(timeout)))
+        settings = self.connect_params.get("server_settings")
+        if settings:
+            options = " ".join(f"-c {k}={v}" for k, v in settings.items())
+            params["options"] = f"{params.get('options', '')} {options}".strip()
+        if not self.prepared_statements:
+            params["prepare_threshold"] = None
+        target = self._target()
+        if "dsn" in target:
+            params["conninfo"] = target["dsn"]
+        elif "database" in target:
+            params["dbname"] = target["database"]
+        return params
+
+    # -- pools --------------------------------------------------------------
+
+    def _create_pools(self) -> tuple[Pool[Any], Pool[Any]]:
+        name = self._pool_name()
+        sync_pool: Pool[PsycopgConnection] = Pool(
+            name + "[sync]", self.pool_config, open_sync=self._open_sync
+        )
+        async_pool: Pool[AsyncpgConnection] = Pool(
+            name, self.pool_config, open_async=self._open_async
+        )
+        return sync_pool, async_pool
+
+    def _open_sync(self, timeout: float) -> PsycopgConnection:
+        psycopg = _import("psycopg")
+        with translate_errors():
+            raw = psycopg.connect(autocommit=True, **self._psycopg_params(timeout))
+        if self.server_version is None:
+            self.server_version = raw.pgconn.server_version
+        return PsycopgConnection(raw)
+
+    async def _open_async(self, timeout: float) -> AsyncpgConnection:
+        asyncpg = _import("asyncpg")
+        with translate_errors():
+            raw = await asyncpg.connect(**self._asyncpg_params(timeout))
+        if self.server_version is None:
+            version = raw.get_server_version()
+            self.server_version = version.major * 10000 + version.minor
+        return AsyncpgConnection(raw)

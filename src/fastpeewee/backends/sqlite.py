@@ -1,0 +1,146 @@
+"""SQLite on the standard library's ``sqlite3``, for threads and tasks alike.
+
+One pool of ``sqlite3`` connections serves both worlds: a thread runs its
+statement directly, a task sends the whole statement (execute, fetch, close)
+to a worker thread in one hop. A ``:memory:`` database is one connection, so
+sync and async code see the same tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import peewee
+
+from ..cursor import Cursor, StreamCursor
+from ..database import AsyncDatabase
+from ..errors import translate_errors
+from ..pool import Pool
+from .base import Connection, Params
+
+__all__ = ["AsyncSqliteDatabase", "SqliteConnection"]
+
+T = TypeVar("T")
+
+
+class SqliteConnection(Connection):
+    """A ``sqlite3`` connection, used from the caller's thread or a worker thread."""
+
+    __slots__ = ("_executor",)
+
+    def __init__(self, raw: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        super().__init__(raw)
+        self._executor = executor
+
+    def usable(self) -> bool:
+        try:
+            self.raw.total_changes  # noqa: B018 (raises once closed)
+        except sqlite3.ProgrammingError:
+            return False
+        return True
+
+    def in_transaction(self) -> bool:
+        try:
+            return bool(self.raw.in_transaction)
+        except sqlite3.ProgrammingError:
+            return False
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def execute(self, sql: str, params: Params) -> Cursor:
+        cur = self.raw.execute(sql, params)
+        try:
+            rows = cur.fetchall()
+            return Cursor(rows, cur.rowcount, cur.lastrowid, cur.description)
+        finally:
+            cur.close()
+
+    async def aexecute(self, sql: str, params: Params) -> Cursor:
+        return await self._offload(self.execute, sql, params)
+
+    async def aping(self) -> None:
+        await self._offload(self.execute, "SELECT 1", ())
+
+    async def arollback(self) -> None:
+        await self._offload(self.execute, "ROLLBACK", ())
+
+    async def astream(self, sql: str, params: Params, batch_size: int) -> StreamCursor:
+        cur = await self._offload(self.raw.execute, sql, params)
+
+        async def fetch(n: int) -> Sequence[Any]:
+            rows: list[Any] = await self._offload(cur.fetchmany, n)
+            return rows
+
+        async def cleanup() -> None:
+            await self._offload(cur.close)
+
+        return StreamCursor(fetch, cleanup, cur.description, batch_size)
+
+    async def _offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` in a worker thread; on cancellation interrupt it and wait for it."""
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # The worker keeps running a cancelled statement: stop it, and keep
+            # the connection out of the pool until it is really idle again.
+            self.raw.interrupt()
+            await _settle(fut)
+            raise
+
+
+async def _settle(fut: asyncio.Future[Any]) -> None:
+    while not fut.done():
+        try:
+            await asyncio.wait([fut])
+        except asyncio.CancelledError:
+            continue  # interrupt() makes the worker return promptly
+    if not fut.cancelled():
+        fut.exception()  # retrieved: no "exception was never retrieved" noise
+
+
+class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):  # type: ignore[misc]
+    """A ``peewee.SqliteDatabase`` for async and sync code, with a connection pool.
+
+    Example::
+
+        db = AsyncSqliteDatabase("app.db", pool_size=5, pragmas={"journal_mode": "wal"})
+        users = await db.list(User.select())
+    """
+
+    def init(self, database: str | None, **kwargs: Any) -> None:
+        # Connections move between the caller's thread and worker threads; the
+        # pool guarantees one user at a time.
+        kwargs.setdefault("check_same_thread", False)
+        super().init(database, **kwargs)
+
+    def _create_pools(self) -> tuple[Pool[Any], Pool[Any]]:
+        config = self.pool_config
+        if self.database == ":memory:":
+            # Each connection to :memory: is its own empty database: use one.
+            config = dataclasses.replace(config, max_size=1, min_size=1)
+        executor = ThreadPoolExecutor(config.max_size, thread_name_prefix="fastpeewee-sqlite")
+
+        def open_sync(timeout: float) -> SqliteConnection:
+            with translate_errors():
+                return SqliteConnection(self._connect(), executor)
+
+        async def open_async(timeout: float) -> SqliteConnection:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(executor, open_sync, timeout)
+
+        pool: Pool[SqliteConnection] = Pool(
+            self._pool_name(),
+            config,
+            open_sync=open_sync,
+            open_async=open_async,
+            on_close=lambda: executor.shutdown(wait=False),
+        )
+        return pool, pool

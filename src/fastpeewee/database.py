@@ -1,0 +1,493 @@
+"""``AsyncDatabase``: the mixin that turns a peewee database into one for both worlds.
+
+The same object serves ``async def`` code (``await db.list(query)``,
+``await Model.aget(...)``, ``async with db.atomic()``) and plain sync code in
+threads with no event loop (``User.create(...)``, ``with db.atomic()``).
+Every statement goes through :meth:`AsyncDatabase.execute_sql` /
+:meth:`AsyncDatabase.aexecute_sql`, the one choke point where the current
+scope (see :mod:`fastpeewee.state`) and its pool are chosen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import peewee
+
+from .bridge import greenlet_spawn
+from .cursor import Cursor
+from .errors import BRIDGE_HINT, MissingGreenletBridge
+from .pool import Pool, PoolConfig, PoolStats
+from .state import AsyncScope, Scope, SharedScope, TaskScope, ThreadScope, ThreadScopes
+from .transactions import async_atomic, async_savepoint, async_transaction
+
+__all__ = ["AsyncDatabase"]
+
+logger = logging.getLogger("fastpeewee")
+T = TypeVar("T")
+_NO_PARAMS: tuple[Any, ...] = ()
+
+
+class _CursorShim:
+    """What ``db.cursor()`` returns: runs statements through ``execute_sql``."""
+
+    __slots__ = ("_cursor", "_db")
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._db = db
+        self._cursor = Cursor()
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
+        self._cursor = self._db.execute_sql(sql, params)
+        return self._cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+class AsyncDatabase:
+    """Pooled, task-aware connection handling for a peewee ``Database`` subclass.
+
+    Mixed in before the peewee class: ``class AsyncSqliteDatabase(AsyncDatabase,
+    peewee.SqliteDatabase)``. Backends implement :meth:`_create_pools`.
+    """
+
+    # Seconds a query waits for this task's connection while iterate() streams on it.
+    streaming_timeout = 5.0
+    # True when async connections belong to the loop that opened them (asyncpg).
+    _loop_bound = False
+
+    def __init__(
+        self,
+        database: str | None,
+        *,
+        pool_size: int = 10,
+        pool_min_size: int = 1,
+        acquire_timeout: float = 10.0,
+        max_idle: float | None = 300.0,
+        max_lifetime: float | None = 3600.0,
+        check_idle_after: float | None = 5.0,
+        max_waiting: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        self.pool_config = PoolConfig(
+            max_size=pool_size,
+            min_size=min(pool_min_size, pool_size),
+            acquire_timeout=acquire_timeout,
+            max_idle=max_idle,
+            max_lifetime=max_lifetime,
+            check_idle_after=check_idle_after,
+            max_waiting=max_waiting,
+        )
+        self._cv: contextvars.ContextVar[AsyncScope] = contextvars.ContextVar(
+            f"fastpeewee-{id(self):x}"
+        )
+        self._threads = ThreadScopes()
+        self._pools_lock = threading.Lock()
+        self._sync_pool: Pool[Any] | None = None
+        self._async_pool: Pool[Any] | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
+        super().__init__(database, **kwargs)  # type: ignore[call-arg]
+
+    # -- scopes ---------------------------------------------------------------
+
+    @property
+    def _state(self) -> Scope:
+        """peewee's connection state, resolved for the current task or thread."""
+        return self._scope()
+
+    @_state.setter
+    def _state(self, value: Any) -> None:
+        pass  # peewee's Database.__init__ assigns a thread-local here; scopes replace it
+
+    def _scope(self) -> Scope:
+        scope = self._cv.get(None)
+        loop = asyncio._get_running_loop()
+        if loop is not None:
+            task = asyncio.current_task(loop)
+            if scope is not None and scope.serves(loop, task):
+                return scope
+            if task is None:
+                raise peewee.InterfaceError(
+                    "database used on the event-loop thread outside any asyncio task; "
+                    "call it from a coroutine running in a task"
+                )
+            scope = TaskScope(self, loop, task)
+            self._cv.set(scope)
+            return scope
+        if scope is not None and scope.serves_thread():
+            return scope
+        return self._thread_scope()
+
+    def _thread_scope(self) -> ThreadScope:
+        scope = self._threads.scope
+        if scope is None:
+            scope = self._threads.scope = ThreadScope(self)
+        return scope
+
+    def _async_scope(self) -> AsyncScope:
+        scope = self._scope()
+        if not isinstance(scope, AsyncScope):
+            raise RuntimeError("this coroutine must run on the event loop that awaits it")
+        return scope
+
+    @asynccontextmanager
+    async def scope(self) -> AsyncIterator[None]:
+        """Share one connection (and transaction) with everything started inside.
+
+        Tasks created inside the block and sync code sent to worker threads
+        (``asyncio.to_thread``, FastAPI's threadpool) all run their queries on
+        the block's single connection, taken on first use and given back, with
+        any open transaction rolled back, when the block exits. Example::
+
+            async with db.scope():
+                await asyncio.to_thread(sync_report)   # same connection
+        """
+        scope = SharedScope(self, asyncio.get_running_loop())
+        token = self._cv.set(scope)
+        try:
+            yield
+        finally:
+            self._cv.reset(token)
+            await scope.finish()
+
+    # -- pools ------------------------------------------------------------------
+
+    def _create_pools(self) -> tuple[Pool[Any], Pool[Any]]:
+        """Return (sync pool, async pool); a backend may return the same pool twice."""
+        raise NotImplementedError
+
+    def _pool_name(self) -> str:
+        return f"{type(self).__name__}({self.database!r})"
+
+    def _ensure_pools(self) -> None:
+        with self._pools_lock:
+            if self.deferred:  # type: ignore[attr-defined]
+                raise peewee.InterfaceError(
+                    "Error, database must be initialized before opening a connection."
+                )
+            if self._sync_pool is None or self._async_pool is None:
+                self._sync_pool, self._async_pool = self._create_pools()
+                self._async_loop = None
+
+    def _sync_pool_get(self) -> Pool[Any]:
+        pool = self._sync_pool
+        if pool is None or pool.closed:
+            self._ensure_pools()
+            pool = self._sync_pool
+            assert pool is not None
+        return pool
+
+    def _async_pool_get(self) -> Pool[Any]:
+        pool = self._async_pool
+        if pool is not None and not pool.closed:
+            loop = self._async_loop
+            if loop is None or not self._loop_bound:
+                return pool
+            if loop is asyncio._get_running_loop():
+                return pool
+        return self._switch_async_pool()
+
+    def _switch_async_pool(self) -> Pool[Any]:
+        loop = asyncio.get_running_loop()
+        old = self._async_pool
+        if old is not None and not old.closed and self._loop_bound:
+            previous = self._async_loop
+            if previous is not None and previous is not loop and not previous.is_closed():
+                raise peewee.InterfaceError(
+                    f"{type(self).__name__} is in use by another event loop; "
+                    "await db.close_pool() on that loop before using it on this one"
+                )
+            old.terminate()  # connections of a closed loop cannot be reused
+            with self._pools_lock:
+                self._async_pool = None
+        self._ensure_pools()
+        self._async_loop = loop
+        pool = self._async_pool
+        assert pool is not None
+        return pool
+
+    def pool_stats(self) -> list[PoolStats]:
+        """Counters of this database's open pools (one for SQLite, two for PostgreSQL)."""
+        pools = {id(p): p for p in (self._async_pool, self._sync_pool) if p is not None}
+        return [p.stats() for p in pools.values()]
+
+    def _release_later(self, scope: AsyncScope, conn: Any) -> None:
+        """Give back the connection of a task that ended without closing it."""
+        try:
+            task = scope.loop.create_task(scope._return(conn))
+        except RuntimeError:  # the loop is closing: close outright
+            conn.broken = True
+            self._async_pool_release_now(conn)
+            return
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    def _async_pool_release_now(self, conn: Any) -> None:
+        pool = self._async_pool
+        if pool is not None:
+            pool.release(conn)
+        else:
+            conn.close()
+
+    async def close_pool(self) -> None:
+        """Close the pools: wait up to ``acquire_timeout`` for checked-out
+        connections to come back, then close whatever remains.
+
+        A later query opens a fresh pool. Example::
+
+            await db.close_pool()   # e.g. in the app's shutdown hook
+        """
+        scope = self._cv.get(None)
+        if isinstance(scope, TaskScope) and scope.owner is asyncio.current_task():
+            await scope.aclose()
+        while self._releasing:
+            await asyncio.gather(*list(self._releasing), return_exceptions=True)
+        with self._pools_lock:
+            pools = {id(p): p for p in (self._async_pool, self._sync_pool) if p is not None}
+            self._async_pool = self._sync_pool = None
+        deadline = time.monotonic() + self.pool_config.acquire_timeout
+        for pool in pools.values():
+            pool.close()
+            while pool.stats().in_use and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            pool.terminate()
+
+    def close_all(self) -> None:
+        """Sync twin of :meth:`close_pool` for scripts: close the pools now.
+
+        Connections still checked out are closed when they come back.
+        """
+        with self._pools_lock:
+            pools = {id(p): p for p in (self._async_pool, self._sync_pool) if p is not None}
+            self._async_pool = self._sync_pool = None
+        for pool in pools.values():
+            pool.close()
+
+    # -- the execution choke point --------------------------------------------
+
+    def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
+        """Run one statement from sync code (a thread, or inside ``db.run``)."""
+        return self._execute_in_scope(sql, params or _NO_PARAMS, False)
+
+    def _execute_in_scope(self, sql: str, params: Sequence[Any], ending: bool) -> Cursor:
+        self._log_query(sql, params)  # type: ignore[attr-defined]
+        start = time.perf_counter() if self.query_hooks else None  # type: ignore[attr-defined]
+        try:
+            scope = self._scope()
+            if isinstance(scope, AsyncScope):
+                try:
+                    cursor = scope.call(scope.aexecute(sql, params, ending))
+                except MissingGreenletBridge:
+                    raise MissingGreenletBridge(
+                        f"blocking query on the event-loop thread: {sql}. {BRIDGE_HINT}"
+                    ) from None
+            else:
+                cursor = scope.execute(sql, params, ending)  # type: ignore[attr-defined]
+        except Exception as exc:
+            if start is not None:
+                self._notify_hooks(sql, params, start, exc)  # type: ignore[attr-defined]
+            raise
+        if start is not None:
+            self._notify_hooks(sql, params, start, None)  # type: ignore[attr-defined]
+        return cursor  # type: ignore[no-any-return]
+
+    async def aexecute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
+        """Run one statement from async code.
+
+        Example::
+
+            cursor = await db.aexecute_sql("SELECT 1")
+        """
+        params = params or _NO_PARAMS
+        self._log_query(sql, params)  # type: ignore[attr-defined]
+        start = time.perf_counter() if self.query_hooks else None  # type: ignore[attr-defined]
+        try:
+            cursor = await self._async_scope().aexecute(sql, params)
+        except Exception as exc:
+            if start is not None:
+                self._notify_hooks(sql, params, start, exc)  # type: ignore[attr-defined]
+            raise
+        if start is not None:
+            self._notify_hooks(sql, params, start, None)  # type: ignore[attr-defined]
+        return cursor
+
+    def cursor(self, named_cursor: Any = None) -> _CursorShim:
+        """A DB-API-like cursor whose ``execute`` goes through :meth:`execute_sql`."""
+        return _CursorShim(self)
+
+    def commit(self) -> None:
+        """Send COMMIT for peewee's transaction helpers."""
+        self._execute_in_scope("COMMIT", _NO_PARAMS, True)
+
+    def rollback(self) -> None:
+        """Send ROLLBACK for peewee's transaction helpers."""
+        self._execute_in_scope("ROLLBACK", _NO_PARAMS, True)
+
+    # -- connections ------------------------------------------------------------
+
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        """Hold a connection for this thread or task until :meth:`close`."""
+        self._sync_or_async_pool_ready()
+        scope = self._scope()
+        return scope.connect(reuse_if_open)  # type: ignore[attr-defined, no-any-return]
+
+    def _sync_or_async_pool_ready(self) -> None:
+        if self.deferred:  # type: ignore[attr-defined]
+            raise peewee.InterfaceError(
+                "Error, database must be initialized before opening a connection."
+            )
+
+    async def aconnect(self) -> Any:
+        """Hold a connection for this task until :meth:`aclose` or the task ends."""
+        self._sync_or_async_pool_ready()
+        return await self._async_scope().aconnect()
+
+    def close(self) -> bool:
+        """Give this thread's or task's held connection back to the pool."""
+        return self._scope().close()  # type: ignore[attr-defined, no-any-return]
+
+    async def aclose(self) -> bool:
+        """Give this task's held connection back to the pool."""
+        return await self._async_scope().aclose()
+
+    def is_closed(self) -> bool:
+        """True when this thread or task holds no connection."""
+        return self._scope().closed
+
+    def is_connection_usable(self) -> bool:
+        scope = self._scope()
+        return scope.conn is not None and scope.conn.usable()
+
+    def connection(self) -> Any:
+        """The driver connection held by this thread or task (connecting if needed)."""
+        if self.is_closed():
+            self.connect()
+        conn = self._scope().conn
+        if conn is None:  # held but not yet checked out
+            self.execute_sql("SELECT 1")
+            conn = self._scope().conn
+        return conn.raw if conn is not None else None
+
+    def dispose(self) -> None:
+        """Forget this thread's or task's connection state, releasing its connection."""
+        scope = self._scope()
+        scope.transactions = []
+        if isinstance(scope, AsyncScope):
+            conn = scope._forget()
+            if conn is not None:
+                self._release_later(scope, conn)
+        else:
+            scope.close()  # type: ignore[attr-defined]
+
+    async def __aenter__(self) -> AsyncDatabase:
+        await self.aconnect()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        await self.aclose()
+
+    # -- transactions -----------------------------------------------------------
+
+    def atomic(self, *args: Any, **kwargs: Any) -> async_atomic:
+        """A transaction (or a savepoint when nested); ``with`` or ``async with``."""
+        return async_atomic(self, *args, **kwargs)
+
+    def transaction(self, *args: Any, **kwargs: Any) -> async_transaction:
+        """A transaction; nested ones join the outer one. ``with`` or ``async with``."""
+        return async_transaction(self, *args, **kwargs)
+
+    def savepoint(self) -> async_savepoint:
+        """A savepoint in the open transaction; ``with`` or ``async with``."""
+        return async_savepoint(self)
+
+    # -- the async API of playhouse.pwasyncio -----------------------------------
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run sync peewee code so that its queries wait on the event loop.
+
+        Example::
+
+            user = await db.run(User.get_or_create, name="ann")
+        """
+        return await greenlet_spawn(fn, *args, **kwargs)
+
+    async def aexecute(self, query: Any) -> Any:
+        """Execute a query bound to this database; returns what ``execute()`` returns."""
+        query.bind(self)
+        return await self.run(query.execute)
+
+    async def get(self, query: Any) -> Any:
+        """The first row of ``query``; raises ``DoesNotExist`` when there is none."""
+        return await self.run(query.get)
+
+    async def first(self, query: Any, n: int = 1) -> Any:
+        """The first row (or ``n`` rows) of ``query``, or None."""
+        return await self.run(query.first, n=n)
+
+    async def list(self, query: Any) -> list[Any]:
+        """All rows of ``query`` as a list."""
+        return await self.run(list, query)
+
+    async def scalar(self, query: Any) -> Any:
+        """The first column of the first row of ``query``."""
+        return await self.run(query.scalar)
+
+    async def count(self, query: Any) -> int:
+        """The number of rows ``query`` would return."""
+        return await self.run(query.count)
+
+    async def exists(self, query: Any) -> bool:
+        """Whether ``query`` returns any row."""
+        return await self.run(query.exists)
+
+    async def aprefetch(self, query: Any, *subqueries: Any) -> list[Any]:
+        """``peewee.prefetch`` awaited: one query per relation, whatever the row count."""
+        return await self.run(lambda: list(peewee.prefetch(query, *subqueries)))
+
+    async def acreate_tables(self, models: Sequence[Any], **options: Any) -> None:
+        """``create_tables`` awaited."""
+        await self.run(self.create_tables, models, **options)  # type: ignore[attr-defined]
+
+    async def adrop_tables(self, models: Sequence[Any], **options: Any) -> None:
+        """``drop_tables`` awaited."""
+        await self.run(self.drop_tables, models, **options)  # type: ignore[attr-defined]
+
+    async def iterate(self, query: Any, buffer_size: int | None = None) -> AsyncIterator[Any]:
+        """Stream the rows of ``query`` from a server-side cursor.
+
+        Example::
+
+            async for user in db.iterate(User.select()):
+                ...
+        """
+        query.bind(self)
+        sql, params = query.sql()
+        scope = self._async_scope()
+        cursor, finish = await scope.astream(sql, params or _NO_PARAMS, buffer_size or 100)
+        try:
+            rows = query._get_cursor_wrapper(cursor).iterator()
+            while await cursor.fill():
+                yield next(rows)
+        finally:
+            await finish
+
+    @property
+    def Model(self) -> type[Any]:  # noqa: N802 (playhouse.pwasyncio's name)
+        """A model base class bound to this database, with the async model API."""
+        model = self.__dict__.get("_async_model")
+        if model is None:
+            from .model import AsyncModel
+
+            meta = type("Meta", (), {"database": self})
+            model = type("AsyncBaseModel", (AsyncModel,), {"Meta": meta})
+            self.__dict__["_async_model"] = model
+        return model

@@ -1,0 +1,101 @@
+"""The exceptions fastpeewee adds to peewee's own tree, and driver-error translation.
+
+Every pool error subclasses :class:`peewee.OperationalError`, so existing
+``except peewee.OperationalError`` blocks keep catching them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import peewee
+
+__all__ = [
+    "MissingGreenletBridge",
+    "PoolClosed",
+    "PoolError",
+    "PoolTimeout",
+    "TooManyWaiters",
+    "TransactionLost",
+    "translate_errors",
+]
+
+BRIDGE_HINT = (
+    "Hint: in async code use the async API, e.g. `await Model.aget(...)`, "
+    "`await query.aexecute()`, `await db.list(query)`, or run sync code with "
+    "`await db.run(fn)`; for a lazy foreign key use `await obj.afetch(Model.field)`."
+)
+
+
+class MissingGreenletBridge(RuntimeError):
+    """A blocking peewee call was made on the event-loop thread outside ``db.run``.
+
+    Example::
+
+        await User.aget(User.id == 1)      # not: User.get(User.id == 1)
+    """
+
+
+class PoolError(peewee.OperationalError):
+    """Base class of the errors raised by a fastpeewee connection pool."""
+
+
+class PoolTimeout(PoolError):
+    """No connection became free within ``acquire_timeout`` seconds."""
+
+
+class TooManyWaiters(PoolError):
+    """The pool's wait queue already holds ``max_waiting`` callers."""
+
+
+class PoolClosed(PoolError, peewee.InterfaceError):
+    """The pool was closed while the caller used or waited for it."""
+
+
+class TransactionLost(peewee.OperationalError):
+    """The connection holding an open transaction broke (cancelled, killed or timed out).
+
+    The server rolled the transaction back; nothing of it was committed.
+    """
+
+
+# Names peewee's own table does not know, walked along the exception's MRO.
+_EXTRA_NAMES: dict[str, type[peewee.PeeweeException]] = {
+    "ConnectionDoesNotExistError": peewee.OperationalError,
+    "ConnectionFailureError": peewee.OperationalError,
+    "CannotConnectNowError": peewee.OperationalError,
+    "TooManyConnectionsError": peewee.OperationalError,
+    "InvalidAuthorizationSpecificationError": peewee.OperationalError,
+    "InvalidCatalogNameError": peewee.OperationalError,
+    "QueryCanceledError": peewee.OperationalError,
+    "PostgresError": peewee.DatabaseError,
+}
+_NAMES: dict[str, type[peewee.PeeweeException]] = {**peewee.EXCEPTIONS, **_EXTRA_NAMES}
+_NETWORK = (OSError, EOFError, asyncio.TimeoutError)
+
+
+def peewee_error_for(exc: BaseException) -> type[peewee.PeeweeException] | None:
+    """Return the peewee exception class matching a driver exception, if any."""
+    if isinstance(exc, peewee.PeeweeException):
+        return None
+    for klass in type(exc).__mro__:
+        target = _NAMES.get(klass.__name__)
+        if target is not None:
+            return target
+    if isinstance(exc, _NETWORK):
+        return peewee.OperationalError
+    return None
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise driver exceptions as the matching peewee exception (``from`` the original)."""
+    try:
+        yield
+    except Exception as exc:
+        target = peewee_error_for(exc)
+        if target is None:
+            raise
+        raise target(exc, *exc.args) from exc

@@ -1,0 +1,508 @@
+"""A connection pool that serves threads and asyncio tasks alike.
+
+Policy (sizes, timeouts, recycling, liveness, statistics) lives here once; the
+backends only say how to open, check and close one connection. A thread waits
+on an ``Event``, a task on a future of its own loop; a returned connection is
+handed straight to the oldest waiter, so waiting is fair and no slot is lost
+when a waiter times out or is cancelled at the moment of hand-over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from .errors import PoolClosed, PoolTimeout, TooManyWaiters
+
+__all__ = ["Pool", "PoolConfig", "PoolStats", "Poolable"]
+
+logger = logging.getLogger("fastpeewee.pool")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolConfig:
+    """How a pool sizes, bounds and recycles its connections.
+
+    Example::
+
+        PoolConfig(max_size=20, acquire_timeout=5.0, max_lifetime=600.0)
+    """
+
+    max_size: int = 10
+    """Most connections open at once (``pool_size`` in playhouse.pwasyncio)."""
+    min_size: int = 1
+    """Connections kept open even when idle longer than ``max_idle``."""
+    acquire_timeout: float = 10.0
+    """Seconds to wait for a free connection, opening one included."""
+    max_idle: float | None = 300.0
+    """Close connections idle this long (beyond ``min_size``); None keeps them."""
+    max_lifetime: float | None = 3600.0
+    """Close connections this old when they come back; None keeps them."""
+    check_idle_after: float | None = 5.0
+    """Ping a connection idle this long before handing it out; None never pings."""
+    max_waiting: int = 0
+    """Most callers queued for a connection; 0 means no limit."""
+
+    def __post_init__(self) -> None:
+        if self.max_size < 1:
+            raise ValueError(f"pool max_size must be >= 1, got {self.max_size}")
+        if not 0 <= self.min_size <= self.max_size:
+            raise ValueError(
+                f"pool min_size must be between 0 and max_size={self.max_size}, "
+                f"got {self.min_size}"
+            )
+        if self.acquire_timeout <= 0:
+            raise ValueError(f"acquire_timeout must be > 0, got {self.acquire_timeout}")
+        if self.max_waiting < 0:
+            raise ValueError(f"max_waiting must be >= 0, got {self.max_waiting}")
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """A snapshot of one pool's counters."""
+
+    name: str
+    max_size: int
+    size: int
+    """Connections open or being opened."""
+    idle: int
+    in_use: int
+    waiting: int
+    opened: int
+    """Connections opened since the pool started."""
+    closed: int
+    """Connections closed since the pool started (expired, broken or at shutdown)."""
+    timeouts: int
+    """Acquires that gave up after ``acquire_timeout``."""
+
+
+class Poolable(Protocol):
+    """What the pool needs from a connection."""
+
+    created_at: float
+    released_at: float
+    broken: bool
+
+    def usable(self) -> bool: ...
+    def close(self) -> None: ...
+    def ping(self) -> None: ...
+    async def aping(self) -> None: ...
+
+
+C = TypeVar("C", bound=Poolable)
+
+
+class _Create:
+    """Hand-over token: a slot is reserved for the waiter, who opens a connection."""
+
+
+_CREATE = _Create()
+
+
+class _SyncWaiter:
+    __slots__ = ("event", "item")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.item: object = None
+
+    def deliver(self, item: object, pool: Pool[C]) -> bool:
+        self.item = item
+        self.event.set()
+        return True
+
+
+class _AsyncWaiter:
+    __slots__ = ("fut", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.fut: asyncio.Future[object] = loop.create_future()
+
+    def deliver(self, item: object, pool: Pool[C]) -> bool:
+        if _running_loop() is self.loop:
+            if self.fut.done():
+                return False
+            self.fut.set_result(item)
+            return True
+        try:
+            self.loop.call_soon_threadsafe(self._land, item, pool)
+        except RuntimeError:  # that loop is closed: nobody will ever wait there
+            return False
+        return True
+
+    def _land(self, item: object, pool: Pool[C]) -> None:
+        if self.fut.done():  # cancelled or timed out in the meantime
+            pool._give_back(item)
+        else:
+            self.fut.set_result(item)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    return asyncio._get_running_loop()
+
+
+class Pool(Generic[C]):
+    """A bounded pool of connections, shared by threads and asyncio tasks.
+
+    Example::
+
+        conn = await pool.aacquire()
+        try: ...
+        finally: pool.release(conn)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: PoolConfig,
+        *,
+        open_sync: Callable[[float], C] | None = None,
+        open_async: Callable[[float], Awaitable[C]] | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._open_sync = open_sync
+        self._open_async = open_async
+        self._on_close = on_close
+        self._lock = threading.Lock()
+        self._idle: deque[C] = deque()
+        self._in_use: set[C] = set()
+        self._waiters: deque[_SyncWaiter | _AsyncWaiter] = deque()
+        self._size = 0
+        self._closed = False
+        self._opened = self._closed_count = self._timeouts = 0
+
+    # -- public -------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def stats(self) -> PoolStats:
+        """Return the current counters."""
+        with self._lock:
+            return PoolStats(
+                name=self.name,
+                max_size=self.config.max_size,
+                size=self._size,
+                idle=len(self._idle),
+                in_use=len(self._in_use),
+                waiting=len(self._waiters),
+                opened=self._opened,
+                closed=self._closed_count,
+                timeouts=self._timeouts,
+            )
+
+    def acquire(self, timeout: float | None = None) -> C:
+        """Take a connection, blocking this thread up to ``timeout`` seconds."""
+        if self._open_sync is None:
+            raise TypeError(f"pool {self.name!r} serves asyncio tasks only")
+        deadline = self._deadline(timeout)
+        while True:
+            item = self._take(None)
+            if item is None:
+                item = self._wait_sync(deadline)
+            conn = self._ready_sync(item, deadline)
+            if conn is not None:
+                return conn
+
+    async def aacquire(self, timeout: float | None = None) -> C:
+        """Take a connection, waiting on the running loop up to ``timeout`` seconds."""
+        if self._open_async is None:
+            raise TypeError(f"pool {self.name!r} serves threads only")
+        deadline = self._deadline(timeout)
+        while True:
+            item = self._take(None)
+            if item is None:
+                item = await self._wait_async(deadline)
+            conn = await self._ready_async(item, deadline)
+            if conn is not None:
+                return conn
+
+    def release(self, conn: C) -> None:
+        """Give a connection back; broken or expired ones are closed instead."""
+        with self._lock:
+            if conn not in self._in_use:
+                return  # already released or discarded: releasing twice is harmless
+            self._in_use.discard(conn)
+            keep = not self._closed and not conn.broken and not self._expired(conn)
+            if keep:
+                conn.released_at = time.monotonic()
+                if not self._hand_over(conn):
+                    self._idle.append(conn)
+                return
+            self._free_slot()
+        self._close(conn)
+        if self._closed:
+            self._finish_if_drained()
+
+    def discard(self, conn: C) -> None:
+        """Close a checked-out connection and free its slot."""
+        conn.broken = True
+        self.release(conn)
+
+    def close(self) -> list[C]:
+        """Close idle connections, fail the waiters, refuse new acquires.
+
+        Returns the connections still checked out; they are closed when released.
+        """
+        with self._lock:
+            self._closed = True
+            idle, self._idle = list(self._idle), deque()
+            self._size -= len(idle)
+            waiters, self._waiters = list(self._waiters), deque()
+            in_use = list(self._in_use)
+        for waiter in waiters:
+            waiter.deliver(PoolClosed(f"pool {self.name!r} was closed"), self)
+        for conn in idle:
+            self._close(conn)
+        self._finish_if_drained()
+        return in_use
+
+    def _finish_if_drained(self) -> None:
+        """Run ``on_close`` once the pool is closed and every connection is back."""
+        with self._lock:
+            if not self._closed or self._in_use or self._on_close is None:
+                return
+            on_close, self._on_close = self._on_close, None
+        on_close()
+
+    def terminate(self) -> None:
+        """Close every connection, including checked-out ones."""
+        for conn in self.close():
+            self.discard(conn)
+
+    # -- acquiring ----------------------------------------------------------
+
+    def _deadline(self, timeout: float | None) -> float:
+        return time.monotonic() + (self.config.acquire_timeout if timeout is None else timeout)
+
+    def _take(self, waiter: _SyncWaiter | _AsyncWaiter | None) -> object:
+        """Return an idle connection, the create token, or None after queueing ``waiter``."""
+        stale: list[C] = []
+        try:
+            with self._lock:
+                if self._closed:
+                    raise PoolClosed(f"pool {self.name!r} is closed")
+                self._evict_idle(stale)
+                if self._idle:
+                    conn = self._idle.pop()  # most recently used: warm, least likely stale
+                    self._in_use.add(conn)
+                    return conn
+                if self._size < self.config.max_size:
+                    self._size += 1
+                    return _CREATE
+                if waiter is not None:
+                    self._enqueue(waiter)
+                return None
+        finally:
+            for conn in stale:
+                self._close(conn)
+
+    def _evict_idle(self, stale: list[C]) -> None:
+        """Move connections idle past ``max_idle`` (beyond ``min_size``) to ``stale``."""
+        max_idle = self.config.max_idle
+        if max_idle is None:
+            return
+        now = time.monotonic()
+        idle = self._idle
+        while idle and self._size > self.config.min_size and now - idle[0].released_at >= max_idle:
+            stale.append(idle.popleft())
+            self._size -= 1
+
+    def _enqueue(self, waiter: _SyncWaiter | _AsyncWaiter) -> None:
+        limit = self.config.max_waiting
+        if limit and len(self._waiters) >= limit:
+            raise TooManyWaiters(
+                f"pool {self.name!r} already has {limit} callers waiting "
+                f"(max_size={self.config.max_size}, max_waiting={limit}); "
+                "shed load or raise max_waiting"
+            )
+        self._waiters.append(waiter)
+
+    def _wait_sync(self, deadline: float) -> object:
+        waiter = _SyncWaiter()
+        item = self._take(waiter)
+        if item is not None:
+            return item
+        if not waiter.event.wait(max(0.0, deadline - time.monotonic())):
+            with self._lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                    self._timeouts += 1
+                    raise self._timeout_error()
+        return self._unwrap(waiter.item)
+
+    async def _wait_async(self, deadline: float) -> object:
+        waiter = _AsyncWaiter(asyncio.get_running_loop())
+        item = self._take(waiter)
+        if item is not None:
+            return item
+        try:
+            async with asyncio.timeout_at(_to_loop_time(deadline)):
+                item = await waiter.fut
+        except BaseException as exc:
+            self._abandon(waiter)
+            if isinstance(exc, TimeoutError):
+                with self._lock:
+                    self._timeouts += 1
+                raise self._timeout_error() from None
+            raise
+        return self._unwrap(item)
+
+    def _abandon(self, waiter: _AsyncWaiter) -> None:
+        """A waiter left (timeout, cancellation): dequeue it or pass on what it got."""
+        with self._lock:
+            queued = waiter in self._waiters
+            if queued:
+                self._waiters.remove(waiter)
+        fut = waiter.fut
+        if not queued and fut.done() and not fut.cancelled():
+            self._give_back(fut.result())
+
+    def _unwrap(self, item: object) -> object:
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def _ready_sync(self, item: object, deadline: float) -> C | None:
+        """Turn a hand-over item into a checked connection, or None to try again."""
+        if item is _CREATE:
+            assert self._open_sync is not None
+            return self._opened_conn(lambda: self._open_sync(self._remaining(deadline)))  # type: ignore[misc]
+        conn: C = item  # type: ignore[assignment]
+        if not self._needs_ping(conn):
+            return conn if self._healthy(conn) else self._drop(conn)
+        try:
+            conn.ping()
+        except Exception:
+            logger.info("pool %r: dropping a connection that failed its ping", self.name)
+            return self._drop(conn)
+        return conn
+
+    async def _ready_async(self, item: object, deadline: float) -> C | None:
+        if item is _CREATE:
+            return await self._open_conn_async(deadline)
+        conn: C = item  # type: ignore[assignment]
+        if not self._needs_ping(conn):
+            return conn if self._healthy(conn) else self._drop(conn)
+        try:
+            async with asyncio.timeout_at(_to_loop_time(deadline)):
+                await conn.aping()
+        except asyncio.CancelledError:
+            self.discard(conn)
+            raise
+        except Exception:
+            logger.info("pool %r: dropping a connection that failed its ping", self.name)
+            return self._drop(conn)
+        return conn
+
+    def _opened_conn(self, opener: Callable[[], C]) -> C:
+        try:
+            conn = opener()
+        except BaseException:
+            with self._lock:
+                self._free_slot()
+            raise
+        return self._register(conn)
+
+    async def _open_conn_async(self, deadline: float) -> C:
+        assert self._open_async is not None
+        try:
+            conn = await self._open_async(self._remaining(deadline))
+        except BaseException:
+            with self._lock:
+                self._free_slot()
+            raise
+        return self._register(conn)
+
+    def _register(self, conn: C) -> C:
+        now = time.monotonic()
+        conn.created_at = conn.released_at = now
+        with self._lock:
+            self._opened += 1
+            if not self._closed:
+                self._in_use.add(conn)
+                return conn
+            self._free_slot()
+        self._close(conn)
+        raise PoolClosed(f"pool {self.name!r} was closed while opening a connection")
+
+    def _remaining(self, deadline: float) -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            with self._lock:
+                self._free_slot()
+                self._timeouts += 1
+            raise self._timeout_error()
+        return remaining
+
+    def _healthy(self, conn: C) -> bool:
+        return conn.usable() and not self._expired(conn)
+
+    def _needs_ping(self, conn: C) -> bool:
+        after = self.config.check_idle_after
+        return after is not None and time.monotonic() - conn.released_at >= after
+
+    def _drop(self, conn: C) -> None:
+        self.discard(conn)
+        return None
+
+    def _timeout_error(self) -> PoolTimeout:
+        cfg = self.config
+        return PoolTimeout(
+            f"no connection from pool {self.name!r} after {cfg.acquire_timeout:.2f} s "
+            f"(max_size={cfg.max_size}, in_use={len(self._in_use)}, "
+            f"waiting={len(self._waiters)}); raise pool_size, or release connections "
+            "sooner (a task keeps its connection while in a transaction or after aconnect())"
+        )
+
+    # -- returning ----------------------------------------------------------
+
+    def _expired(self, conn: C) -> bool:
+        life = self.config.max_lifetime
+        return life is not None and time.monotonic() - conn.created_at >= life
+
+    def _hand_over(self, item: object) -> bool:
+        """Give ``item`` to the oldest live waiter (lock held)."""
+        while self._waiters:
+            if self._waiters.popleft().deliver(item, self):
+                if item is not _CREATE:
+                    self._in_use.add(item)  # type: ignore[arg-type]
+                return True
+        return False
+
+    def _free_slot(self) -> None:
+        """A slot became free (lock held): let a waiter open a connection in it."""
+        if self._closed or not self._hand_over(_CREATE):
+            self._size -= 1
+
+    def _give_back(self, item: object) -> None:
+        """Take back an item handed to a waiter that left."""
+        if item is _CREATE:
+            with self._lock:
+                self._free_slot()
+        elif not isinstance(item, BaseException):
+            self.release(item)  # type: ignore[arg-type]
+
+    def _close(self, conn: C) -> None:
+        with self._lock:
+            self._closed_count += 1
+        try:
+            conn.close()
+        except Exception:
+            logger.warning("pool %r: error closing a connection", self.name, exc_info=True)
+
+def _to_loop_time(deadline: float) -> float:
+    """Convert a ``time.monotonic`` deadline to the running loop's clock."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (deadline - time.monotonic())

@@ -1,0 +1,460 @@
+"""Connection state per owner: a thread, an asyncio task, or a shared (request) scope.
+
+A scope holds what peewee keeps in ``Database._state``: the connection, the
+transaction stack, the ``connection_context`` stack and the after-commit
+callbacks. The rules, the same for every kind of scope:
+
+- A statement run outside an open connection borrows one from the pool and
+  returns it straight after, unless the statement left a transaction open
+  (``BEGIN``, a savepoint): then the scope keeps the connection until that
+  transaction ends.
+- ``connect()`` / ``aconnect()`` (and ``with db``, ``async with db``,
+  ``connection_context()``) hold a connection until ``close()``.
+- A task's held connection goes back when the task ends; an open transaction
+  is rolled back first.
+- When the connection under an open transaction breaks, the transaction is
+  *lost*: every statement but a rollback raises :class:`TransactionLost` until
+  the transaction block ends. There is never a silent reconnect inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import peewee
+
+from .bridge import await_, in_bridge
+from .cursor import Cursor, StreamCursor
+from .errors import BRIDGE_HINT, MissingGreenletBridge, TransactionLost, translate_errors
+
+if TYPE_CHECKING:
+    from .backends.base import Connection, Params
+    from .database import AsyncDatabase
+
+__all__ = ["AsyncScope", "Scope", "SharedScope", "TaskScope", "ThreadScope"]
+
+logger = logging.getLogger("fastpeewee.state")
+T = TypeVar("T")
+
+# Bound on the rollback run when a connection goes back with a transaction open.
+RELEASE_TIMEOUT = 5.0
+
+
+class Scope:
+    """The connection and transaction state of one owner (peewee's ``_state``)."""
+
+    __slots__ = ("commit_callbacks", "conn", "ctx", "db", "held", "lost", "transactions")
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.db = db
+        self.conn: Connection | None = None
+        self.held = False  # connect() was called: keep a connection until close()
+        self.lost = False  # the connection under an open transaction broke
+        self.transactions: list[Any] = []
+        self.ctx: list[Any] = []
+        self.commit_callbacks: list[Any] = []
+
+    @property
+    def closed(self) -> bool:
+        """True when this scope holds no connection (peewee's ``_state.closed``)."""
+        return self.conn is None and not self.held
+
+    def set_connection(self, conn: Any) -> None:
+        raise peewee.InterfaceError("fastpeewee databases manage their own connections")
+
+    # -- decisions shared by the sync and async scopes --------------------------
+
+    def _lost_guard(self, sql: str, ending: bool) -> Cursor | None:
+        """In a lost transaction, turn rollbacks into no-ops and refuse the rest."""
+        if not self.lost:
+            return None
+        if sql.startswith("ROLLBACK"):
+            if ending and not self.transactions:
+                self.lost = False  # the transaction block is over
+            return Cursor()
+        if sql.startswith("BEGIN") and not self.transactions:
+            self.lost = False  # a fresh transaction after the lost one
+            return None
+        raise TransactionLost(
+            "the connection under this transaction broke (cancelled, timed out or "
+            "killed by the server); the server rolled the transaction back, so nothing "
+            "of it was committed. Leave the transaction block and retry it."
+        )
+
+    def _keep_after_borrow(self, conn: Connection) -> bool:
+        """A borrowed connection stays with the scope while it is in a transaction."""
+        return not conn.broken and conn.in_transaction()
+
+    def _check_pinned(self, conn: Connection, ending: bool) -> bool:
+        """After a statement on the scope's connection, return True to let it go.
+
+        Marks the transaction lost when the connection broke or its transaction
+        vanished without a COMMIT/ROLLBACK of ours.
+        """
+        if conn.broken:
+            self.lost = self.lost or bool(self.transactions)
+            return True
+        in_txn = conn.in_transaction()
+        if self.transactions and not in_txn and not ending:
+            self.lost = True
+            return True
+        return not in_txn and not self.held and not self.transactions
+
+    def _forget(self) -> Connection | None:
+        conn, self.conn = self.conn, None
+        self.held = False
+        self.lost = False
+        self.ctx = []
+        self.transactions = []
+        self.commit_callbacks = []
+        return conn
+
+    def _check_close(self) -> None:
+        if self.transactions:
+            raise peewee.OperationalError("Attempting to close database while transaction is open.")
+
+
+class ThreadScope(Scope):
+    """State of a thread with no event loop: real blocking I/O on the sync pool."""
+
+    __slots__ = ()
+
+    def execute(self, sql: str, params: Params, ending: bool = False) -> Cursor:
+        """Run one statement on this scope's connection, or on a borrowed one."""
+        skipped = self._lost_guard(sql, ending)
+        if skipped is not None:
+            return skipped
+        conn = self.conn
+        if conn is None and self.held:
+            conn = self.conn = self.db._sync_pool_get().acquire()
+        if conn is not None:
+            return self._on_pinned(conn, sql, params, ending)
+        pool = self.db._sync_pool_get()
+        conn = pool.acquire()
+        try:
+            cursor = _run_sync(conn, sql, params)
+        except BaseException:
+            self._return(conn)
+            raise
+        if self._keep_after_borrow(conn):
+            self.conn = conn
+        else:
+            pool.release(conn)
+        return cursor
+
+    def _on_pinned(self, conn: Connection, sql: str, params: Params, ending: bool) -> Cursor:
+        try:
+            cursor = _run_sync(conn, sql, params)
+        except BaseException:
+            if self._check_pinned(conn, ending):
+                self._return(self._detach())
+            raise
+        if self._check_pinned(conn, ending):
+            self._return(self._detach())
+        return cursor
+
+    def _detach(self) -> Connection:
+        conn = self.conn
+        assert conn is not None
+        self.conn = None
+        return conn
+
+    def connect(self, reuse_if_open: bool) -> bool:
+        """Hold a connection until :meth:`close` (peewee's ``connect``)."""
+        if not self.closed:
+            if reuse_if_open:
+                return False
+            raise peewee.OperationalError("Connection already opened.")
+        if self.conn is None:
+            self.conn = self.db._sync_pool_get().acquire()
+        self.held = True
+        return True
+
+    def close(self) -> bool:
+        """Give the held connection back; return whether one was open."""
+        self._check_close()
+        was_open = not self.closed
+        conn = self._forget()
+        if conn is not None:
+            self._return(conn)
+        return was_open
+
+    def _return(self, conn: Connection) -> None:
+        """Release ``conn`` to its pool, rolling back a transaction left open."""
+        pool = self.db._sync_pool_get()
+        if not conn.broken and conn.usable() and conn.in_transaction():
+            try:
+                conn.rollback()
+            except Exception:
+                logger.warning("rollback before release failed; closing", exc_info=True)
+                conn.broken = True
+        pool.release(conn)
+
+
+def _run_sync(conn: Connection, sql: str, params: Params) -> Cursor:
+    try:
+        with translate_errors():
+            return conn.execute(sql, params)
+    except BaseException as exc:
+        conn.after_error(exc)
+        raise
+
+
+async def _run_async(conn: Connection, sql: str, params: Params) -> Cursor:
+    try:
+        with translate_errors():
+            return await conn.aexecute(sql, params)
+    except BaseException as exc:
+        conn.after_error(exc)
+        raise
+
+
+class AsyncScope(Scope):
+    """State served by an event loop; sync callers reach it through the bridge."""
+
+    __slots__ = ("_lock", "loop", "streaming")
+
+    def __init__(self, db: AsyncDatabase, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(db)
+        self.loop = loop
+        self._lock: asyncio.Lock | None = None
+        self.streaming = False
+
+    def serves(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> bool:
+        """True when the task ``task`` of ``loop`` should use this scope."""
+        raise NotImplementedError
+
+    def serves_thread(self) -> bool:
+        """True when a thread without a loop should send its queries here."""
+        return False
+
+    # -- sync callers -------------------------------------------------------
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run one of this scope's coroutines from sync code and return its result."""
+        running = asyncio._get_running_loop()
+        if running is None:
+            return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        if in_bridge():
+            return await_(coro)
+        coro.close()
+        raise MissingGreenletBridge("blocking call on the event-loop thread. " + BRIDGE_HINT)
+
+    # -- statements ---------------------------------------------------------
+
+    async def aexecute(self, sql: str, params: Params, ending: bool = False) -> Cursor:
+        """Run one statement on this scope's connection, or on a borrowed one."""
+        skipped = self._lost_guard(sql, ending)
+        if skipped is not None:
+            return skipped
+        if self.conn is not None or self.held:
+            async with self._locked():
+                conn = self.conn
+                if conn is None:
+                    conn = self.conn = await self._acquire()
+                return await self._on_pinned(conn, sql, params, ending)
+        pool = self.db._async_pool_get()
+        conn = await pool.aacquire()
+        try:
+            cursor = await _run_async(conn, sql, params)
+        except BaseException:
+            await self._return(conn)
+            raise
+        if self._keep_after_borrow(conn):
+            self._pin(conn)
+        else:
+            pool.release(conn)
+        return cursor
+
+    async def _on_pinned(self, conn: Connection, sql: str, params: Params, ending: bool) -> Cursor:
+        try:
+            cursor = await _run_async(conn, sql, params)
+        except BaseException:
+            if self._check_pinned(conn, ending) and self.conn is conn:
+                self.conn = None
+                await self._return(conn)
+            raise
+        if self._check_pinned(conn, ending) and self.conn is conn:
+            self.conn = None
+            self.db._async_pool_get().release(conn)  # not in a transaction: no I/O
+        return cursor
+
+    def _pin(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def _acquire(self) -> Connection:
+        conn = await self.db._async_pool_get().aacquire()
+        self._pin(conn)
+        return conn
+
+    def _locked(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def astream(
+        self, sql: str, params: Params, batch_size: int
+    ) -> tuple[StreamCursor, Coroutine[Any, Any, None]]:
+        """Open a server-side cursor; the returned coroutine closes it and frees the link."""
+        if self.lost:
+            self._lost_guard(sql, False)
+        if self.conn is None and not self.held:
+            conn = await self.db._async_pool_get().aacquire()
+            try:
+                with translate_errors():
+                    cursor = await conn.astream(sql, params, batch_size)
+            except BaseException as exc:
+                conn.after_error(exc)
+                await self._return(conn)
+                raise
+            return cursor, self._end_stream(cursor, conn, None)
+        lock = self._locked()
+        await self._acquire_busy(lock)
+        try:
+            conn = self.conn or await self._acquire()
+            with translate_errors():
+                cursor = await conn.astream(sql, params, batch_size)
+        except BaseException:
+            lock.release()
+            raise
+        self.streaming = True
+        return cursor, self._end_stream(cursor, None, lock)
+
+    async def _acquire_busy(self, lock: asyncio.Lock) -> None:
+        if not self.streaming:
+            await lock.acquire()
+            return
+        try:
+            async with asyncio.timeout(self.db.streaming_timeout):
+                await lock.acquire()
+        except TimeoutError:
+            raise peewee.InterfaceError(
+                "this task's connection is busy streaming rows from iterate(); "
+                "exhaust or close that iterator first, or run the query in another task"
+            ) from None
+
+    async def _end_stream(
+        self, cursor: StreamCursor, borrowed: Connection | None, lock: asyncio.Lock | None
+    ) -> None:
+        try:
+            await asyncio.shield(cursor.aclose())
+        finally:
+            if borrowed is not None:
+                await self._return(borrowed)
+            if lock is not None:
+                self.streaming = False
+                lock.release()
+
+    # -- connect / close ----------------------------------------------------
+
+    async def aconnect(self) -> Connection:
+        """Hold a connection until :meth:`aclose`; return it."""
+        async with self._locked():
+            if self.conn is None:
+                await self._acquire()
+        self.held = True
+        assert self.conn is not None
+        return self.conn
+
+    def connect(self, reuse_if_open: bool) -> bool:
+        """peewee's ``connect()`` through the bridge."""
+        if not self.closed:
+            if reuse_if_open:
+                return False
+            raise peewee.OperationalError("Connection already opened.")
+        self.call(self.aconnect())
+        return True
+
+    async def aclose(self) -> bool:
+        """Give the held connection back; return whether one was open."""
+        self._check_close()
+        was_open = not self.closed
+        conn = self._forget()
+        if conn is not None:
+            await self._return(conn)
+        return was_open
+
+    def close(self) -> bool:
+        """peewee's ``close()`` through the bridge."""
+        return self.call(self.aclose())
+
+    async def _return(self, conn: Connection) -> None:
+        """Release ``conn``; a rollback it needs finishes even if we are cancelled."""
+        pool = self.db._async_pool_get()
+        if conn.broken or not conn.usable() or not conn.in_transaction():
+            pool.release(conn)
+            return
+        await asyncio.shield(_rollback_and_release(conn, pool))
+
+
+async def _rollback_and_release(conn: Connection, pool: Any) -> None:
+    try:
+        async with asyncio.timeout(RELEASE_TIMEOUT):
+            await conn.arollback()
+    except BaseException:
+        logger.warning("rollback before release failed; closing the connection", exc_info=True)
+        conn.broken = True
+    pool.release(conn)
+
+
+class TaskScope(AsyncScope):
+    """The implicit scope of one asyncio task; its held connection goes back at task end."""
+
+    __slots__ = ("owner", "watching")
+
+    def __init__(
+        self, db: AsyncDatabase, loop: asyncio.AbstractEventLoop, owner: asyncio.Task[Any]
+    ) -> None:
+        super().__init__(db, loop)
+        self.owner = owner
+        self.watching = False
+
+    def serves(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> bool:
+        return task is self.owner
+
+    def _pin(self, conn: Connection) -> None:
+        self.conn = conn
+        if not self.watching:
+            self.watching = True
+            self.owner.add_done_callback(self._on_task_done)
+
+    def _on_task_done(self, task: asyncio.Task[Any]) -> None:
+        self.watching = False
+        conn = self._forget()
+        if conn is None:
+            return
+        logger.debug("task %r ended holding a connection; releasing it", task.get_name())
+        self.db._release_later(self, conn)
+
+
+class SharedScope(AsyncScope):
+    """An explicit scope shared by every task and thread started inside it (a request)."""
+
+    __slots__ = ("finished",)
+
+    def __init__(self, db: AsyncDatabase, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(db, loop)
+        self.finished = False
+
+    def serves(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> bool:
+        return loop is self.loop and not self.finished
+
+    def serves_thread(self) -> bool:
+        return not self.finished and self.loop.is_running()
+
+    async def finish(self) -> None:
+        """End the scope: roll back what is open and give the connection back."""
+        self.finished = True
+        conn = self._forget()
+        if conn is not None:
+            await self._return(conn)
+
+
+class ThreadScopes(threading.local):
+    """One :class:`ThreadScope` per thread and database."""
+
+    scope: ThreadScope | None = None
