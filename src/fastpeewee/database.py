@@ -56,7 +56,7 @@ class AsyncDatabase:
     """Pooled, task-aware connection handling for a peewee ``Database`` subclass.
 
     Mixed in before the peewee class: ``class AsyncSqliteDatabase(AsyncDatabase,
-    peewee.SqliteDatabase)``. Backends implement :meth:`_create_pools`.
+    peewee.SqliteDatabase)``. Backends implement :meth:`_new_sync_pool` and :meth:`_new_async_pool`.
     """
 
     # Seconds a query waits for this task's connection while iterate() streams on it.
@@ -161,58 +161,64 @@ class AsyncDatabase:
 
     # -- pools ------------------------------------------------------------------
 
-    def _create_pools(self) -> tuple[Pool[Any], Pool[Any]]:
-        """Return (sync pool, async pool); a backend may return the same pool twice."""
+    def _new_sync_pool(self) -> Pool[Any]:
+        """Return a new pool for threads (called with the pools lock held)."""
+        raise NotImplementedError
+
+    def _new_async_pool(self) -> Pool[Any]:
+        """Return a new pool for tasks (called with the pools lock held)."""
         raise NotImplementedError
 
     def _pool_name(self) -> str:
         return f"{type(self).__name__}({self.database!r})"
 
-    def _ensure_pools(self) -> None:
-        with self._pools_lock:
-            if self.deferred:  # type: ignore[attr-defined]
-                raise peewee.InterfaceError(
-                    "Error, database must be initialized before opening a connection."
-                )
-            if self._sync_pool is None or self._async_pool is None:
-                self._sync_pool, self._async_pool = self._create_pools()
-                self._async_loop = None
+    def _check_initialized(self) -> None:
+        if self.deferred:  # type: ignore[attr-defined]
+            raise peewee.InterfaceError(
+                "Error, database must be initialized before opening a connection."
+            )
 
     def _sync_pool_get(self) -> Pool[Any]:
         pool = self._sync_pool
-        if pool is None or pool.closed:
-            self._ensure_pools()
-            pool = self._sync_pool
-            assert pool is not None
-        return pool
+        if pool is not None and not pool.closed:
+            return pool
+        with self._pools_lock:
+            self._check_initialized()
+            if self._sync_pool is None or self._sync_pool.closed:
+                self._sync_pool = self._new_sync_pool()
+            return self._sync_pool
 
     def _async_pool_get(self) -> Pool[Any]:
         pool = self._async_pool
-        if pool is not None and not pool.closed:
-            loop = self._async_loop
-            if loop is None or not self._loop_bound:
-                return pool
-            if loop is asyncio._get_running_loop():
-                return pool
+        if (
+            pool is not None
+            and not pool.closed
+            and (not self._loop_bound or self._async_loop is asyncio._get_running_loop())
+        ):
+            return pool
         return self._switch_async_pool()
 
     def _switch_async_pool(self) -> Pool[Any]:
+        """Open the async pool, or replace one whose event loop has stopped."""
         loop = asyncio.get_running_loop()
-        old = self._async_pool
-        if old is not None and not old.closed and self._loop_bound:
-            previous = self._async_loop
-            if previous is not None and previous is not loop and not previous.is_closed():
-                raise peewee.InterfaceError(
-                    f"{type(self).__name__} is in use by another event loop; "
-                    "await db.close_pool() on that loop before using it on this one"
-                )
-            old.terminate()  # connections of a closed loop cannot be reused
-            with self._pools_lock:
-                self._async_pool = None
-        self._ensure_pools()
-        self._async_loop = loop
-        pool = self._async_pool
-        assert pool is not None
+        with self._pools_lock:
+            self._check_initialized()
+            old = self._async_pool
+            if old is not None and not old.closed:
+                previous = self._async_loop
+                if not self._loop_bound or previous is None:
+                    self._async_loop = loop
+                    return old
+                if previous.is_running():
+                    raise peewee.InterfaceError(
+                        f"{type(self).__name__} is in use by another running event loop; "
+                        "await db.close_pool() on that loop before using it on this one"
+                    )
+            self._async_pool = self._new_async_pool()
+            self._async_loop = loop
+            pool = self._async_pool
+        if old is not None and not old.closed:
+            old.terminate()  # connections of a stopped loop cannot be reused
         return pool
 
     def pool_stats(self) -> list[PoolStats]:
@@ -336,19 +342,13 @@ class AsyncDatabase:
 
     def connect(self, reuse_if_open: bool = False) -> bool:
         """Hold a connection for this thread or task until :meth:`close`."""
-        self._sync_or_async_pool_ready()
+        self._check_initialized()
         scope = self._scope()
         return scope.connect(reuse_if_open)  # type: ignore[attr-defined, no-any-return]
 
-    def _sync_or_async_pool_ready(self) -> None:
-        if self.deferred:  # type: ignore[attr-defined]
-            raise peewee.InterfaceError(
-                "Error, database must be initialized before opening a connection."
-            )
-
     async def aconnect(self) -> Any:
         """Hold a connection for this task until :meth:`aclose` or the task ends."""
-        self._sync_or_async_pool_ready()
+        self._check_initialized()
         return await self._async_scope().aconnect()
 
     def close(self) -> bool:

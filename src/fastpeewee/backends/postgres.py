@@ -95,6 +95,19 @@ def _rowcount(status: bytes | None, rows: int) -> int:
     return rows
 
 
+def _close_socket(raw: Any) -> None:
+    """Close the socket of a connection whose event loop is gone.
+
+    asyncio transports close through their loop; with the loop closed, only
+    the socket itself is left to close (else it leaks and warns at exit).
+    """
+    transport = getattr(raw, "_transport", None)
+    sock = getattr(transport, "_sock", None)
+    if sock is not None:
+        sock.close()
+        transport._sock = None
+
+
 class AsyncpgConnection(Connection):
     """An asyncpg connection (tasks only)."""
 
@@ -107,7 +120,10 @@ class AsyncpgConnection(Connection):
         return bool(self.raw.is_in_transaction())
 
     def close(self) -> None:
-        self.raw.terminate()
+        try:
+            self.raw.terminate()
+        except RuntimeError:  # its event loop is closed: close the socket by hand
+            _close_socket(self.raw)
 
     async def aexecute(self, sql: str, params: Params) -> Cursor:
         if params:
@@ -234,15 +250,11 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):  # type
 
     # -- pools --------------------------------------------------------------
 
-    def _create_pools(self) -> tuple[Pool[Any], Pool[Any]]:
-        name = self._pool_name()
-        sync_pool: Pool[PsycopgConnection] = Pool(
-            name + "[sync]", self.pool_config, open_sync=self._open_sync
-        )
-        async_pool: Pool[AsyncpgConnection] = Pool(
-            name, self.pool_config, open_async=self._open_async
-        )
-        return sync_pool, async_pool
+    def _new_sync_pool(self) -> Pool[Any]:
+        return Pool(self._pool_name() + "[sync]", self.pool_config, open_sync=self._open_sync)
+
+    def _new_async_pool(self) -> Pool[Any]:
+        return Pool(self._pool_name(), self.pool_config, open_async=self._open_async)
 
     def _open_sync(self, timeout: float) -> PsycopgConnection:
         psycopg = _import("psycopg")

@@ -121,7 +121,17 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):  # type: ignore
         kwargs.setdefault("check_same_thread", False)
         super().init(database, **kwargs)
 
-    def _create_pools(self) -> tuple[Pool[Any], Pool[Any]]:
+    def _new_sync_pool(self) -> Pool[Any]:
+        return self._shared_pool()
+
+    def _new_async_pool(self) -> Pool[Any]:
+        return self._shared_pool()
+
+    def _shared_pool(self) -> Pool[Any]:
+        """Threads and tasks share one pool: sqlite3 serves both."""
+        for pool in (self._sync_pool, self._async_pool):
+            if pool is not None and not pool.closed:
+                return pool
         config = self.pool_config
         if self.database == ":memory:":
             # Each connection to :memory: is its own empty database: use one.
@@ -143,4 +153,4 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):  # type: ignore
             open_async=open_async,
             on_close=lambda: executor.shutdown(wait=False),
         )
-        return pool, pool
+        return pool

@@ -1,0 +1,113 @@
+"""Backends for the suite: a SQLite file per test and one throwaway PostgreSQL cluster.
+
+``FASTPEEWEE_BACKENDS=sqlite`` (comma-separated) limits the backends. With
+``CI=true`` a server that cannot start fails the run; locally its tests skip
+with a loud message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import peewee
+import pytest
+
+from fastpeewee import AsyncDatabase, AsyncPostgresqlDatabase, AsyncSqliteDatabase
+
+from .models import MODELS, bind_models
+from .servers import PostgresServer, ServerUnavailable
+
+ALL_BACKENDS = ("sqlite", "postgres")
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_unavailable: dict[str, str] = {}
+
+
+def selected_backends() -> list[str]:
+    wanted = os.environ.get("FASTPEEWEE_BACKENDS")
+    if not wanted:
+        return list(ALL_BACKENDS)
+    return [b.strip() for b in wanted.split(",") if b.strip() in ALL_BACKENDS]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("backends")
+        names = [b for b in selected_backends() if only is None or b in only.args]
+        metafunc.parametrize("backend", names, indirect=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backends(*names): run only on these backends")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for name, reason in _unavailable.items():
+        terminalreporter.write_sep("!", f"{name.upper()} TESTS SKIPPED: {reason}", red=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    try:
+        server = PostgresServer.start()
+    except ServerUnavailable as exc:
+        if ON_CI:
+            pytest.fail(f"PostgreSQL must run on CI: {exc}", pytrace=False)
+        _unavailable["postgres"] = str(exc)
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def make_database(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, **options: Any
+) -> AsyncDatabase:
+    """A fresh database object for ``backend`` with small, fast-failing pools."""
+    options = {"pool_size": 4, "acquire_timeout": 2.0, **options}
+    if backend == "sqlite":
+        return AsyncSqliteDatabase(str(tmp_path / "test.db"), **options)
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return AsyncPostgresqlDatabase(server.database, **server.connect_params, **options)
+
+
+def assert_no_leaks(db: AsyncDatabase) -> None:
+    """Every connection went back to its pool."""
+    for stats in db.pool_stats():
+        assert stats.in_use == 0, f"leaked connection(s): {stats}"
+        assert stats.waiting == 0, f"stuck waiter(s): {stats}"
+
+
+async def settle(db: AsyncDatabase) -> None:
+    """Let releases scheduled by finished tasks run."""
+    for _ in range(100):
+        if not db._releasing and all(s.in_use == 0 for s in db.pool_stats()):
+            return
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def db(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """The backend's database with the test models' tables, checked for leaks afterwards."""
+    database = make_database(backend, request, tmp_path)
+    bind_models(database)
+    await asyncio.to_thread(_reset_tables, database)
+    yield database
+    await settle(database)
+    try:
+        assert_no_leaks(database)
+    finally:
+        await database.close_pool()
+        database.close_all()
+
+
+def _reset_tables(database: peewee.Database) -> None:
+    database.drop_tables(MODELS, safe=True)
+    database.create_tables(MODELS)
