@@ -45,7 +45,8 @@ async def main() -> None:
     # Ten concurrent "requests": each task gets its own pooled connection.
     async def request(n: int) -> int:
         await asyncio.sleep(0.01)
-        return await db.count(Item.select().join(User).where(User.email == f"user{n % 3}@example.com"))
+        owner = f"user{n % 3}@example.com"
+        return await db.count(Item.select().join(User).where(User.email == owner))
 
     started = time.perf_counter()
     counts = await asyncio.gather(*(request(n) for n in range(10)))

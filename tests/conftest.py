@@ -8,6 +8,7 @@ with a loud message.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -111,3 +112,10 @@ async def db(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> As
 def _reset_tables(database: peewee.Database) -> None:
     database.drop_tables(MODELS, safe=True)
     database.create_tables(MODELS)
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Surface unclosed-resource warnings in the test that caused them."""
+    yield
+    gc.collect()

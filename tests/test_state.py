@@ -180,8 +180,8 @@ async def test_one_database_serves_two_event_loops_in_turn(backend, request, tmp
     assert await asyncio.to_thread(asyncio.run, use()) == 2
     assert await use() == 3
     # While this loop runs and holds the pool, another loop is told so.
-    with pytest.raises(peewee.InterfaceError, match="another running event loop") if backend == "postgres" \
-            else contextlib.nullcontext():
+    refused = pytest.raises(peewee.InterfaceError, match="another running event loop")
+    with refused if backend == "postgres" else contextlib.nullcontext():
         await asyncio.to_thread(asyncio.run, use())
     await database.close_pool()
     database.close_all()

@@ -11,16 +11,18 @@ scope (see :mod:`fastpeewee.state`) and its pool are chosen.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextvars
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
+from ._peewee import log_query, notify_hooks
 from .bridge import greenlet_spawn
 from .cursor import Cursor
 from .errors import BRIDGE_HINT, MissingGreenletBridge
@@ -56,8 +58,18 @@ class AsyncDatabase:
     """Pooled, task-aware connection handling for a peewee ``Database`` subclass.
 
     Mixed in before the peewee class: ``class AsyncSqliteDatabase(AsyncDatabase,
-    peewee.SqliteDatabase)``. Backends implement :meth:`_new_sync_pool` and :meth:`_new_async_pool`.
+    peewee.SqliteDatabase)``. Backends implement :meth:`_new_sync_pool` and
+    :meth:`_new_async_pool`.
     """
+
+    if TYPE_CHECKING:  # provided by the peewee Database class mixed in after us
+        database: Any
+        deferred: bool
+        query_hooks: list[Any]
+        connect_params: dict[str, Any]
+        server_version: Any
+
+        def transaction_depth(self) -> int: ...
 
     # Seconds a query waits for this task's connection while iterate() streams on it.
     streaming_timeout = 5.0
@@ -173,7 +185,7 @@ class AsyncDatabase:
         return f"{type(self).__name__}({self.database!r})"
 
     def _check_initialized(self) -> None:
-        if self.deferred:  # type: ignore[attr-defined]
+        if self.deferred:
             raise peewee.InterfaceError(
                 "Error, database must be initialized before opening a connection."
             )
@@ -263,7 +275,8 @@ class AsyncDatabase:
         deadline = time.monotonic() + self.pool_config.acquire_timeout
         for pool in pools.values():
             pool.close()
-            while pool.stats().in_use and time.monotonic() < deadline:
+            # Connections come back from tasks and threads alike: poll the counter.
+            while pool.stats().in_use and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             pool.terminate()
 
@@ -285,8 +298,8 @@ class AsyncDatabase:
         return self._execute_in_scope(sql, params or _NO_PARAMS, False)
 
     def _execute_in_scope(self, sql: str, params: Sequence[Any], ending: bool) -> Cursor:
-        self._log_query(sql, params)  # type: ignore[attr-defined]
-        start = time.perf_counter() if self.query_hooks else None  # type: ignore[attr-defined]
+        log_query(self, sql, params)
+        start = time.perf_counter() if self.query_hooks else None
         try:
             scope = self._scope()
             if isinstance(scope, AsyncScope):
@@ -300,11 +313,11 @@ class AsyncDatabase:
                 cursor = scope.execute(sql, params, ending)  # type: ignore[attr-defined]
         except Exception as exc:
             if start is not None:
-                self._notify_hooks(sql, params, start, exc)  # type: ignore[attr-defined]
+                notify_hooks(self, sql, params, start, exc)
             raise
         if start is not None:
-            self._notify_hooks(sql, params, start, None)  # type: ignore[attr-defined]
-        return cursor  # type: ignore[no-any-return]
+            notify_hooks(self, sql, params, start, None)
+        return cursor
 
     async def aexecute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         """Run one statement from async code.
@@ -314,16 +327,16 @@ class AsyncDatabase:
             cursor = await db.aexecute_sql("SELECT 1")
         """
         params = params or _NO_PARAMS
-        self._log_query(sql, params)  # type: ignore[attr-defined]
-        start = time.perf_counter() if self.query_hooks else None  # type: ignore[attr-defined]
+        log_query(self, sql, params)
+        start = time.perf_counter() if self.query_hooks else None
         try:
             cursor = await self._async_scope().aexecute(sql, params)
         except Exception as exc:
             if start is not None:
-                self._notify_hooks(sql, params, start, exc)  # type: ignore[attr-defined]
+                notify_hooks(self, sql, params, start, exc)
             raise
         if start is not None:
-            self._notify_hooks(sql, params, start, None)  # type: ignore[attr-defined]
+            notify_hooks(self, sql, params, start, None)
         return cursor
 
     def cursor(self, named_cursor: Any = None) -> _CursorShim:
@@ -433,7 +446,7 @@ class AsyncDatabase:
         """The first row (or ``n`` rows) of ``query``, or None."""
         return await self.run(query.first, n=n)
 
-    async def list(self, query: Any) -> list[Any]:
+    async def list(self, query: Any) -> builtins.list[Any]:
         """All rows of ``query`` as a list."""
         return await self.run(list, query)
 
@@ -449,7 +462,7 @@ class AsyncDatabase:
         """Whether ``query`` returns any row."""
         return await self.run(query.exists)
 
-    async def aprefetch(self, query: Any, *subqueries: Any) -> list[Any]:
+    async def aprefetch(self, query: Any, *subqueries: Any) -> builtins.list[Any]:
         """``peewee.prefetch`` awaited: one query per relation, whatever the row count."""
         return await self.run(lambda: list(peewee.prefetch(query, *subqueries)))
 
@@ -481,7 +494,7 @@ class AsyncDatabase:
             await finish
 
     @property
-    def Model(self) -> type[Any]:  # noqa: N802 (playhouse.pwasyncio's name)
+    def Model(self) -> type[Any]:
         """A model base class bound to this database, with the async model API."""
         model = self.__dict__.get("_async_model")
         if model is None:

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 import peewee
 
+from ._peewee import DRIVER_ERRORS
+
 __all__ = [
     "MissingGreenletBridge",
     "PoolClosed",
@@ -72,7 +74,7 @@ _EXTRA_NAMES: dict[str, type[peewee.PeeweeException]] = {
     "QueryCanceledError": peewee.OperationalError,
     "PostgresError": peewee.DatabaseError,
 }
-_NAMES: dict[str, type[peewee.PeeweeException]] = {**peewee.EXCEPTIONS, **_EXTRA_NAMES}
+_NAMES: dict[str, type[peewee.PeeweeException]] = {**DRIVER_ERRORS, **_EXTRA_NAMES}
 _NETWORK = (OSError, EOFError, asyncio.TimeoutError)
 
 

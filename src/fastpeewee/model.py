@@ -95,7 +95,9 @@ class AsyncModelMixin:
         """``save`` awaited; returns the number of rows written."""
         return await _database_of(type(self)).run(self.save, force_insert, only)  # type: ignore[attr-defined]
 
-    async def adelete_instance(self, recursive: bool = False, delete_nullable: bool = False) -> int:
+    async def adelete_instance(
+        self, recursive: bool = False, delete_nullable: bool = False
+    ) -> int:
         """``delete_instance`` awaited; returns the number of rows deleted."""
         db = _database_of(type(self))
         return await db.run(self.delete_instance, recursive, delete_nullable)  # type: ignore[attr-defined]
@@ -122,5 +124,5 @@ class AsyncModelMixin:
         return await _database_of(type(self)).run(getattr, self, field.name)
 
 
-class AsyncModel(AsyncModelMixin, peewee.Model):  # type: ignore[misc]
+class AsyncModel(AsyncModelMixin, peewee.Model):
     """A ``peewee.Model`` with the async methods of :class:`AsyncModelMixin`."""

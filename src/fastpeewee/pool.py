@@ -380,30 +380,30 @@ class Pool(Generic[C]):
             assert self._open_sync is not None
             return self._opened_conn(lambda: self._open_sync(self._remaining(deadline)))  # type: ignore[misc]
         conn: C = item  # type: ignore[assignment]
-        if not self._needs_ping(conn):
-            return conn if self._healthy(conn) else self._drop(conn)
-        try:
-            conn.ping()
-        except Exception:
-            logger.info("pool %r: dropping a connection that failed its ping", self.name)
+        if not self._healthy(conn):
             return self._drop(conn)
+        if self._needs_ping(conn):
+            try:
+                conn.ping()
+            except Exception:
+                return self._drop(conn, "failed its ping")
         return conn
 
     async def _ready_async(self, item: object, deadline: float) -> C | None:
         if item is _CREATE:
             return await self._open_conn_async(deadline)
         conn: C = item  # type: ignore[assignment]
-        if not self._needs_ping(conn):
-            return conn if self._healthy(conn) else self._drop(conn)
-        try:
-            async with asyncio.timeout_at(_to_loop_time(deadline)):
-                await conn.aping()
-        except asyncio.CancelledError:
-            self.discard(conn)
-            raise
-        except Exception:
-            logger.info("pool %r: dropping a connection that failed its ping", self.name)
+        if not self._healthy(conn):
             return self._drop(conn)
+        if self._needs_ping(conn):
+            try:
+                async with asyncio.timeout_at(_to_loop_time(deadline)):
+                    await conn.aping()
+            except asyncio.CancelledError:
+                self.discard(conn)
+                raise
+            except Exception:
+                return self._drop(conn, "failed its ping")
         return conn
 
     def _opened_conn(self, opener: Callable[[], C]) -> C:
@@ -453,7 +453,9 @@ class Pool(Generic[C]):
         after = self.config.check_idle_after
         return after is not None and time.monotonic() - conn.released_at >= after
 
-    def _drop(self, conn: C) -> None:
+    def _drop(self, conn: C, why: str = "is closed or expired") -> C | None:
+        """Discard a connection that may not be handed out; None means try again."""
+        logger.info("pool %r: dropping a connection that %s", self.name, why)
         self.discard(conn)
         return None
 

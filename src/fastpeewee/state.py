@@ -115,7 +115,9 @@ class Scope:
 
     def _check_close(self) -> None:
         if self.transactions:
-            raise peewee.OperationalError("Attempting to close database while transaction is open.")
+            raise peewee.OperationalError(
+                "Attempting to close database while transaction is open."
+            )
 
 
 class ThreadScope(Scope):
@@ -287,7 +289,7 @@ class AsyncScope(Scope):
         self.conn = conn
 
     async def _acquire(self) -> Connection:
-        conn = await self.db._async_pool_get().aacquire()
+        conn: Connection = await self.db._async_pool_get().aacquire()
         self._pin(conn)
         return conn
 
@@ -357,8 +359,9 @@ class AsyncScope(Scope):
             if self.conn is None:
                 await self._acquire()
         self.held = True
-        assert self.conn is not None
-        return self.conn
+        conn: Connection | None = self.conn
+        assert conn is not None
+        return conn
 
     def connect(self, reuse_if_open: bool) -> bool:
         """peewee's ``connect()`` through the bridge."""

@@ -55,13 +55,13 @@ class _AsyncTransactionMixin:
         return inner  # type: ignore[return-value]
 
 
-class async_atomic(_AsyncTransactionMixin, peewee._atomic):  # type: ignore[misc]
+class async_atomic(_AsyncTransactionMixin, peewee._atomic):
     """``db.atomic()``: a transaction, or a savepoint when one is already open."""
 
 
-class async_transaction(_AsyncTransactionMixin, peewee._transaction):  # type: ignore[misc]
+class async_transaction(_AsyncTransactionMixin, peewee._transaction):
     """``db.transaction()``: a transaction; nested ones join the outer one."""
 
 
-class async_savepoint(_AsyncTransactionMixin, peewee._savepoint):  # type: ignore[misc]
+class async_savepoint(_AsyncTransactionMixin, peewee._savepoint):
     """``db.savepoint()``: a savepoint inside the open transaction."""

@@ -12,6 +12,7 @@ import functools
 import itertools
 import json
 import re
+import select
 from collections.abc import Sequence
 from typing import Any
 
@@ -103,7 +104,7 @@ def _close_socket(raw: Any) -> None:
     """
     transport = getattr(raw, "_transport", None)
     sock = getattr(transport, "_sock", None)
-    if sock is not None:
+    if transport is not None and sock is not None:
         sock.close()
         transport._sock = None
 
@@ -133,7 +134,7 @@ class AsyncpgConnection(Connection):
         # no rows, fetch() rows but no status; _execute() gives both in one round
         # trip through the statement cache.
         rows, status, _ = await self.raw._execute(sql, params, 0, None, return_status=True)
-        description = [(key,) for key in rows[0].keys()] if rows else None
+        description = [(key,) for key in rows[0].keys()] if rows else None  # noqa: SIM118
         return Cursor(rows, _rowcount(status, len(rows)), None, description)
 
     async def aping(self) -> None:
@@ -167,13 +168,28 @@ class AsyncpgConnection(Connection):
         return StreamCursor(cur.fetch, cleanup, description, batch_size)
 
 
+def _readable(fd: int) -> bool:
+    try:
+        readable, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 class PsycopgConnection(Connection):
     """A psycopg 3 connection in autocommit mode (threads only)."""
 
     __slots__ = ()
 
     def usable(self) -> bool:
-        return not (self.raw.closed or self.raw.broken)
+        raw = self.raw
+        if raw.closed or raw.broken:
+            return False
+        # An idle connection has nothing to read, unless the server closed it
+        # (a FATAL notice then EOF): one poll syscall, no round trip.
+        if raw.info.transaction_status == 0:
+            return not _readable(raw.fileno())
+        return True
 
     def in_transaction(self) -> bool:
         status = self.raw.info.transaction_status
@@ -192,7 +208,7 @@ class PsycopgConnection(Connection):
             cur.close()
 
 
-class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):  # type: ignore[misc]
+class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
     """A ``peewee.PostgresqlDatabase`` for async (asyncpg) and sync (psycopg) code.
 
     Example::
@@ -207,11 +223,25 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):  # type
     _loop_bound = True
 
     def init(
-        self, database: str | None, prepared_statements: bool = True, **kwargs: Any
+        self,
+        database: str | None,
+        register_unicode: bool = True,
+        encoding: Any = None,
+        isolation_level: Any = None,
+        *,
+        prefer_psycopg3: bool = True,
+        prepared_statements: bool = True,
+        **kwargs: Any,
     ) -> None:
         self.prepared_statements = prepared_statements
-        kwargs.setdefault("prefer_psycopg3", True)
-        super().init(database, **kwargs)
+        super().init(
+            database,
+            register_unicode,
+            encoding,
+            isolation_level,
+            prefer_psycopg3=prefer_psycopg3,
+            **kwargs,
+        )
 
     def get_binary_type(self) -> type[bytes]:
         """Blobs travel as plain ``bytes``, which both drivers accept."""
@@ -226,7 +256,8 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):  # type
         return {"database": name} if name else {}
 
     def _asyncpg_params(self, timeout: float) -> dict[str, Any]:
-        params = {k: v for k, v in self.connect_params.items() if k in _SHARED_KEYS | _ASYNCPG_KEYS}
+        wanted = _SHARED_KEYS | _ASYNCPG_KEYS
+        params = {k: v for k, v in self.connect_params.items() if k in wanted}
         params.setdefault("timeout", timeout)
         if not self.prepared_statements:
             params["statement_cache_size"] = 0

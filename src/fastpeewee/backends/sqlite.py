@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import peewee
 
+from .._peewee import connect_sqlite
 from ..cursor import Cursor, StreamCursor
 from ..database import AsyncDatabase
 from ..errors import translate_errors
@@ -106,7 +107,7 @@ async def _settle(fut: asyncio.Future[Any]) -> None:
         fut.exception()  # retrieved: no "exception was never retrieved" noise
 
 
-class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):  # type: ignore[misc]
+class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
     """A ``peewee.SqliteDatabase`` for async and sync code, with a connection pool.
 
     Example::
@@ -115,11 +116,18 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):  # type: ignore
         users = await db.list(User.select())
     """
 
-    def init(self, database: str | None, **kwargs: Any) -> None:
+    def init(
+        self,
+        database: str | None,
+        pragmas: Any = None,
+        timeout: int = 5,
+        returning_clause: Any = None,
+        **kwargs: Any,
+    ) -> None:
         # Connections move between the caller's thread and worker threads; the
         # pool guarantees one user at a time.
         kwargs.setdefault("check_same_thread", False)
-        super().init(database, **kwargs)
+        super().init(database, pragmas, timeout, returning_clause, **kwargs)
 
     def _new_sync_pool(self) -> Pool[Any]:
         return self._shared_pool()
@@ -129,9 +137,9 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):  # type: ignore
 
     def _shared_pool(self) -> Pool[Any]:
         """Threads and tasks share one pool: sqlite3 serves both."""
-        for pool in (self._sync_pool, self._async_pool):
-            if pool is not None and not pool.closed:
-                return pool
+        for existing in (self._sync_pool, self._async_pool):
+            if existing is not None and not existing.closed:
+                return existing
         config = self.pool_config
         if self.database == ":memory:":
             # Each connection to :memory: is its own empty database: use one.
@@ -140,7 +148,7 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):  # type: ignore
 
         def open_sync(timeout: float) -> SqliteConnection:
             with translate_errors():
-                return SqliteConnection(self._connect(), executor)
+                return SqliteConnection(connect_sqlite(self), executor)
 
         async def open_async(timeout: float) -> SqliteConnection:
             loop = asyncio.get_running_loop()
