@@ -17,6 +17,9 @@ from .backends.postgres import AsyncPostgresqlDatabase
 from .backends.sqlite import AsyncSqliteDatabase
 from .bridge import await_, greenlet_spawn
 from .database import AsyncDatabase
+
+# playhouse.pwasyncio calls the database mixin AsyncDatabaseMixin.
+AsyncDatabaseMixin = AsyncDatabase
 from .errors import (
     MissingGreenletBridge,
     PoolClosed,
@@ -33,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncDatabase",
+    "AsyncDatabaseMixin",
     "AsyncModel",
     "AsyncModelMixin",
     "AsyncPostgresqlDatabase",
