@@ -17,9 +17,6 @@ from .backends.postgres import AsyncPostgresqlDatabase
 from .backends.sqlite import AsyncSqliteDatabase
 from .bridge import await_, greenlet_spawn
 from .database import AsyncDatabase
-
-# playhouse.pwasyncio calls the database mixin AsyncDatabaseMixin.
-AsyncDatabaseMixin = AsyncDatabase
 from .errors import (
     MissingGreenletBridge,
     PoolClosed,
@@ -33,6 +30,9 @@ from .pool import PoolConfig, PoolStats
 from .transactions import async_atomic, async_savepoint, async_transaction
 
 __version__ = "0.1.0"
+
+# playhouse.pwasyncio calls the database mixin AsyncDatabaseMixin.
+AsyncDatabaseMixin = AsyncDatabase
 
 __all__ = [
     "AsyncDatabase",
