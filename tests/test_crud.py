@@ -184,3 +184,15 @@ async def test_unicode_round_trips(db):
     text = "emoji \U0001f600 rtl \u05e9\u05dc\u05d5\u05dd cjk \u4e2d\u6587 e\u0301"
     user = await User.acreate(username=text)
     assert (await User.aget_by_id(user.id)).username == text
+
+
+async def test_query_while_streaming_on_a_held_connection_fails_fast(db, monkeypatch):
+    monkeypatch.setattr(db, "streaming_timeout", 0.2)
+    await User.abulk_create([User(username=f"h{i}") for i in range(20)])
+    async with db:
+        rows = db.iterate(User.select(), buffer_size=2)
+        await rows.__anext__()
+        with pytest.raises(peewee.InterfaceError, match="busy streaming"):
+            await db.count(User.select())
+        await rows.aclose()
+        assert await db.count(User.select()) == 20  # the connection is free again

@@ -254,11 +254,13 @@ class AsyncScope(Scope):
         if skipped is not None:
             return skipped
         if self.conn is not None or self.held:
-            async with self._locked():
-                conn = self.conn
-                if conn is None:
-                    conn = self.conn = await self._acquire()
+            lock = self._locked()
+            await self._acquire_busy(lock)
+            try:
+                conn = self.conn or await self._acquire()
                 return await self._on_pinned(conn, sql, params, ending)
+            finally:
+                lock.release()
         pool = self.db._async_pool_get()
         conn = await pool.aacquire()
         try:
