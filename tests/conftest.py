@@ -11,6 +11,7 @@ import asyncio
 import gc
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +95,12 @@ async def settle(db: AsyncDatabase) -> None:
         await asyncio.sleep(0.01)
 
 
-@pytest.fixture
-async def db(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    """The backend's database with the test models' tables, checked for leaks afterwards."""
-    database = make_database(backend, request, tmp_path)
+@asynccontextmanager
+async def model_database(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, **options: Any
+) -> AsyncIterator[Any]:
+    """A database with fresh tables for the test models, checked for leaks at the end."""
+    database = make_database(backend, request, tmp_path, **options)
     bind_models(database)
     await asyncio.to_thread(_reset_tables, database)
     yield database
@@ -107,6 +110,13 @@ async def db(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> As
     finally:
         await database.close_pool()
         database.close_all()
+
+
+@pytest.fixture
+async def db(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """The backend's database with the test models' tables, checked for leaks afterwards."""
+    async with model_database(backend, request, tmp_path) as database:
+        yield database
 
 
 def _reset_tables(database: peewee.Database) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from fastpeewee import MissingGreenletBridge
 
-from .conftest import _reset_tables, assert_no_leaks, make_database, settle
+from .conftest import _reset_tables, assert_no_leaks, make_database, model_database
 from .models import MODELS, Tweet, User
 
 THREADS, TASKS, ROUNDS = 8, 20, 10
@@ -21,14 +21,8 @@ async def busy_db(backend, request, tmp_path):
     options = {"pool_size": 6, "acquire_timeout": 20.0}
     if backend == "sqlite":
         options["pragmas"] = {"journal_mode": "wal"}
-    database = make_database(backend, request, tmp_path, **options)
-    database.bind(MODELS)
-    await asyncio.to_thread(_reset_tables, database)
-    yield database
-    await settle(database)
-    assert_no_leaks(database)
-    await database.close_pool()
-    database.close_all()
+    async with model_database(backend, request, tmp_path, **options) as database:
+        yield database
 
 
 async def test_threads_and_tasks_together(busy_db):

@@ -11,23 +11,17 @@ import pytest
 
 from fastpeewee import PoolClosed, PoolConfig, PoolTimeout, TooManyWaiters
 
-from .conftest import assert_no_leaks, make_database, settle
-from .models import MODELS, User
+from .conftest import make_database, model_database
+from .models import User
 
 
 @pytest.fixture
 async def small_db(backend, request, tmp_path):
     """Two connections, half a second to get one."""
-    database = make_database(backend, request, tmp_path, pool_size=2, acquire_timeout=0.5)
-    database.bind(MODELS)
-    from .conftest import _reset_tables
-
-    await asyncio.to_thread(_reset_tables, database)
-    yield database
-    await settle(database)
-    assert_no_leaks(database)
-    await database.close_pool()
-    database.close_all()
+    async with model_database(
+        backend, request, tmp_path, pool_size=2, acquire_timeout=0.5
+    ) as database:
+        yield database
 
 
 async def hold(db, started: asyncio.Event, release: asyncio.Event) -> None:

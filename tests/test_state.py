@@ -185,3 +185,23 @@ async def test_one_database_serves_two_event_loops_in_turn(backend, request, tmp
         await asyncio.to_thread(asyncio.run, use())
     await database.close_pool()
     database.close_all()
+
+
+async def test_shared_scope_is_lazy_and_uses_one_connection(db):
+    opened_before = sum(s.opened for s in db.pool_stats())
+    async with db.scope():
+        pass  # never touched the database: no connection taken
+    assert sum(s.opened for s in db.pool_stats()) == opened_before
+
+    peak = 0
+
+    async def query(n: int) -> None:
+        nonlocal peak
+        await User.acreate(username=f"s{n}")
+        peak = max(peak, sum(s.in_use for s in db.pool_stats()))
+
+    async with db.scope():
+        await asyncio.gather(*(query(n) for n in range(8)))
+        await asyncio.gather(*(asyncio.to_thread(User.select().count) for _ in range(4)))
+    assert peak == 1
+    assert await db.count(User.select()) == 8

@@ -25,7 +25,7 @@ import peewee
 from ._peewee import log_query, notify_hooks
 from .bridge import greenlet_spawn
 from .cursor import Cursor
-from .errors import BRIDGE_HINT, MissingGreenletBridge
+from .errors import BRIDGE_HINT, MissingGreenletBridge, mask_password
 from .pool import Pool, PoolConfig, PoolStats
 from .state import AsyncScope, Scope, SharedScope, TaskScope, ThreadScope, ThreadScopes
 from .transactions import async_atomic, async_savepoint, async_transaction
@@ -182,7 +182,7 @@ class AsyncDatabase:
         raise NotImplementedError
 
     def _pool_name(self) -> str:
-        return f"{type(self).__name__}({self.database!r})"
+        return f"{type(self).__name__}({mask_password(str(self.database))!r})"
 
     def _check_initialized(self) -> None:
         if self.deferred:
@@ -377,6 +377,7 @@ class AsyncDatabase:
         return self._scope().closed
 
     def is_connection_usable(self) -> bool:
+        """True when this thread or task holds a connection that still looks alive."""
         scope = self._scope()
         return scope.conn is not None and scope.conn.usable()
 

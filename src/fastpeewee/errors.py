@@ -7,6 +7,7 @@ Every pool error subclasses :class:`peewee.OperationalError`, so existing
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,6 +22,7 @@ __all__ = [
     "PoolTimeout",
     "TooManyWaiters",
     "TransactionLost",
+    "mask_password",
     "translate_errors",
 ]
 
@@ -89,6 +91,11 @@ def peewee_error_for(exc: BaseException) -> type[peewee.PeeweeException] | None:
     if isinstance(exc, _NETWORK):
         return peewee.OperationalError
     return None
+
+
+def mask_password(dsn: str) -> str:
+    """Hide the password of a connection URL: ``postgresql://ann:***@host/db``."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", dsn)
 
 
 @contextmanager

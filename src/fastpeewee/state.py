@@ -444,6 +444,10 @@ class SharedScope(AsyncScope):
     def __init__(self, db: AsyncDatabase, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(db, loop)
         self.finished = False
+        # One connection for the whole scope, taken on the first statement:
+        # concurrent users (tasks, threads) then serialise on it instead of
+        # each borrowing and racing to pin one.
+        self.held = True
 
     def serves(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> bool:
         return loop is self.loop and not self.finished
