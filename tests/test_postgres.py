@@ -100,3 +100,33 @@ async def test_types_round_trip_on_both_drivers(backend, request, tmp_path):
 async def test_server_version_is_known(db, backend):
     await db.aexecute_sql("SELECT 1")
     assert db.server_version >= 150000
+
+
+async def test_json_round_trips_on_both_drivers(backend, request, tmp_path):
+    db = make_database(backend, request, tmp_path)
+
+    class Doc(db.Model):
+        data = peewee.JSONField()
+
+    try:
+        await db.adrop_tables([Doc], safe=True)
+        await db.acreate_tables([Doc])
+        await Doc.acreate(data={"tags": ["a", "b"], "n": 1})
+        await asyncio.to_thread(Doc.create, data={"tags": [], "n": 2})
+        from_async = [d.data for d in await db.list(Doc.select().order_by(Doc.id))]
+        from_sync = await asyncio.to_thread(
+            lambda: [d.data for d in Doc.select().order_by(Doc.id)]
+        )
+        assert from_async == from_sync == [{"tags": ["a", "b"], "n": 1}, {"tags": [], "n": 2}]
+        assert await db.count(Doc.select().where(Doc.data["n"] == 2)) == 1
+        await db.adrop_tables([Doc])
+    finally:
+        await db.close_pool()
+        db.close_all()
+
+
+async def test_a_script_of_several_statements_runs(db, backend):
+    # Temp tables live on one connection: the script ran in one go.
+    async with db:
+        await db.aexecute_sql("CREATE TEMP TABLE b (x int); INSERT INTO b VALUES (1)")
+        assert (await db.aexecute_sql("SELECT count(*) FROM b")).fetchone()[0] == 1

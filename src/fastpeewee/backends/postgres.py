@@ -87,6 +87,11 @@ def _adapt_one(value: Any) -> Any:
     return value
 
 
+def _json_text(value: Any) -> str:
+    """Encode a JSON parameter: text passes through, anything else is dumped."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _rowcount(status: bytes | None, rows: int) -> int:
     """asyncpg reports no rowcount; read it from the command tag ("UPDATE 3")."""
     if status:
@@ -133,7 +138,14 @@ class AsyncpgConnection(Connection):
         # The one private asyncpg call: Connection.execute() gives the status but
         # no rows, fetch() rows but no status; _execute() gives both in one round
         # trip through the statement cache.
-        rows, status, _ = await self.raw._execute(sql, params, 0, None, return_status=True)
+        try:
+            rows, status, _ = await self.raw._execute(sql, params, 0, None, return_status=True)
+        except Exception as exc:
+            if params or "multiple commands" not in str(exc):
+                raise
+            # A script of several statements: the simple protocol runs it (no rows).
+            status = (await self.raw.execute(sql)).encode()
+            return Cursor((), _rowcount(status, 0))
         description = [(key,) for key in rows[0].keys()] if rows else None  # noqa: SIM118
         return Cursor(rows, _rowcount(status, len(rows)), None, description)
 
@@ -299,6 +311,11 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
         asyncpg = _import("asyncpg")
         with translate_errors():
             raw = await asyncpg.connect(**self._asyncpg_params(timeout))
+            for json_type in ("json", "jsonb"):
+                # Decode JSON to Python values, as psycopg does for threads.
+                await raw.set_type_codec(
+                    json_type, schema="pg_catalog", encoder=_json_text, decoder=json.loads
+                )
         if self.server_version is None:
             version = raw.get_server_version()
             self.server_version = version.major * 10000 + version.minor
