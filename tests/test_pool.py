@@ -200,3 +200,19 @@ def test_pool_config_rejects_nonsense():
         PoolConfig(max_waiting=-1)
     with pytest.raises(TypeError):
         PoolConfig(10)  # type: ignore[misc]  # keyword-only
+
+
+def test_a_connection_outliving_its_pool_goes_back_to_it_and_closes(backend, request, tmp_path):
+    db = make_database(backend, request, tmp_path)
+    try:
+        db.connect()
+        old = db._sync_pool_get()
+        db.close_all()  # the held connection stays usable until released
+        assert db.execute_sql("SELECT 1").fetchone()[0] == 1
+        db.close()
+        stats = old.stats()
+        assert stats.in_use == 0 and stats.closed == stats.opened == 1
+        assert db.execute_sql("SELECT 2").fetchone()[0] == 2  # a fresh pool
+        assert db._sync_pool_get() is not old
+    finally:
+        db.close_all()

@@ -243,18 +243,10 @@ class AsyncDatabase:
         try:
             task = scope.loop.create_task(scope._return(conn))
         except RuntimeError:  # the loop is closing: close outright
-            conn.broken = True
-            self._async_pool_release_now(conn)
+            conn.pool.discard(conn)
             return
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
-
-    def _async_pool_release_now(self, conn: Any) -> None:
-        pool = self._async_pool
-        if pool is not None:
-            pool.release(conn)
-        else:
-            conn.close()
 
     async def close_pool(self) -> None:
         """Close the pools: wait up to ``acquire_timeout`` for checked-out

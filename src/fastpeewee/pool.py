@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import PoolClosed, PoolTimeout, TooManyWaiters
 
@@ -88,6 +88,7 @@ class Poolable(Protocol):
     created_at: float
     released_at: float
     broken: bool
+    pool: Any
 
     def usable(self) -> bool: ...
     def close(self) -> None: ...
@@ -428,6 +429,7 @@ class Pool(Generic[C]):
     def _register(self, conn: C) -> C:
         now = time.monotonic()
         conn.created_at = conn.released_at = now
+        conn.pool = self
         with self._lock:
             self._opened += 1
             if not self._closed:

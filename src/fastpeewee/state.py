@@ -135,8 +135,7 @@ class ThreadScope(Scope):
             conn = self.conn = self.db._sync_pool_get().acquire()
         if conn is not None:
             return self._on_pinned(conn, sql, params, ending)
-        pool = self.db._sync_pool_get()
-        conn = pool.acquire()
+        conn = self.db._sync_pool_get().acquire()
         try:
             cursor = _run_sync(conn, sql, params)
         except BaseException:
@@ -145,7 +144,7 @@ class ThreadScope(Scope):
         if self._keep_after_borrow(conn):
             self.conn = conn
         else:
-            pool.release(conn)
+            conn.pool.release(conn)
         return cursor
 
     def _on_pinned(self, conn: Connection, sql: str, params: Params, ending: bool) -> Cursor:
@@ -187,14 +186,13 @@ class ThreadScope(Scope):
 
     def _return(self, conn: Connection) -> None:
         """Release ``conn`` to its pool, rolling back a transaction left open."""
-        pool = self.db._sync_pool_get()
         if not conn.broken and conn.usable() and conn.in_transaction():
             try:
                 conn.rollback()
             except Exception:
                 logger.warning("rollback before release failed; closing", exc_info=True)
                 conn.broken = True
-        pool.release(conn)
+        conn.pool.release(conn)
 
 
 def _run_sync(conn: Connection, sql: str, params: Params) -> Cursor:
@@ -261,8 +259,7 @@ class AsyncScope(Scope):
                 return await self._on_pinned(conn, sql, params, ending)
             finally:
                 lock.release()
-        pool = self.db._async_pool_get()
-        conn = await pool.aacquire()
+        conn = await self.db._async_pool_get().aacquire()
         try:
             cursor = await _run_async(conn, sql, params)
         except BaseException:
@@ -271,7 +268,7 @@ class AsyncScope(Scope):
         if self._keep_after_borrow(conn):
             self._pin(conn)
         else:
-            pool.release(conn)
+            conn.pool.release(conn)
         return cursor
 
     async def _on_pinned(self, conn: Connection, sql: str, params: Params, ending: bool) -> Cursor:
@@ -284,7 +281,7 @@ class AsyncScope(Scope):
             raise
         if self._check_pinned(conn, ending) and self.conn is conn:
             self.conn = None
-            self.db._async_pool_get().release(conn)  # not in a transaction: no I/O
+            conn.pool.release(conn)  # not in a transaction: no I/O
         return cursor
 
     def _pin(self, conn: Connection) -> None:
@@ -389,21 +386,20 @@ class AsyncScope(Scope):
 
     async def _return(self, conn: Connection) -> None:
         """Release ``conn``; a rollback it needs finishes even if we are cancelled."""
-        pool = self.db._async_pool_get()
         if conn.broken or not conn.usable() or not conn.in_transaction():
-            pool.release(conn)
+            conn.pool.release(conn)
             return
-        await asyncio.shield(_rollback_and_release(conn, pool))
+        await asyncio.shield(_rollback_and_release(conn))
 
 
-async def _rollback_and_release(conn: Connection, pool: Any) -> None:
+async def _rollback_and_release(conn: Connection) -> None:
     try:
         async with asyncio.timeout(RELEASE_TIMEOUT):
             await conn.arollback()
     except BaseException:
         logger.warning("rollback before release failed; closing the connection", exc_info=True)
         conn.broken = True
-    pool.release(conn)
+    conn.pool.release(conn)
 
 
 class TaskScope(AsyncScope):

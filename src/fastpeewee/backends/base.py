@@ -20,10 +20,11 @@ class Connection:
     its driver supports; the SQLite backend implements both.
     """
 
-    __slots__ = ("broken", "created_at", "raw", "released_at")
+    __slots__ = ("broken", "created_at", "pool", "raw", "released_at")
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
+        self.pool: Any = None  # set by the pool that opened it; releases go there
         self.created_at = 0.0
         self.released_at = 0.0
         self.broken = False
