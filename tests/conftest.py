@@ -113,6 +113,18 @@ async def model_database(
 
 
 @pytest.fixture
+async def busy_db(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Any]:
+    """A database for heavy concurrent tests: 5 connections, patient acquires, WAL on SQLite."""
+    options: dict[str, Any] = {"pool_size": 5, "acquire_timeout": 30.0}
+    if backend == "sqlite":
+        options["pragmas"] = {"journal_mode": "wal"}
+    async with model_database(backend, request, tmp_path, **options) as database:
+        yield database
+
+
+@pytest.fixture
 async def db(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     """The backend's database with the test models' tables, checked for leaks afterwards."""
     async with model_database(backend, request, tmp_path) as database:

@@ -10,19 +10,10 @@ import pytest
 
 from fastpeewee import MissingGreenletBridge
 
-from .conftest import _reset_tables, assert_no_leaks, make_database, model_database
+from .conftest import _reset_tables, assert_no_leaks, make_database
 from .models import MODELS, Tweet, User
 
 THREADS, TASKS, ROUNDS = 8, 20, 10
-
-
-@pytest.fixture
-async def busy_db(backend, request, tmp_path):
-    options = {"pool_size": 6, "acquire_timeout": 20.0}
-    if backend == "sqlite":
-        options["pragmas"] = {"journal_mode": "wal"}
-    async with model_database(backend, request, tmp_path, **options) as database:
-        yield database
 
 
 async def test_threads_and_tasks_together(busy_db):

@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import random
 
-import pytest
-
-from .conftest import model_database
 from .models import Tweet, User
 
 
@@ -18,17 +15,8 @@ class Rollback(Exception):
     pass
 
 
-@pytest.fixture
-async def pool5_db(backend, request, tmp_path):
-    options = {"pool_size": 5, "acquire_timeout": 30.0}
-    if backend == "sqlite":
-        options["pragmas"] = {"journal_mode": "wal"}
-    async with model_database(backend, request, tmp_path, **options) as database:
-        yield database
-
-
-async def test_mixed_work_with_rollbacks(pool5_db):
-    db = pool5_db
+async def test_mixed_work_with_rollbacks(busy_db):
+    db = busy_db
     rng = random.Random(12)
     plan = [[rng.random() < 0.3 for _ in range(10)] for _ in range(100)]
     owner = await User.acreate(username="owner")
