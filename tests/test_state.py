@@ -205,3 +205,17 @@ async def test_shared_scope_is_lazy_and_uses_one_connection(db):
         await asyncio.gather(*(asyncio.to_thread(User.select().count) for _ in range(4)))
     assert peak == 1
     assert await db.count(User.select()) == 8
+
+
+async def test_dispose_and_is_connection_usable(db):
+    def in_thread() -> tuple[bool, bool, bool]:
+        db.connect()
+        usable = db.is_connection_usable()
+        db.dispose()  # forget this thread's state; the connection goes back
+        return usable, db.is_closed(), db.is_connection_usable()
+
+    assert await asyncio.to_thread(in_thread) == (True, True, False)
+    await db.aconnect()
+    assert db.is_connection_usable()
+    db.dispose()
+    assert db.is_closed()
