@@ -216,3 +216,23 @@ def test_a_connection_outliving_its_pool_goes_back_to_it_and_closes(backend, req
         assert db._sync_pool_get() is not old
     finally:
         db.close_all()
+
+
+@pytest.mark.parametrize("side", ["sync", "async"])
+async def test_a_deadline_passed_before_opening_frees_the_slot_once(backend, request, tmp_path,
+                                                                    side):
+    # A budget so short it is gone before the pool gets to open a connection.
+    db = make_database(backend, request, tmp_path, acquire_timeout=1e-9)
+    try:
+        if side == "sync":
+            with pytest.raises(PoolTimeout):
+                await asyncio.to_thread(db._sync_pool_get().acquire)
+            stats = db._sync_pool_get().stats()
+        else:
+            with pytest.raises(PoolTimeout):
+                await db._async_pool_get().aacquire()
+            stats = db._async_pool_get().stats()
+        assert stats.size == 0 and stats.in_use == 0 and stats.timeouts == 1
+    finally:
+        await db.close_pool()
+        db.close_all()

@@ -10,7 +10,7 @@ import uuid
 import peewee
 import pytest
 
-from fastpeewee.backends.postgres import to_dollar_params
+from fastpeewee.backends.postgres import _adapt, to_dollar_params
 
 from .conftest import make_database
 
@@ -21,6 +21,14 @@ def test_placeholder_translation():
     assert to_dollar_params("SELECT 1") == "SELECT 1"
     assert to_dollar_params("a = %s AND b = %s") == "a = $1 AND b = $2"
     assert to_dollar_params("x LIKE '100%%' AND y = %s") == "x LIKE '100%' AND y = $1"
+
+
+def test_psycopg_json_wrappers_become_json_text_for_asyncpg():
+    from psycopg.types.json import Json, Jsonb
+
+    plain = (1, "a", None)
+    assert _adapt(plain) is plain  # the common case copies nothing
+    assert _adapt([Jsonb({"a": 1}), Json(None), 2]) == ['{"a": 1}', "null", 2]
 
 
 PREPARED = "SELECT count(*) FROM pg_prepared_statements"

@@ -294,15 +294,16 @@ class AsyncDatabase:
         start = time.perf_counter() if self.query_hooks else None
         try:
             scope = self._scope()
-            if isinstance(scope, AsyncScope):
+            if isinstance(scope, ThreadScope):
+                cursor = scope.execute(sql, params, ending)
+            else:
+                assert isinstance(scope, AsyncScope)
                 try:
                     cursor = scope.call(scope.aexecute(sql, params, ending))
                 except MissingGreenletBridge:
                     raise MissingGreenletBridge(
                         f"blocking query on the event-loop thread: {sql}. {BRIDGE_HINT}"
                     ) from None
-            else:
-                cursor = scope.execute(sql, params, ending)  # type: ignore[attr-defined]
         except Exception as exc:
             if start is not None:
                 notify_hooks(self, sql, params, start, exc)
@@ -349,7 +350,7 @@ class AsyncDatabase:
         """Hold a connection for this thread or task until :meth:`close`."""
         self._check_initialized()
         scope = self._scope()
-        return scope.connect(reuse_if_open)  # type: ignore[attr-defined, no-any-return]
+        return scope.connect(reuse_if_open)
 
     async def aconnect(self) -> Any:
         """Hold a connection for this task until :meth:`aclose` or the task ends."""
@@ -358,7 +359,7 @@ class AsyncDatabase:
 
     def close(self) -> bool:
         """Give this thread's or task's held connection back to the pool."""
-        return self._scope().close()  # type: ignore[attr-defined, no-any-return]
+        return self._scope().close()
 
     async def aclose(self) -> bool:
         """Give this task's held connection back to the pool."""
@@ -392,7 +393,7 @@ class AsyncDatabase:
             if conn is not None:
                 self._release_later(scope, conn)
         else:
-            scope.close()  # type: ignore[attr-defined]
+            scope.close()
 
     async def __aenter__(self) -> AsyncDatabase:
         await self.aconnect()

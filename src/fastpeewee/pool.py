@@ -203,11 +203,11 @@ class Pool(Generic[C]):
                 timeouts=self._timeouts,
             )
 
-    def acquire(self, timeout: float | None = None) -> C:
-        """Take a connection, blocking this thread up to ``timeout`` seconds."""
+    def acquire(self) -> C:
+        """Take a connection, blocking this thread up to ``acquire_timeout`` seconds."""
         if self._open_sync is None:
             raise TypeError(f"pool {self.name!r} serves asyncio tasks only")
-        deadline = self._deadline(timeout)
+        deadline = time.monotonic() + self.config.acquire_timeout
         while True:
             item = self._take(None)
             if item is None:
@@ -216,11 +216,11 @@ class Pool(Generic[C]):
             if conn is not None:
                 return conn
 
-    async def aacquire(self, timeout: float | None = None) -> C:
-        """Take a connection, waiting on the running loop up to ``timeout`` seconds."""
+    async def aacquire(self) -> C:
+        """Take a connection, waiting on the running loop up to ``acquire_timeout`` seconds."""
         if self._open_async is None:
             raise TypeError(f"pool {self.name!r} serves threads only")
-        deadline = self._deadline(timeout)
+        deadline = time.monotonic() + self.config.acquire_timeout
         while True:
             item = self._take(None)
             if item is None:
@@ -283,9 +283,6 @@ class Pool(Generic[C]):
             self.discard(conn)
 
     # -- acquiring ----------------------------------------------------------
-
-    def _deadline(self, timeout: float | None) -> float:
-        return time.monotonic() + (self.config.acquire_timeout if timeout is None else timeout)
 
     def _take(self, waiter: _SyncWaiter | _AsyncWaiter | None) -> object:
         """Return an idle connection, the create token, or None after queueing ``waiter``."""
@@ -378,8 +375,7 @@ class Pool(Generic[C]):
     def _ready_sync(self, item: object, deadline: float) -> C | None:
         """Turn a hand-over item into a checked connection, or None to try again."""
         if item is _CREATE:
-            assert self._open_sync is not None
-            return self._opened_conn(lambda: self._open_sync(self._remaining(deadline)))  # type: ignore[misc]
+            return self._open_conn_sync(deadline)
         conn: C = item  # type: ignore[assignment]
         if not self._healthy(conn):
             return self._drop(conn)
@@ -407,9 +403,10 @@ class Pool(Generic[C]):
                 return self._drop(conn, "failed its ping")
         return conn
 
-    def _opened_conn(self, opener: Callable[[], C]) -> C:
+    def _open_conn_sync(self, deadline: float) -> C:
+        assert self._open_sync is not None
         try:
-            conn = opener()
+            conn = self._open_sync(self._remaining(deadline))
         except BaseException:
             with self._lock:
                 self._free_slot()
@@ -440,10 +437,10 @@ class Pool(Generic[C]):
         raise PoolClosed(f"pool {self.name!r} was closed while opening a connection")
 
     def _remaining(self, deadline: float) -> float:
+        """Seconds left to open a connection; the caller frees the slot if this raises."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             with self._lock:
-                self._free_slot()
                 self._timeouts += 1
             raise self._timeout_error()
         return remaining

@@ -66,6 +66,14 @@ class Scope:
     def set_connection(self, conn: Any) -> None:
         raise peewee.InterfaceError("fastpeewee databases manage their own connections")
 
+    def connect(self, reuse_if_open: bool) -> bool:
+        """Hold a connection until :meth:`close` (peewee's ``connect``)."""
+        raise NotImplementedError
+
+    def close(self) -> bool:
+        """Give the held connection back; return whether one was open."""
+        raise NotImplementedError
+
     # -- decisions shared by the sync and async scopes --------------------------
 
     def _lost_guard(self, sql: str, ending: bool) -> Cursor | None:
@@ -301,8 +309,7 @@ class AsyncScope(Scope):
         self, sql: str, params: Params, batch_size: int
     ) -> tuple[StreamCursor, Coroutine[Any, Any, None]]:
         """Open a server-side cursor; the returned coroutine closes it and frees the link."""
-        if self.lost:
-            self._lost_guard(sql, False)
+        self._lost_guard(sql, False)
         if self.conn is None and not self.held:
             conn = await self.db._async_pool_get().aacquire()
             try:

@@ -81,9 +81,8 @@ def _adapt(params: Params) -> Sequence[Any]:
 
 
 def _adapt_one(value: Any) -> Any:
-    obj = getattr(value, "obj", None)
-    if obj is not None and type(value).__name__ in ("Json", "Jsonb"):
-        return json.dumps(obj)
+    if type(value).__name__ in ("Json", "Jsonb"):  # psycopg's wrappers, JSON null included
+        return json.dumps(value.obj)
     return value
 
 
