@@ -2,17 +2,21 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+PORT ?= 8000
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench clean
+.PHONY: run quickstart test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,postgres]'
+	$(PY) -m pip install --quiet -e '.[dev,postgres,app]'
 	touch $(STAMP)
 
-run: $(STAMP)  ## the main job: the example app on the embedded SQLite default
+run: $(STAMP)  ## the main job: the reference app on SQLite at http://127.0.0.1:8000/docs
+	$(PY) -m uvicorn examples.sql_app.main:app --host 127.0.0.1 --port $(PORT)
+
+quickstart: $(STAMP)  ## a short script tour of the async and sync API
 	$(PY) examples/quickstart.py
 
 test: lint  ## ruff, mypy --strict, then pytest on SQLite and a throwaway PostgreSQL

@@ -13,6 +13,7 @@ Example::
     ann = await User.acreate(name="ann")
 """
 
+from .asgi import DatabaseMiddleware
 from .backends.postgres import AsyncPostgresqlDatabase
 from .backends.sqlite import AsyncSqliteDatabase
 from .bridge import await_, greenlet_spawn
@@ -41,6 +42,7 @@ __all__ = [
     "AsyncModelMixin",
     "AsyncPostgresqlDatabase",
     "AsyncSqliteDatabase",
+    "DatabaseMiddleware",
     "MissingGreenletBridge",
     "PoolClosed",
     "PoolConfig",

@@ -162,8 +162,16 @@ class AsyncDatabase:
 
             async with db.scope():
                 await asyncio.to_thread(sync_report)   # same connection
+
+        Nested blocks (a middleware and a dependency, say) share the outer
+        block's scope.
         """
-        scope = SharedScope(self, asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        current = self._cv.get(None)
+        if isinstance(current, SharedScope) and current.serves(loop, None):
+            yield
+            return
+        scope = SharedScope(self, loop)
         token = self._cv.set(scope)
         try:
             yield

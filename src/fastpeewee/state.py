@@ -459,11 +459,29 @@ class SharedScope(AsyncScope):
         return not self.finished and self.loop.is_running()
 
     async def finish(self) -> None:
-        """End the scope: roll back what is open and give the connection back."""
+        """End the scope: roll back what is open and give the connection back.
+
+        A statement still running for one of the scope's threads is given
+        :data:`RELEASE_TIMEOUT` seconds to finish first.
+        """
         self.finished = True
-        conn = self._forget()
-        if conn is not None:
-            await self._return(conn)
+        try:
+            await self._wait_idle()
+        finally:
+            conn = self._forget()
+            if conn is not None:
+                await self._return(conn)
+
+    async def _wait_idle(self) -> None:
+        lock = self._lock
+        if lock is None or not lock.locked():
+            return
+        try:
+            async with asyncio.timeout(RELEASE_TIMEOUT):
+                await lock.acquire()
+            lock.release()
+        except TimeoutError:
+            logger.warning("scope ended while a statement was still running on it")
 
 
 class ThreadScopes(threading.local):

@@ -1,0 +1,74 @@
+"""The async flavour: every endpoint is ``async def`` and awaits the database.
+
+``create_app(db)`` builds the app on any fastpeewee database; the module-level
+``app`` uses ``DATABASE_URL`` (SQLite by default) for uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI, HTTPException
+
+from fastpeewee import AsyncDatabase, DatabaseMiddleware
+from fastpeewee.fastapi import add_exception_handlers, database_lifespan
+
+from . import crud, models, schemas
+from .database import SLOW_SECONDS, database_from_env
+
+
+def create_app(db: AsyncDatabase | None = None) -> FastAPI:
+    """The users-and-items API on ``db`` (default: :func:`database_from_env`)."""
+    db = db or database_from_env()
+    models.bind(db)
+    app = FastAPI(
+        title="sql_app (async)",
+        description="The FastAPI + Peewee tutorial's app on fastpeewee, async endpoints.",
+        lifespan=database_lifespan(db, models.MODELS),
+    )
+    app.add_middleware(DatabaseMiddleware, database=db)
+    add_exception_handlers(app)
+
+    @app.post("/users/", response_model=schemas.User, status_code=201)
+    async def create_user(user: schemas.UserCreate) -> schemas.User:
+        if await crud.get_user_by_email(user.email) is not None:
+            raise HTTPException(status_code=400, detail="Email already registered")
+        created = await crud.create_user(user)
+        return schemas.User(id=created.id, email=created.email, is_active=created.is_active)
+
+    @app.get("/users/", response_model=list[schemas.User])
+    async def read_users(skip: schemas.Skip = 0, limit: schemas.Limit = 100) -> list[models.User]:
+        return await crud.get_users(skip=skip, limit=limit)
+
+    @app.get("/users/{user_id}", response_model=schemas.User)
+    async def read_user(user_id: schemas.UserId) -> models.User:
+        user = await crud.get_user(user_id)
+        if user is None:
+            raise HTTPException(status_code=404, detail="User not found")
+        return user
+
+    @app.post("/users/{user_id}/items/", response_model=schemas.Item, status_code=201)
+    async def create_item_for_user(
+        user_id: schemas.UserId, item: schemas.ItemCreate
+    ) -> models.Item:
+        if await crud.get_user_by_id(user_id) is None:
+            raise HTTPException(status_code=404, detail="User not found")
+        return await crud.create_user_item(item, user_id)
+
+    @app.get("/items/", response_model=list[schemas.Item])
+    async def read_items(skip: schemas.Skip = 0, limit: schemas.Limit = 100) -> list[models.Item]:
+        return await crud.get_items(skip=skip, limit=limit)
+
+    @app.get("/slowusers/", response_model=list[schemas.User])
+    async def read_slow_users(
+        skip: schemas.Skip = 0, limit: schemas.Limit = 100
+    ) -> list[models.User]:
+        # Take the request's connection first, then hold it through a slow step.
+        await crud.count_users()
+        await asyncio.sleep(SLOW_SECONDS)
+        return await crud.get_users(skip=skip, limit=limit)
+
+    return app
+
+
+app = create_app()

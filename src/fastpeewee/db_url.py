@@ -1,0 +1,46 @@
+"""Open a fastpeewee database from a URL, like ``playhouse.db_url.connect``.
+
+``connect("sqlite:///app.db")``, ``connect("postgresql://user:pw@host:5432/db")``.
+Query-string arguments become constructor arguments
+(``?pool_size=20&acquire_timeout=2.5``); keyword arguments override them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playhouse.db_url import parse
+
+from .backends.postgres import AsyncPostgresqlDatabase
+from .backends.sqlite import AsyncSqliteDatabase
+from .database import AsyncDatabase
+
+__all__ = ["connect", "register_scheme", "schemes"]
+
+schemes: dict[str, type[AsyncDatabase]] = {
+    "sqlite": AsyncSqliteDatabase,
+    "postgres": AsyncPostgresqlDatabase,
+    "postgresql": AsyncPostgresqlDatabase,
+}
+
+
+def register_scheme(database_class: type[AsyncDatabase], *names: str) -> None:
+    """Make :func:`connect` open ``database_class`` for URLs with these schemes."""
+    for name in names:
+        schemes[name] = database_class
+
+
+def connect(url: str, **kwargs: Any) -> AsyncDatabase:
+    """Return the fastpeewee database a URL describes (nothing is opened yet).
+
+    User names and passwords are percent-decoded, so ``p%40ss`` means ``p@ss``.
+    """
+    scheme = url.split(":", 1)[0].lower()
+    database_class = schemes.get(scheme)
+    if database_class is None:
+        known = ", ".join(sorted(schemes))
+        raise ValueError(f"unsupported database URL scheme {scheme!r}; known: {known}")
+    params: dict[str, Any] = parse(url, unquote_password=True, unquote_user=True)
+    params.update(kwargs)
+    database = params.pop("database")
+    return database_class(database, **params)

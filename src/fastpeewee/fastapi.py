@@ -1,0 +1,140 @@
+"""FastAPI integration: a request-scope dependency, per-request transactions,
+a lifespan helper and exception handlers.
+
+The usual set-up, with :class:`fastpeewee.asgi.DatabaseMiddleware` giving each
+request its own connection state::
+
+    app = FastAPI(lifespan=database_lifespan(db, [User, Item]))
+    app.add_middleware(DatabaseMiddleware, database=db)
+    add_exception_handlers(app)
+
+Apps that prefer dependencies to middleware use
+``FastAPI(dependencies=[request_scope(db)])`` instead of the middleware.
+``atomic_request(db)`` runs a path operation in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import peewee
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from .errors import PoolClosed, PoolError
+
+if TYPE_CHECKING:
+    from .database import AsyncDatabase
+
+__all__ = ["add_exception_handlers", "atomic_request", "database_lifespan", "request_scope"]
+
+logger = logging.getLogger("fastpeewee.fastapi")
+
+
+def request_scope(*databases: AsyncDatabase) -> Any:
+    """A dependency giving each request its own connection state on ``databases``.
+
+    The dependency alternative to :class:`~fastpeewee.asgi.DatabaseMiddleware`;
+    put it in the app's (or router's) dependencies so it runs before the
+    others::
+
+        app = FastAPI(dependencies=[request_scope(db)])
+
+    The connection is taken on the first query and given back after the
+    response is sent. Returns a ``Depends`` marker.
+    """
+    if not databases:
+        raise ValueError("request_scope needs at least one database")
+
+    async def database_scope() -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for db in databases:
+                await stack.enter_async_context(db.scope())
+            yield
+
+    return Depends(database_scope, scope="request")
+
+
+def atomic_request(database: AsyncDatabase) -> Any:
+    """A dependency running the path operation in one transaction on ``database``.
+
+    The transaction commits when the path operation returns, before the
+    response is sent, and rolls back when it raises (``HTTPException``
+    included). Sync ``def`` endpoints and dependencies of the request join it::
+
+        @app.post("/transfer", dependencies=[atomic_request(db)])
+        def transfer(...): ...
+
+    Opens a request scope when the middleware has not. Returns a ``Depends``
+    marker.
+    """
+
+    async def transaction() -> AsyncIterator[None]:
+        async with database.scope(), database.atomic():
+            yield
+
+    return Depends(transaction, scope="function")
+
+
+def database_lifespan(
+    database: AsyncDatabase, models: Iterable[type[peewee.Model]] = (), *, safe: bool = True
+) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """A lifespan that creates ``models``' tables at start-up and closes the pools at shutdown.
+
+    ``FastAPI(lifespan=database_lifespan(db, [User, Item]))``. To combine it
+    with a lifespan of your own, enter it there:
+    ``async with database_lifespan(db, models)(app): yield``.
+    """
+    models = list(models)
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        if models:
+            await database.acreate_tables(models, safe=safe)
+        try:
+            yield
+        finally:
+            await database.close_pool()
+
+    return lifespan
+
+
+def add_exception_handlers(app: FastAPI, *, retry_after: int = 1) -> None:
+    """Answer database errors with JSON instead of a 500.
+
+    - ``DoesNotExist`` (``Model.aget``, ``get_by_id``...) -> 404 ``"<Model> not found"``;
+    - ``IntegrityError`` (unique or foreign-key conflicts) -> 409;
+    - pool exhausted or closed (:class:`~fastpeewee.PoolError`) -> 503 with a
+      ``Retry-After`` header of ``retry_after`` seconds.
+
+    The bodies are ``{"detail": ...}`` like FastAPI's own errors and never
+    carry SQL or driver messages; those go to the ``fastpeewee.fastapi`` logger.
+    """
+
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        name = type(exc).__name__.removesuffix("DoesNotExist") or "Object"
+        return JSONResponse({"detail": f"{name} not found"}, status_code=404)
+
+    async def conflict(request: Request, exc: Exception) -> JSONResponse:
+        logger.info("integrity error on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": "The request conflicts with existing data."}, status_code=409
+        )
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        detail = (
+            "The database is shutting down."
+            if isinstance(exc, PoolClosed)
+            else "The database is busy; retry shortly."
+        )
+        return JSONResponse(
+            {"detail": detail}, status_code=503, headers={"Retry-After": str(retry_after)}
+        )
+
+    app.add_exception_handler(peewee.DoesNotExist, not_found)
+    app.add_exception_handler(peewee.IntegrityError, conflict)
+    app.add_exception_handler(PoolError, unavailable)
