@@ -16,12 +16,15 @@ Apps that prefer dependencies to middleware use
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import peewee
 from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from .errors import PoolClosed, PoolError
@@ -107,8 +110,13 @@ def add_exception_handlers(app: FastAPI, *, retry_after: int = 1) -> None:
 
     - ``DoesNotExist`` (``Model.aget``, ``get_by_id``...) -> 404 ``"<Model> not found"``;
     - ``IntegrityError`` (unique or foreign-key conflicts) -> 409;
+    - ``DataError`` (a value the database cannot store: out of range, a NUL
+      character in text, bad encoding) -> 422;
     - pool exhausted or closed (:class:`~fastpeewee.PoolError`) -> 503 with a
-      ``Retry-After`` header of ``retry_after`` seconds.
+      ``Retry-After`` header of ``retry_after`` seconds;
+    - request validation errors -> FastAPI's usual 422, but one that survives a
+      ``NaN``/``Infinity`` in the input (FastAPI's own handler answers 500 there,
+      as strict JSON cannot encode the offending value it echoes back).
 
     The bodies are ``{"detail": ...}`` like FastAPI's own errors and never
     carry SQL or driver messages; those go to the ``fastpeewee.fastapi`` logger.
@@ -124,6 +132,13 @@ def add_exception_handlers(app: FastAPI, *, retry_after: int = 1) -> None:
             {"detail": "The request conflicts with existing data."}, status_code=409
         )
 
+    async def bad_value(request: Request, exc: Exception) -> JSONResponse:
+        logger.info("data error on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": "A value in the request cannot be stored by the database."},
+            status_code=422,
+        )
+
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
         detail = (
@@ -135,6 +150,24 @@ def add_exception_handlers(app: FastAPI, *, retry_after: int = 1) -> None:
             {"detail": detail}, status_code=503, headers={"Retry-After": str(retry_after)}
         )
 
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = _finite(jsonable_encoder(exc.errors()))
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(peewee.DoesNotExist, not_found)
     app.add_exception_handler(peewee.IntegrityError, conflict)
+    app.add_exception_handler(peewee.DataError, bad_value)
     app.add_exception_handler(PoolError, unavailable)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with non-finite floats replaced by their names (``"NaN"``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value).replace("nan", "NaN").replace("inf", "Infinity")
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value

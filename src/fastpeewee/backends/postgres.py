@@ -310,11 +310,15 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
         asyncpg = _import("asyncpg")
         with translate_errors():
             raw = await asyncpg.connect(**self._asyncpg_params(timeout))
-            for json_type in ("json", "jsonb"):
-                # Decode JSON to Python values, as psycopg does for threads.
-                await raw.set_type_codec(
-                    json_type, schema="pg_catalog", encoder=_json_text, decoder=json.loads
-                )
+            try:
+                for json_type in ("json", "jsonb"):
+                    # Decode JSON to Python values, as psycopg does for threads.
+                    await raw.set_type_codec(
+                        json_type, schema="pg_catalog", encoder=_json_text, decoder=json.loads
+                    )
+            except BaseException:
+                raw.terminate()  # opened but not set up (cancelled, timed out): never leak it
+                raise
         if self.server_version is None:
             version = raw.get_server_version()
             self.server_version = version.major * 10000 + version.minor
