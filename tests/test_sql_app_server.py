@@ -55,6 +55,8 @@ def served(request, backend, tmp_path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             raise
+        if backend == "postgres":
+            _drop_app_tables(url)  # leave the shared server as the other tests expect
         output = log.read_text()
         assert code == 0, output
         assert "Traceback" not in output, output
