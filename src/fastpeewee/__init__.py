@@ -24,9 +24,11 @@ from .errors import (
     PoolTimeout,
     TooManyWaiters,
     TransactionLost,
+    UnloadedRelation,
 )
 from .model import AsyncModel, AsyncModelMixin
 from .pool import PoolConfig, PoolStats
+from .schema import Schemas, afetch, afetch_one, fetch, fetch_one, schemas, to_pydantic
 from .transactions import async_atomic, async_savepoint, async_transaction
 
 __version__ = "0.1.0"
@@ -47,11 +49,19 @@ __all__ = [
     "PoolError",
     "PoolStats",
     "PoolTimeout",
+    "Schemas",
     "TooManyWaiters",
     "TransactionLost",
+    "UnloadedRelation",
+    "afetch",
+    "afetch_one",
     "async_atomic",
     "async_savepoint",
     "async_transaction",
     "await_",
+    "fetch",
+    "fetch_one",
     "greenlet_spawn",
+    "schemas",
+    "to_pydantic",
 ]

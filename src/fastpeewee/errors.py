@@ -22,6 +22,7 @@ __all__ = [
     "PoolTimeout",
     "TooManyWaiters",
     "TransactionLost",
+    "UnloadedRelation",
     "mask_password",
     "translate_errors",
 ]
@@ -108,3 +109,13 @@ def translate_errors() -> Iterator[None]:
         if target is None:
             raise
         raise target(exc, *exc.args) from exc
+
+
+class UnloadedRelation(MissingGreenletBridge):
+    """A schema touched a relation that was not loaded, in async code.
+
+    Loading it there would be a blocking query on the event loop (and one
+    query per row). Load rows with their relations instead::
+
+        users = await fastpeewee.afetch(User.select(), UserRead)
+    """
