@@ -12,7 +12,7 @@ from typing import Any
 import peewee
 import pytest
 from playhouse.pydantic_utils import to_pydantic as playhouse_to_pydantic
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from fastpeewee import Schemas, schemas, to_pydantic
 
@@ -97,6 +97,16 @@ def test_model_name_and_base_model() -> None:
     assert issubclass(schema, WithPassword)
     assert errors_of(schema, **GOOD) == ["password:missing"]
     assert schema.model_config["from_attributes"]
+
+
+def test_fields_declared_on_the_base_model_win() -> None:
+    class StrictEmail(BaseModel):
+        email: str = Field(pattern=r"^[^@]+@[^@]+$", title="Email")
+
+    schema = to_pydantic(Person, variant="create", base_model=StrictEmail)
+    assert schema.model_fields["email"].title == "Email"
+    assert errors_of(schema, email="not-an-address") == ["email:string_pattern_mismatch"]
+    assert "nickname" in schema.model_fields
 
 
 def test_relationships_nest_schemas_and_wrap_backrefs_in_a_list() -> None:

@@ -186,6 +186,9 @@ def build_schema(
         exclude_autofield,
         relationships or {},
     )
+    if base_model is not None:  # a field declared on the base wins (e.g. email: EmailStr)
+        for declared in base_model.model_fields:
+            fields.pop(declared, None)
     name = model_name or f"{model.__name__}{_NAME_SUFFIX[variant]}"
     schema: type[BaseModel] = create_model(
         name, __base__=_bases(base_model, variant), **fields
