@@ -147,7 +147,21 @@ async def test_query_count_does_not_grow_with_the_rows(shop: Any, limited: bool)
         assert len(rows) == people
         assert sum(len(p.items) for p in rows) == 2 * people
         counts[people] = len(sql)
+        # With a LIMIT the parents' keys are sent; without, a subquery selects them.
+        assert ("IN (SELECT" in sql[1]) is not limited, sql[1]
     assert counts == {10: 3, 100: 3}  # people, items, tags
+
+
+async def test_prefetch_type_can_be_chosen(shop: Any) -> None:
+    await seed(shop, people=3)
+    for kind, subquery in [("WHERE", True), ("MATERIALIZE", False)]:
+        with counting(shop) as sql:
+            people = await afetch(
+                Person.select().limit(3),
+                PersonWithItems,
+                prefetch_type=getattr(peewee.PREFETCH_TYPE, kind),
+            )
+        assert ("IN (SELECT" in sql[1]) is subquery and len(people) == 3, (kind, sql)
 
 
 async def test_sync_fetch_in_a_thread(shop: Any) -> None:
@@ -276,3 +290,20 @@ def test_peewee_query_is_not_modified() -> None:
     prepared = prepare(query, ItemWithPeople)
     assert query.sql() == before != prepared.sql()
     assert isinstance(prepared, peewee.ModelSelect)
+
+
+async def test_hand_written_schema_on_an_unloaded_row_still_points_to_afetch(shop: Any) -> None:
+    # Not made by to_pydantic, so no check before pydantic reads the attribute:
+    # pydantic wraps the blocking-query error, whose hint names afetch.
+    class PersonOut(BaseModel):
+        model_config = ConfigDict(from_attributes=True)
+        items: list[Any]
+
+    class ItemOut(BaseModel):
+        model_config = ConfigDict(from_attributes=True)
+        owner: PersonOut
+
+    await seed(shop, people=1, items_each=1)
+    item = await Item.aget(Item.title.endswith("-0"))
+    with pytest.raises(ValidationError, match=r"fastpeewee\.afetch\(query, Schema\)"):
+        ItemOut.model_validate(item)

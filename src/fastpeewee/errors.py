@@ -30,7 +30,9 @@ __all__ = [
 BRIDGE_HINT = (
     "Hint: in async code use the async API, e.g. `await Model.aget(...)`, "
     "`await query.aexecute()`, `await db.list(query)`, or run sync code with "
-    "`await db.run(fn)`; for a lazy foreign key use `await obj.afetch(Model.field)`."
+    "`await db.run(fn)`; for a lazy foreign key use `await obj.afetch(Model.field)`; "
+    "for rows with the relations a pydantic schema reads use "
+    "`await fastpeewee.afetch(query, Schema)`."
 )
 
 
