@@ -12,9 +12,9 @@ from typing import Any
 import peewee
 import pytest
 from playhouse.pydantic_utils import to_pydantic as playhouse_to_pydantic
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from fastpeewee import Schemas, schemas, to_pydantic
+from fastpeewee import Schemas, schema_type, schemas, to_pydantic
 
 from .schema_models import Category, Item, Person, Tag
 
@@ -245,3 +245,21 @@ def test_fastpeewee_imports_without_pydantic_and_says_how_to_get_it() -> None:
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
     )
     assert "pip install 'fastpeewee[pydantic]'" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("field", "good", "bad"),
+    [
+        (Person.id, 2**31 - 1, 2**31),
+        (Item.owner, -(2**31), 2**63),
+        (Person.karma, 2**63 - 1, 2**63),
+        (Person.email, "a" * 50, "a" * 51),
+        (Person.nickname, None, "n" * 21),
+    ],
+    ids=["autofield", "foreign-key", "bigint", "varchar", "nullable"],
+)
+def test_schema_type_of_one_field(field: peewee.Field, good: Any, bad: Any) -> None:
+    adapter = TypeAdapter(schema_type(field))
+    assert adapter.validate_python(good) == good
+    with pytest.raises(ValidationError):
+        adapter.validate_python(bad)

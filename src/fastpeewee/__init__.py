@@ -28,7 +28,16 @@ from .errors import (
 )
 from .model import AsyncModel, AsyncModelMixin
 from .pool import PoolConfig, PoolStats
-from .schema import Schemas, afetch, afetch_one, fetch, fetch_one, schemas, to_pydantic
+from .schema import (
+    Schemas,
+    afetch,
+    afetch_one,
+    fetch,
+    fetch_one,
+    schema_type,
+    schemas,
+    to_pydantic,
+)
 from .transactions import async_atomic, async_savepoint, async_transaction
 
 __version__ = "0.1.0"
@@ -62,6 +71,7 @@ __all__ = [
     "fetch",
     "fetch_one",
     "greenlet_spawn",
+    "schema_type",
     "schemas",
     "to_pydantic",
 ]

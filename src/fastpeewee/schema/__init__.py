@@ -28,6 +28,7 @@ __all__ = [
     "afetch_one",
     "fetch",
     "fetch_one",
+    "schema_type",
     "schemas",
     "to_pydantic",
 ]
@@ -88,6 +89,24 @@ def to_pydantic(
         base_model=base_model,
         variant=variant,
     )
+
+
+def schema_type(field: peewee.Field) -> Any:
+    """The annotation ``to_pydantic`` gives ``field`` in a create schema.
+
+    The value type with the column's limits, ``| None`` when nullable; a foreign
+    key gets its target's type. Useful for path and query parameters, so that
+    an id beyond the column's range is a validation error, not a database error::
+
+        UserId = schema_type(User.id)      # int within -2**31 .. 2**31 - 1
+
+        @app.get("/users/{user_id}")
+        async def read_user(user_id: UserId): ...
+    """
+    _require_pydantic()
+    from ._build import annotation_of
+
+    return annotation_of(field, "create")
 
 
 class Schemas(NamedTuple):

@@ -12,7 +12,7 @@ from pydantic import Field as PydanticField
 from ._fields import field_kwargs, python_type
 from ._relations import check_loaded
 
-__all__ = ["Variant", "build_schema"]
+__all__ = ["Variant", "annotation_of", "build_schema"]
 
 Variant = Literal["create", "update", "read"]
 _NAME_SUFFIX = {None: "Schema", "create": "Create", "update": "Update", "read": "Read"}
@@ -88,11 +88,17 @@ def _default(field: peewee.Field) -> dict[str, Any]:
     return {"default": default}
 
 
-def _column(field: peewee.Field, variant: Variant | None) -> tuple[Any, Any]:
-    """(annotation, FieldInfo) of a plain column (a foreign key as its id)."""
+def annotation_of(field: peewee.Field, variant: Variant | None) -> Any:
+    """The annotation of a plain column (a foreign key as its id) in ``variant``."""
     annotation = python_type(field, constrained=variant != "read")
     if field.null:
         annotation = Optional[annotation]  # noqa: UP045 - a runtime type expression
+    return annotation
+
+
+def _column(field: peewee.Field, variant: Variant | None) -> tuple[Any, Any]:
+    """(annotation, FieldInfo) of a plain column (a foreign key as its id)."""
+    annotation = annotation_of(field, variant)
     kwargs = field_kwargs(field)
     if variant == "update":
         kwargs["default"] = None  # may be left out; None is only valid where NULL is

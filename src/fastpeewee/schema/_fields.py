@@ -6,10 +6,10 @@ import datetime
 import uuid
 from typing import Annotated, Any, Literal
 
+import annotated_types
 import peewee
 from playhouse.reflection import FieldTypeMap
-from pydantic import AfterValidator
-from pydantic import Field as PydanticField
+from pydantic import AfterValidator, AllowInfNan, condecimal
 
 __all__ = ["INT_BITS", "field_kwargs", "python_type", "value_type"]
 
@@ -66,20 +66,26 @@ def _int_bits(field: peewee.Field) -> int | None:
     return None
 
 
-def _constraints(field: peewee.Field, python: Any) -> dict[str, Any]:
-    """Value constraints the database would otherwise enforce (or silently not)."""
+def _constrained(field: peewee.Field, python: Any) -> Any:
+    """``python`` annotated with the limits the column would otherwise enforce (or not).
+
+    Plain ``annotated_types``/pydantic markers rather than ``Field(...)``, so the
+    type also serves as a FastAPI path or query parameter annotation.
+    """
     bits = _int_bits(field)
     if bits is not None:
-        return {"ge": -(2 ** (bits - 1)), "le": 2 ** (bits - 1) - 1}
+        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        return Annotated[python, annotated_types.Interval(ge=low, le=high)]
     if python is str:
         max_length = getattr(field, "max_length", None)
-        return {"max_length": max_length} if isinstance(max_length, int) else {}
+        if isinstance(max_length, int):
+            python = Annotated[str, annotated_types.MaxLen(max_length)]
+        return Annotated[python, AfterValidator(_no_nul)]
     if python is float:
-        return {"allow_inf_nan": False}
+        return Annotated[float, AllowInfNan(False)]
     if isinstance(field, peewee.DecimalField):
-        digits = {"max_digits": field.max_digits, "decimal_places": field.decimal_places}
-        return {k: v for k, v in digits.items() if v is not None}
-    return {}
+        return condecimal(max_digits=field.max_digits, decimal_places=field.decimal_places)
+    return python
 
 
 def python_type(field: peewee.Field, constrained: bool) -> Any:
@@ -89,13 +95,7 @@ def python_type(field: peewee.Field, constrained: bool) -> Any:
     if field.choices and getattr(field, "enum_class", None) is None:
         return Literal[tuple(value for value, _ in field.choices)]
     python = value_type(field)
-    if not constrained:
-        return python
-    limits = _constraints(field, python)
-    annotated = Annotated[python, PydanticField(**limits)] if limits else python
-    if python is str:
-        return Annotated[annotated, AfterValidator(_no_nul)]
-    return annotated
+    return _constrained(field, python) if constrained else python
 
 
 def _description(field: peewee.Field) -> str | None:
