@@ -116,6 +116,8 @@ def test_relationships_nest_schemas_and_wrap_backrefs_in_a_list() -> None:
     assert person_read(id=1, **GOOD).items == []  # type: ignore[attr-defined]
     assert item_read.model_fields["reviewer"].default is None  # nullable fk
     assert "reviewer_id" not in item_read.model_fields
+    playhouse_style = to_pydantic(Person, relationships={Person.items: list[ItemRead]})
+    assert playhouse_style.model_fields["items"].annotation == list[ItemRead]
     with pytest.raises(ValueError, match="relationships keys"):
         to_pydantic(Person, relationships={Person.email: ItemRead})
 

@@ -307,3 +307,34 @@ async def test_hand_written_schema_on_an_unloaded_row_still_points_to_afetch(sho
     item = await Item.aget(Item.title.endswith("-0"))
     with pytest.raises(ValidationError, match=r"fastpeewee\.afetch\(query, Schema\)"):
         ItemOut.model_validate(item)
+
+
+CategoryRead = to_pydantic(Category, variant="read")
+CategoryFamily = to_pydantic(
+    Category,
+    variant="read",
+    relationships={Category.parent: CategoryRead, Category.children: CategoryRead},
+    model_name="CategoryFamily",
+)
+
+
+async def test_self_referencing_relations_both_ways(shop: Any) -> None:
+    root = await Category.acreate(name="root")
+    for name in ("a", "b"):
+        await Category.acreate(name=name, parent=root)
+    with counting(shop) as sql:
+        rows = await afetch(Category.select().order_by(Category.id), CategoryFamily)
+    assert len(sql) == 2, sql  # the parent is joined (aliased), the children are one query
+    assert rows[0].parent is None and [c.name for c in rows[0].children] == ["a", "b"]
+    assert [r.parent.name for r in rows[1:]] == ["root", "root"]
+    assert [r.children for r in rows[1:]] == [[], []]
+
+
+async def test_afetch_inside_a_transaction_sees_its_own_rows(shop: Any) -> None:
+    async with shop.atomic() as txn:
+        person = await Person.acreate(email="new@example.com")
+        await Item.acreate(title="fresh", owner=person)
+        found = await afetch_one(Person.select().where(Person.id == person.id), PersonWithItems)
+        assert [i.title for i in found.items] == ["fresh"]
+        await txn.arollback()
+    assert await afetch(Person.select(), PersonWithItems) == []

@@ -71,8 +71,10 @@ def to_pydantic(
     ``variant`` picks the use: ``None`` (the playhouse schema), ``"create"``
     (no auto id), ``"update"`` (every field may be left out; use
     ``model_dump(exclude_unset=True)``), ``"read"`` (with the id; value limits
-    are not re-checked on stored data). Every schema reads attributes
-    (``from_attributes=True``). Example::
+    are not re-checked on stored data). ``exclude_autofield`` defaults to True
+    except for ``"read"``. Fields declared on ``base_model`` win over generated
+    ones. Every schema reads attributes (``from_attributes=True``) and, in async
+    code, raises :class:`UnloadedRelation` for a relation nobody loaded. Example::
 
         UserRead = to_pydantic(User, variant="read", relationships={User.items: ItemRead})
     """
