@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,postgres,app]'
+	$(PY) -m pip install --quiet -e '.[dev,postgres,pydantic,app]'
 	touch $(STAMP)
 
 run: $(STAMP)  ## the main job: the reference app on SQLite at http://127.0.0.1:8000/docs

@@ -25,9 +25,20 @@ from .errors import (
     PoolTimeout,
     TooManyWaiters,
     TransactionLost,
+    UnloadedRelation,
 )
 from .model import AsyncModel, AsyncModelMixin
 from .pool import PoolConfig, PoolStats
+from .schema import (
+    Schemas,
+    afetch,
+    afetch_one,
+    fetch,
+    fetch_one,
+    schema_type,
+    schemas,
+    to_pydantic,
+)
 from .transactions import async_atomic, async_savepoint, async_transaction
 
 __version__ = "0.1.0"
@@ -49,11 +60,20 @@ __all__ = [
     "PoolError",
     "PoolStats",
     "PoolTimeout",
+    "Schemas",
     "TooManyWaiters",
     "TransactionLost",
+    "UnloadedRelation",
+    "afetch",
+    "afetch_one",
     "async_atomic",
     "async_savepoint",
     "async_transaction",
     "await_",
+    "fetch",
+    "fetch_one",
     "greenlet_spawn",
+    "schema_type",
+    "schemas",
+    "to_pydantic",
 ]

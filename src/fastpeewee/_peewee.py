@@ -12,7 +12,15 @@ from typing import Any, cast
 
 import peewee
 
-__all__ = ["DRIVER_ERRORS", "connect_sqlite", "log_query", "notify_hooks"]
+__all__ = [
+    "DRIVER_ERRORS",
+    "connect_sqlite",
+    "load_tree",
+    "log_query",
+    "notify_hooks",
+    "query_limit",
+    "returns_models",
+]
 
 # Driver exception class name -> peewee exception class (peewee.EXCEPTIONS).
 DRIVER_ERRORS = cast(dict[str, type[peewee.PeeweeException]], vars(peewee)["EXCEPTIONS"])
@@ -33,3 +41,18 @@ def notify_hooks(
 ) -> None:
     """Call the database's ``query_hooks`` with a ``QueryEvent``."""
     vars(peewee.Database)["_notify_hooks"](db, sql, params, start, exc)
+
+
+def query_limit(query: Any) -> int | None:
+    """The LIMIT set on a select query, if any."""
+    return cast("int | None", query._limit)
+
+
+def load_tree(query: Any) -> tuple[Any, ...]:
+    """The ``Load`` nodes already set on a query by ``with_related``."""
+    return tuple(query._load_tree or ())
+
+
+def returns_models(query: Any) -> bool:
+    """True when a model select hydrates model instances (not dicts or tuples)."""
+    return bool(query._model_rows())

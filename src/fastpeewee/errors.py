@@ -22,6 +22,7 @@ __all__ = [
     "PoolTimeout",
     "TooManyWaiters",
     "TransactionLost",
+    "UnloadedRelation",
     "mask_password",
     "translate_errors",
 ]
@@ -29,7 +30,9 @@ __all__ = [
 BRIDGE_HINT = (
     "Hint: in async code use the async API, e.g. `await Model.aget(...)`, "
     "`await query.aexecute()`, `await db.list(query)`, or run sync code with "
-    "`await db.run(fn)`; for a lazy foreign key use `await obj.afetch(Model.field)`."
+    "`await db.run(fn)`; for a lazy foreign key use `await obj.afetch(Model.field)`; "
+    "for rows with the relations a pydantic schema reads use "
+    "`await fastpeewee.afetch(query, Schema)`."
 )
 
 
@@ -108,3 +111,13 @@ def translate_errors() -> Iterator[None]:
         if target is None:
             raise
         raise target(exc, *exc.args) from exc
+
+
+class UnloadedRelation(MissingGreenletBridge):
+    """A schema touched a relation that was not loaded, in async code.
+
+    Loading it there would be a blocking query on the event loop (and one
+    query per row). Load rows with their relations instead::
+
+        users = await fastpeewee.afetch(User.select(), UserRead)
+    """
