@@ -1,53 +1,58 @@
-"""What the API accepts and returns. Passwords go in, never out."""
+"""What the API accepts and returns, generated from the models. Passwords go in, never out.
+
+``to_pydantic`` carries each column's limits into the schema (lengths, the
+32-bit id range, no NUL characters), so bad input is a 422 before it reaches
+the database.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, EmailStr, Field
 
-# AutoField ids are 32-bit signed integers on PostgreSQL: bound them here so an
-# out-of-range id is a 422, not a database error.
-MAX_ID = 2**31 - 1
-UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="The user's id.")]
+from fastpeewee import schema_type, to_pydantic
+
+from .models import Item, User
+
+UserId = Annotated[schema_type(User.id), Path(ge=1, description="The user's id.")]
 Skip = Annotated[int, Query(ge=0, le=1_000_000, description="Rows to skip.")]
 Limit = Annotated[int, Query(ge=1, le=100, description="Rows to return (at most 100).")]
-# Text the databases can store: PostgreSQL refuses NUL characters.
-NO_NUL = r"^[^\x00]*$"
+
+# An item as returned: id, title, description, owner_id.
+ItemRead = to_pydantic(Item, variant="read", model_name="Item")
 
 
-class ItemCreate(BaseModel):
-    """A new item; its owner comes from the URL."""
-
-    title: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
-    description: str | None = Field(default=None, max_length=1000, pattern=NO_NUL)
+class _NewItem(BaseModel):
+    # The column's own limits (length, no NUL), plus: not empty.
+    title: Annotated[schema_type(Item.title), Field(min_length=1)]  # type: ignore[valid-type]
 
 
-class Item(BaseModel):
-    """An item as returned by the API."""
+# A new item: its owner comes from the URL.
+ItemCreate = to_pydantic(
+    Item, variant="create", exclude=[Item.owner], base_model=_NewItem, model_name="ItemCreate"
+)
+# A user as returned, with their items; never the password hash.
+UserRead = to_pydantic(
+    User,
+    variant="read",
+    exclude=[User.hashed_password],
+    relationships={User.items: ItemRead},
+    model_name="User",
+)
 
-    model_config = ConfigDict(from_attributes=True)
 
-    id: int
-    title: str
-    description: str | None = None
-    owner_id: int
-
-
-class UserCreate(BaseModel):
-    """A sign-up: the password is hashed before it is stored."""
-
+class _SignUp(BaseModel):
     email: EmailStr = Field(max_length=254)
-    password: str = Field(min_length=8, max_length=128, pattern=NO_NUL)
+    password: str = Field(min_length=8, max_length=128)
 
 
-class User(BaseModel):
-    """A user as returned by the API, with their items."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    email: str
-    is_active: bool
-    items: list[Item] = []
+# A sign-up: the password is hashed before it is stored.
+UserCreate = to_pydantic(
+    User,
+    variant="create",
+    exclude=[User.hashed_password, User.is_active],
+    base_model=_SignUp,
+    model_name="UserCreate",
+)

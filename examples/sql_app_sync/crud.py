@@ -1,45 +1,46 @@
-"""The queries behind the routes, as plain blocking peewee calls."""
+"""The queries behind the routes, as plain blocking peewee calls returning API schemas."""
 
 from __future__ import annotations
 
-from examples.sql_app import schemas
+from typing import Any
+
 from examples.sql_app.models import Item, User
+from examples.sql_app.schemas import ItemRead, UserRead
 from examples.sql_app.security import hash_password
-from peewee import prefetch
+
+from fastpeewee import fetch, fetch_one
 
 
-def get_user(user_id: int) -> User | None:
-    """The user with this id and their items, or None."""
-    users = prefetch(User.select().where(User.id == user_id), Item.select().order_by(Item.id))
-    return users[0] if users else None
+def get_user(user_id: int) -> Any:
+    """The user with this id and their items; raises ``User.DoesNotExist`` (a 404)."""
+    return fetch_one(User.select().where(User.id == user_id), UserRead)
 
 
-def get_user_by_id(user_id: int) -> User | None:
-    """The user with this id, without their items."""
-    return User.get_or_none(User.id == user_id)
+def user_exists(user_id: int) -> bool:
+    return User.select().where(User.id == user_id).exists()
 
 
-def get_user_by_email(email: str) -> User | None:
-    return User.get_or_none(User.email == email)
+def email_taken(email: str) -> bool:
+    return User.select().where(User.email == email).exists()
 
 
-def get_users(skip: int = 0, limit: int = 100) -> list[User]:
+def get_users(skip: int = 0, limit: int = 100) -> list[Any]:
     """A page of users, each with their items: two queries whatever the page size."""
-    users = User.select().order_by(User.id).offset(skip).limit(limit)
-    return prefetch(users, Item.select().order_by(Item.id))
+    return fetch(User.select().order_by(User.id).offset(skip).limit(limit), UserRead)
 
 
 def count_users() -> int:
     return User.select().count()
 
 
-def create_user(user: schemas.UserCreate) -> User:
-    return User.create(email=user.email, hashed_password=hash_password(user.password))
+def create_user(email: str, password: str) -> Any:
+    user = User.create(email=email, hashed_password=hash_password(password))
+    return UserRead(id=user.id, email=user.email, is_active=user.is_active, items=[])
 
 
-def get_items(skip: int = 0, limit: int = 100) -> list[Item]:
-    return list(Item.select().order_by(Item.id).offset(skip).limit(limit))
+def get_items(skip: int = 0, limit: int = 100) -> list[Any]:
+    return fetch(Item.select().order_by(Item.id).offset(skip).limit(limit), ItemRead)
 
 
-def create_user_item(item: schemas.ItemCreate, user_id: int) -> Item:
-    return Item.create(**item.model_dump(), owner=user_id)
+def create_user_item(user_id: int, **fields: Any) -> Any:
+    return ItemRead.model_validate(Item.create(owner=user_id, **fields))

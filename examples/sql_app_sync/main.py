@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from examples.sql_app import models, schemas
+from examples.sql_app import models
 from examples.sql_app.database import SLOW_SECONDS, database_from_env
+from examples.sql_app.schemas import (
+    ItemCreate,
+    ItemRead,
+    Limit,
+    Skip,
+    UserCreate,
+    UserId,
+    UserRead,
+)
 from fastapi import FastAPI, HTTPException
 
 from fastpeewee import AsyncDatabase, DatabaseMiddleware
@@ -26,36 +36,32 @@ def create_app(db: AsyncDatabase | None = None) -> FastAPI:
     app.add_middleware(DatabaseMiddleware, database=db)
     add_exception_handlers(app)
 
-    @app.post("/users/", response_model=schemas.User, status_code=201)
-    def create_user(user: schemas.UserCreate) -> schemas.User:
-        if crud.get_user_by_email(user.email) is not None:
+    @app.post("/users/", response_model=UserRead, status_code=201)
+    def create_user(user: UserCreate) -> Any:  # type: ignore[valid-type]
+        if crud.email_taken(user.email):
             raise HTTPException(status_code=400, detail="Email already registered")
-        created = crud.create_user(user)
-        return schemas.User(id=created.id, email=created.email, is_active=created.is_active)
+        return crud.create_user(user.email, user.password)
 
-    @app.get("/users/", response_model=list[schemas.User])
-    def read_users(skip: schemas.Skip = 0, limit: schemas.Limit = 100) -> list[models.User]:
+    @app.get("/users/", response_model=list[UserRead])
+    def read_users(skip: Skip = 0, limit: Limit = 100) -> Any:
         return crud.get_users(skip=skip, limit=limit)
 
-    @app.get("/users/{user_id}", response_model=schemas.User)
-    def read_user(user_id: schemas.UserId) -> models.User:
-        user = crud.get_user(user_id)
-        if user is None:
-            raise HTTPException(status_code=404, detail="User not found")
-        return user
+    @app.get("/users/{user_id}", response_model=UserRead)
+    def read_user(user_id: UserId) -> Any:
+        return crud.get_user(user_id)
 
-    @app.post("/users/{user_id}/items/", response_model=schemas.Item, status_code=201)
-    def create_item_for_user(user_id: schemas.UserId, item: schemas.ItemCreate) -> models.Item:
-        if crud.get_user_by_id(user_id) is None:
+    @app.post("/users/{user_id}/items/", response_model=ItemRead, status_code=201)
+    def create_item_for_user(user_id: UserId, item: ItemCreate) -> Any:  # type: ignore[valid-type]
+        if not crud.user_exists(user_id):
             raise HTTPException(status_code=404, detail="User not found")
-        return crud.create_user_item(item, user_id)
+        return crud.create_user_item(user_id, **item.model_dump())
 
-    @app.get("/items/", response_model=list[schemas.Item])
-    def read_items(skip: schemas.Skip = 0, limit: schemas.Limit = 100) -> list[models.Item]:
+    @app.get("/items/", response_model=list[ItemRead])
+    def read_items(skip: Skip = 0, limit: Limit = 100) -> Any:
         return crud.get_items(skip=skip, limit=limit)
 
-    @app.get("/slowusers/", response_model=list[schemas.User])
-    def read_slow_users(skip: schemas.Skip = 0, limit: schemas.Limit = 100) -> list[models.User]:
+    @app.get("/slowusers/", response_model=list[UserRead])
+    def read_slow_users(skip: Skip = 0, limit: Limit = 100) -> Any:
         crud.count_users()  # take the request's connection, then hold it
         time.sleep(SLOW_SECONDS)
         return crud.get_users(skip=skip, limit=limit)
