@@ -71,7 +71,10 @@ def header(command: str, settings: Settings) -> dict[str, Any]:
     """When, where and how: the JSON's first keys and the printed preamble."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip()
+    import fastpeewee
+
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command,
+            "fastpeewee": str(Path(fastpeewee.__file__).parent),
             "commit": commit, "argv": sys.argv[1:], "rounds": settings.rounds,
             "heavy_rounds": settings.heavy_rounds, "seconds_per_measurement": settings.budget,
             "machine": machine()}

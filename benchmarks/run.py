@@ -23,7 +23,7 @@ from typing import Any
 import peewee
 from tests.servers import PostgresServer, ServerUnavailable
 
-from . import report, web
+from . import report, targets, web
 from .peers import Target
 from .runner import Cell, Settings, bench_backend
 from .schema import Checker, fill, sync_database
@@ -116,6 +116,8 @@ def print_summary(payload: dict[str, Any], cells: list[Cell]) -> None:
     if http and http.get("skipped") != "not selected":
         print()
         print(web.table(http))
+    print("\nIssue 4's targets:")
+    print("\n".join(f"  {line}" for line in targets.check(payload)))
     print(f"\nJSON: {payload['json']}")
 
 

@@ -78,9 +78,13 @@ class Settings:
 
 
 async def bench_backend(target: Target, checker: Checker, settings: Settings,
-                        only: set[str] | None = None) -> tuple[list[Cell], dict[str, str]]:
-    """Run the workloads (all, or the keys in ``only``) on one backend."""
-    peers = peers_for(target)
+                        only: set[str] | None = None, peers: list[Peer] | None = None,
+                        ) -> tuple[list[Cell], dict[str, str]]:
+    """Run the workloads (all, or the keys in ``only``) on one backend.
+
+    ``peers`` defaults to :func:`peers_for`; the first one is the ratios' floor.
+    """
+    peers = peers or peers_for(target)
     broken = await _setup(peers)
     if peers[0].name in broken:
         raise SystemExit(f"{peers[0].name}: {broken[peers[0].name]}")
