@@ -67,6 +67,23 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
+PACKAGES = ("peewee", "asyncpg", "aiosqlite", "psycopg", "SQLAlchemy", "tortoise-orm",
+            "fastapi", "uvicorn", "uvloop")
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the peers and the HTTP stack."""
+    from importlib import metadata
+
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
 def header(command: str, settings: Settings) -> dict[str, Any]:
     """When, where and how: the JSON's first keys and the printed preamble."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -77,4 +94,4 @@ def header(command: str, settings: Settings) -> dict[str, Any]:
             "fastpeewee": str(Path(fastpeewee.__file__).parent),
             "commit": commit, "argv": sys.argv[1:], "rounds": settings.rounds,
             "heavy_rounds": settings.heavy_rounds, "seconds_per_measurement": settings.budget,
-            "machine": machine()}
+            "machine": machine(), "versions": versions()}
