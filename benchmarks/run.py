@@ -116,8 +116,10 @@ def print_summary(payload: dict[str, Any], cells: list[Cell]) -> None:
     if http and http.get("skipped") != "not selected":
         print()
         print(web.table(http))
-    print("\nIssue 4's targets:")
-    print("\n".join(f"  {line}" for line in targets.check(payload)))
+    checked = targets.check(payload)
+    if checked:
+        print("\nIssue 4's targets:")
+        print("\n".join(f"  {line}" for line in checked))
     print(f"\nJSON: {payload['json']}")
 
 

@@ -284,10 +284,16 @@ def run_http(server: PostgresServer, quick: bool, only: set[str] | None = None,
         pythonpath = os.pathsep.join([str(cwd / "src"), str(cwd)])
         apps.append(App(name, spec, url, cwd, pythonpath, tmp / f"{name}.log"))
     try:
-        for app in apps:
-            app.start()
-            seed(app)
-        same_json(apps)
+        try:
+            for app in apps:
+                app.start()
+                seed(app)
+            same_json(apps)
+        except (RuntimeError, OSError, ValueError, KeyError) as exc:
+            # The database workloads' results still count: report, do not crash.
+            info["skipped"] = f"H1-H3 failed before measuring: {exc}"
+            print(info["skipped"], file=sys.stderr)
+            return info
         print("  http: apps up, seeded, same JSON", file=sys.stderr, flush=True)
         info["results"] = _measure(server, apps, databases, keys, rounds, seconds, tmp)
     finally:
