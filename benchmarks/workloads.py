@@ -73,8 +73,6 @@ class Workload:
     title: str
     unit: str
     measure: Callable[[Peer, Plan, Checker, float], Awaitable[float]]
-    #: False where SQLite's commit (not the layer) dominates the cost.
-    layer_bound_on_sqlite: bool = True
     #: One operation takes long (seconds for slow peers): fewer rounds in a quick run.
     heavy: bool = False
 
@@ -152,10 +150,9 @@ async def w6(peer: Peer, plan: Plan, checker: Checker, budget: float) -> float:
 WORKLOADS = [
     Workload("W1", "get by primary key", "gets/s", w1),
     Workload("W2", "100 rows into models", "pages/s", w2),
-    Workload("W3", "insert one row, autocommit", "inserts/s", w3, layer_bound_on_sqlite=False),
+    Workload("W3", "insert one row, autocommit", "inserts/s", w3),
     Workload("W4", "bulk insert 10,000 rows", "rows/s", w4, heavy=True),
-    Workload("W5", "transaction: get, update, insert", "txns/s", w5,
-             layer_bound_on_sqlite=False),
+    Workload("W5", "transaction: get, update, insert", "txns/s", w5),
     Workload("W6", f"{W6_TASKS} tasks x {W6_GETS} gets, pool of 10", "gets/s", w6,
              heavy=True),
 ]

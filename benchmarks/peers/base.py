@@ -18,11 +18,6 @@ class Target:
     user: str = ""
     database: str = ""
 
-    @property
-    def pg_dsn(self) -> str:
-        """``postgresql://user@host:port/database``."""
-        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
-
 
 POOL_SIZE = 10  # W6: at most this many connections per peer
 
