@@ -26,9 +26,20 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks
 	$(VENV)/bin/mypy
 
-bench: $(STAMP)  ## fastpeewee against playhouse.pwasyncio and the raw drivers
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) benchmarks/run.py $(if $(QUICK),--quick,)
+	touch $(BENCH_STAMP)
+
+# H1-H3 need wrk: installed with apt-get when missing and we are root, else skipped.
+bench: $(BENCH_STAMP)  ## W1-W6 and H1-H3 against the peers (QUICK=1: about 2 minutes)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] \
+		&& { apt-get install -y -qq wrk >/dev/null 2>&1 \
+		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1; } \
+		     || echo "could not install wrk: H1-H3 will be skipped"; } \
+		|| echo "wrk is missing and we are not root: H1-H3 will be skipped (apt-get install wrk)"; }
+	$(PY) -m benchmarks.run $(if $(QUICK),--quick,) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,223 +1,126 @@
-"""fastpeewee against the raw drivers and playhouse.pwasyncio, in one process run.
+"""fastpeewee against its peers, in one process run: ``make bench`` (``QUICK=1`` for a short one).
 
-Workloads on a 10,000-row table, each on SQLite and PostgreSQL:
-  W1  get one row by primary key into a model object (random ids), sequential
-  W2  select 100 rows into a list of model objects, sequential
+Workloads W1-W6 on SQLite and on a throwaway PostgreSQL (tests/servers.py), on a
+10,000-row table, for the raw driver (the floor), fastpeewee,
+playhouse.pwasyncio, SQLAlchemy 2's asyncio ORM, Tortoise ORM and plain sync
+peewee; then H1-H3 over HTTP (benchmarks/web.py). Peers are interleaved round
+by round; the table gives each peer's median ratio to the raw driver measured
+in the same round. Every PostgreSQL peer's own session must report
+``synchronous_commit=off``. Results also go to benchmarks/results/latest.json.
 
-Peers run round by round, interleaved; the table prints the median ops/s and
-the median of the per-round ratio to the raw driver. The PostgreSQL server is a
-throwaway cluster (tests/servers.py) with synchronous_commit=off.
-
-    make bench            # full run
-    make bench QUICK=1    # a short one
+    python -m benchmarks.run [--quick] [--only W1,W4,H1] [--backends sqlite,postgres]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import random
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import peewee
+from tests.servers import PostgresServer, ServerUnavailable
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from . import report, targets, web
+from .peers import Target
+from .runner import Cell, Settings, bench_backend
+from .schema import Checker, fill, sync_database
 
-from tests.servers import PostgresServer, ServerUnavailable  # noqa: E402
-
-import fastpeewee  # noqa: E402
-
-ROWS = 10_000
-Op = Callable[[], Awaitable[Any]]
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
-def define_model(db: peewee.Database) -> type[peewee.Model]:
-    class Item(peewee.Model):
-        name = peewee.CharField()
-        price = peewee.IntegerField()
-
-        class Meta:
-            database = db
-            table_name = "bench_item"
-
-    return Item
-
-
-def fill(db: peewee.Database) -> None:
-    Item = define_model(db)
-    db.drop_tables([Item], safe=True)
-    db.create_tables([Item])
-    with db.atomic():
-        rows = [{"name": f"item {i}", "price": i} for i in range(ROWS)]
-        for start in range(0, ROWS, 1000):
-            Item.insert_many(rows[start : start + 1000]).execute()
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run",
+                                     description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short rounds (about 2 minutes)")
+    parser.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W4,H1")
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--app-root", type=Path, default=web.ROOT,
+                        help="checkout holding examples/sql_app and src/ (default: this one)")
+    parser.add_argument("--json", type=Path, default=RESULTS, help=f"default: {RESULTS}")
+    return parser.parse_args()
 
 
-class Peer:
-    """One library's take on each workload."""
-
-    name = ""
-
-    async def setup(self) -> None: ...
-    async def teardown(self) -> None: ...
-    async def w1(self, pk: int) -> Any: ...
-    async def w2(self, offset: int) -> list[Any]: ...
-
-
-class OrmPeer(Peer):
-    def __init__(self, name: str, db: Any) -> None:
-        self.name = name
-        self.db = db
-        self.Item = define_model(db)
-
-    async def w1(self, pk: int) -> Any:
-        return await self.db.get(self.Item.select().where(self.Item.id == pk))
-
-    async def w2(self, offset: int) -> list[Any]:
-        query = self.Item.select().order_by(self.Item.id).limit(100).offset(offset)
-        return await self.db.list(query)
-
-    async def teardown(self) -> None:
-        await self.db.close_pool()
+def run_sqlite(settings: Settings, only: set[str] | None) -> list[Cell]:
+    with tempfile.TemporaryDirectory(prefix="fastpeewee-bench-") as tmp:
+        target = Target("sqlite", path=str(Path(tmp) / "bench.db"))
+        fill(sync_database("sqlite", target.path))
+        checker = Checker(peewee.SqliteDatabase(target.path))
+        cells, _ = asyncio.run(bench_backend(target, checker, settings, only))
+        checker.db.close()
+        return cells
 
 
-class RawAsyncpg(Peer):
-    name = "raw asyncpg"
-
-    def __init__(self, server: PostgresServer) -> None:
-        self.server = server
-
-    async def setup(self) -> None:
-        import asyncpg
-
-        self.conn = await asyncpg.connect(database=self.server.database,
-                                          **self.server.connect_params)
-
-    async def teardown(self) -> None:
-        await self.conn.close()
-
-    async def w1(self, pk: int) -> Any:
-        return await self.conn.fetchrow(
-            "SELECT id, name, price FROM bench_item WHERE id = $1", pk)
-
-    async def w2(self, offset: int) -> list[Any]:
-        return await self.conn.fetch(
-            "SELECT id, name, price FROM bench_item ORDER BY id LIMIT 100 OFFSET $1", offset)
-
-
-class RawAiosqlite(Peer):
-    name = "raw aiosqlite"
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    async def setup(self) -> None:
-        import aiosqlite
-
-        self.conn = await aiosqlite.connect(self.path)
-
-    async def teardown(self) -> None:
-        await self.conn.close()
-
-    async def w1(self, pk: int) -> Any:
-        async with self.conn.execute(
-            "SELECT id, name, price FROM bench_item WHERE id = ?", (pk,)) as cur:
-            return await cur.fetchone()
-
-    async def w2(self, offset: int) -> list[Any]:
-        async with self.conn.execute(
-            "SELECT id, name, price FROM bench_item ORDER BY id LIMIT 100 OFFSET ?",
-            (offset,)) as cur:
-            return list(await cur.fetchall())
-
-
-def peers_for(backend: str, target: Any) -> list[Peer]:
-    from playhouse import pwasyncio
-
-    if backend == "sqlite":
-        return [
-            RawAiosqlite(target),
-            OrmPeer("fastpeewee", fastpeewee.AsyncSqliteDatabase(target)),
-            OrmPeer("playhouse.pwasyncio", pwasyncio.AsyncSqliteDatabase(target)),
-        ]
-    params = dict(target.connect_params)
-    return [
-        RawAsyncpg(target),
-        OrmPeer("fastpeewee", fastpeewee.AsyncPostgresqlDatabase(target.database, **params)),
-        OrmPeer("playhouse.pwasyncio",
-                pwasyncio.AsyncPostgresqlDatabase(target.database, **params)),
-    ]
-
-
-async def timed(op: Op, count: int) -> float:
-    started = time.perf_counter()
-    for _ in range(count):
-        await op()
-    return count / (time.perf_counter() - started)
-
-
-async def bench_backend(backend: str, target: Any, rounds: int, ops: int) -> list[str]:
-    peers = peers_for(backend, target)
-    for peer in peers:
-        await peer.setup()
-    rng = random.Random(7)
-    workloads: dict[str, Callable[[Peer], Op]] = {
-        "W1 get by pk": lambda p: lambda: p.w1(rng.randint(1, ROWS)),
-        "W2 100 rows": lambda p: lambda: p.w2(rng.randint(0, ROWS - 100)),
-    }
-    lines = []
-    for wname, make in workloads.items():
-        # Every peer must do the same work: check one result of each.
-        for peer in peers:
-            assert len(await peer.w2(0)) == 100 and (await peer.w1(5)) is not None
-        rates: dict[str, list[float]] = {p.name: [] for p in peers}
-        ratios: dict[str, list[float]] = {p.name: [] for p in peers}
-        for _ in range(rounds):
-            this_round = {p.name: await timed(make(p), ops) for p in peers}
-            for name, rate in this_round.items():
-                rates[name].append(rate)
-                ratios[name].append(rate / this_round[peers[0].name])
-        for peer in peers:
-            lines.append(f"| {backend} | {wname} | {peer.name} | "
-                         f"{statistics.median(rates[peer.name]):,.0f} | "
-                         f"{statistics.median(ratios[peer.name]):.2f} |")
-    for peer in peers:
-        await peer.teardown()
-    return lines
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and operations")
-    args = parser.parse_args()
-    rounds, ops = (3, 300) if args.quick else (7, 2000)
-
-    lines = ["| backend | workload | library | ops/s (median) | ratio to raw driver |",
-             "|---|---|---|---|---|"]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = str(Path(tmp) / "bench.db")
-        fill(peewee.SqliteDatabase(path))
-        lines += asyncio.run(bench_backend("sqlite", path, rounds, ops))
+def run_postgres(settings: Settings, only: set[str] | None,
+                 payload: dict[str, Any], app_root: Path) -> list[Cell]:
     try:
         server = PostgresServer.start()
     except ServerUnavailable as exc:
-        print(f"PostgreSQL unavailable, skipped: {exc}", file=sys.stderr)
-    else:
-        try:
-            fill(fastpeewee.AsyncPostgresqlDatabase(server.database, **server.connect_params))
-            lines += asyncio.run(bench_backend("postgres", server, rounds, ops))
-        finally:
-            server.stop()
-    print(f"\n{time.strftime('%Y-%m-%d')}, {rounds} rounds x {ops} ops, "
-          "PostgreSQL with synchronous_commit=off\n")
-    print("\n".join(lines))
+        print(f"PostgreSQL unavailable, its workloads skipped: {exc}", file=sys.stderr)
+        payload["postgres_skipped"] = str(exc)
+        return []
+    try:
+        target = Target("postgres", host="127.0.0.1", port=server.port, user=server.user,
+                        database=server.database)
+        payload["postgres_version"] = server._psql("SHOW server_version").strip()
+        cells: list[Cell] = []
+        if only is None or any(k.startswith("W") for k in only):
+            fill(sync_database("postgres", server))
+            checker = Checker(sync_database("postgres", server))
+            cells, payload["synchronous_commit"] = asyncio.run(
+                bench_backend(target, checker, settings, only))
+            checker.db.close()
+        payload["http"] = web.run_http(server, payload["quick"], only, app_root)
+        return cells
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    args = parse_args()
+    settings = Settings(3, 2, 0.15) if args.quick else Settings(5, 5, 0.6)
+    only = {k.strip().upper() for k in args.only.split(",") if k.strip()} or None
+    payload = report.header("make bench" + (" QUICK=1" if args.quick else ""), settings)
+    payload["quick"] = args.quick
+    backends = args.backends.split(",")
+    cells = []
+    if "sqlite" in backends and (only is None or any(k.startswith("W") for k in only)):
+        cells += run_sqlite(settings, only)
+    if "postgres" in backends:
+        cells += run_postgres(settings, only, payload, args.app_root)
+    payload["results"] = [cell.as_dict() for cell in cells]
+    payload["json"] = str(args.json)
+    report.write_json(args.json, payload)
+    print_summary(payload, cells)
+    if any(c.error.startswith("MISMATCH") for c in cells):
+        raise SystemExit("some peers returned wrong results: see MISMATCH above")
+
+
+def print_summary(payload: dict[str, Any], cells: list[Cell]) -> None:
+    m = payload["machine"]
+    print(f"\n{payload['date']}, {m['cpu']} x{m['cores']}, Python {m['python']}, "
+          f"PostgreSQL {payload.get('postgres_version', '-')}, {payload['command']} "
+          f"({payload['rounds']} rounds, {payload['heavy_rounds']} for W4/W6, "
+          f"{payload['seconds_per_measurement']} s a measurement)")
+    if payload.get("synchronous_commit"):
+        print("synchronous_commit per PostgreSQL peer session:",
+              ", ".join(f"{k}={v}" for k, v in payload["synchronous_commit"].items()))
+    if cells:
+        print("\nMedian ratio to the raw driver in the same round (higher is faster):\n")
+        print(report.ratio_table(cells))
+    for line in report.failures(cells):
+        print(f"  {line}")
+    http = payload.get("http")
+    if http and http.get("skipped") != "not selected":
+        print()
+        print(web.table(http))
+    checked = targets.check(payload)
+    if checked:
+        print("\nIssue 4's targets:")
+        print("\n".join(f"  {line}" for line in checked))
+    print(f"\nJSON: {payload['json']}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of fastpeewee and its peers (``make bench``)."""

@@ -1,0 +1,130 @@
+"""The floors: asyncpg and aiosqlite used directly, with hand-written SQL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..schema import BULK_TABLE, COLUMNS, TABLE
+from .base import POOL_SIZE, Peer
+
+_COLS = ", ".join(COLUMNS)
+_SELECT = f"SELECT id, {_COLS} FROM {TABLE}"
+
+
+def _values(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[c] for c in COLUMNS)
+
+
+class RawAsyncpg(Peer):
+    """asyncpg: one connection for the sequential workloads, a pool for W6."""
+
+    name = "raw asyncpg"
+    _insert = f"INSERT INTO {TABLE} ({_COLS}) VALUES ($1, $2, $3, $4)"
+
+    async def setup(self) -> None:
+        import asyncpg
+
+        t = self.target
+        params = {"host": t.host, "port": t.port, "user": t.user, "database": t.database}
+        self.conn = await asyncpg.connect(**params)
+        self.pool = await asyncpg.create_pool(min_size=1, max_size=POOL_SIZE, **params)
+
+    async def teardown(self) -> None:
+        await self.conn.close()
+        await self.pool.close()
+
+    async def synchronous_commit(self) -> str:
+        return str(await self.conn.fetchval("SHOW synchronous_commit"))
+
+    def pk(self, obj: Any) -> int:
+        return int(obj["id"])
+
+    async def get(self, pk: int) -> Any:
+        return await self.conn.fetchrow(f"{_SELECT} WHERE id = $1", pk)
+
+    async def page(self, offset: int) -> list[Any]:
+        return list(await self.conn.fetch(f"{_SELECT} ORDER BY id LIMIT 100 OFFSET $1", offset))
+
+    async def insert(self, row: dict[str, Any]) -> None:
+        await self.conn.execute(self._insert, *_values(row))
+
+    async def bulk(self, rows: list[dict[str, Any]]) -> None:
+        sql = f"INSERT INTO {BULK_TABLE} ({_COLS}) VALUES ($1, $2, $3, $4)"
+        async with self.conn.transaction():
+            await self.conn.executemany(sql, [_values(r) for r in rows])
+
+    async def transaction(self, pk: int, row: dict[str, Any]) -> None:
+        async with self.conn.transaction():
+            found = await self.conn.fetchrow(f"{_SELECT} WHERE id = $1", pk)
+            await self.conn.execute(f"UPDATE {TABLE} SET quantity = $1 WHERE id = $2",
+                                    found["quantity"] + 1, pk)
+            await self.conn.execute(self._insert, *_values(row))
+
+    async def task_gets(self, pks: list[int]) -> list[Any]:
+        async with self.pool.acquire() as conn:
+            return [await conn.fetchrow(f"{_SELECT} WHERE id = $1", pk) for pk in pks]
+
+
+class RawAiosqlite(Peer):
+    """aiosqlite: one connection for the sequential workloads, ten in a queue for W6."""
+
+    name = "raw aiosqlite"
+    _insert = f"INSERT INTO {TABLE} ({_COLS}) VALUES (?, ?, ?, ?)"
+
+    async def _connect(self) -> Any:
+        import aiosqlite
+
+        # isolation_level=None: autocommit, with explicit BEGIN where a transaction is wanted.
+        return await aiosqlite.connect(self.target.path, isolation_level=None)
+
+    async def setup(self) -> None:
+        self.conn = await self._connect()
+        self.pool: asyncio.Queue[Any] = asyncio.Queue()
+        for _ in range(POOL_SIZE):
+            self.pool.put_nowait(await self._connect())
+
+    async def teardown(self) -> None:
+        await self.conn.close()
+        while not self.pool.empty():
+            await self.pool.get_nowait().close()
+
+    def pk(self, obj: Any) -> int:
+        return int(obj[0])
+
+    async def _fetchone(self, conn: Any, sql: str, params: tuple[Any, ...]) -> Any:
+        async with conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def get(self, pk: int) -> Any:
+        return await self._fetchone(self.conn, f"{_SELECT} WHERE id = ?", (pk,))
+
+    async def page(self, offset: int) -> list[Any]:
+        sql = f"{_SELECT} ORDER BY id LIMIT 100 OFFSET ?"
+        async with self.conn.execute(sql, (offset,)) as cur:
+            return list(await cur.fetchall())
+
+    async def insert(self, row: dict[str, Any]) -> None:
+        await self.conn.execute(self._insert, _values(row))
+
+    async def bulk(self, rows: list[dict[str, Any]]) -> None:
+        await self.conn.execute("BEGIN")
+        await self.conn.executemany(f"INSERT INTO {BULK_TABLE} ({_COLS}) VALUES (?, ?, ?, ?)",
+                                    [_values(r) for r in rows])
+        await self.conn.execute("COMMIT")
+
+    async def transaction(self, pk: int, row: dict[str, Any]) -> None:
+        await self.conn.execute("BEGIN")
+        found = await self._fetchone(self.conn, f"{_SELECT} WHERE id = ?", (pk,))
+        await self.conn.execute(f"UPDATE {TABLE} SET quantity = ? WHERE id = ?",
+                                (found[4] + 1, pk))
+        await self.conn.execute(self._insert, _values(row))
+        await self.conn.execute("COMMIT")
+
+    async def task_gets(self, pks: list[int]) -> list[Any]:
+        conn = await self.pool.get()
+        try:
+            sql = f"{_SELECT} WHERE id = ?"
+            return [await self._fetchone(conn, sql, (pk,)) for pk in pks]
+        finally:
+            self.pool.put_nowait(conn)
