@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import datetime
 import decimal
+import socket
 import sys
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import peewee
 import pytest
+from peewee import fn
 
 from fastpeewee import AsyncMySQLDatabase, TransactionLost
 from fastpeewee.backends.mysql import error_code
@@ -329,6 +332,54 @@ def test_constructor_matches_pwasyncio():
     assert isinstance(db, peewee.MySQLDatabase)
 
 
+def test_driver_parameters_are_split_and_normalised():
+    db = AsyncMySQLDatabase(None, host="h", passwd="pw", db="app", stmt_cache_size=4,
+                            write_timeout=3, ssl_disabled=True, read_timeout=9)
+    for_asyncmy = db._asyncmy_params(2.0)
+    for_pymysql = db._pymysql_params(2.0)
+    common = {"host": "h", "password": "pw", "database": "app", "autocommit": True,
+              "charset": "utf8mb4", "read_timeout": 9}
+    assert for_asyncmy == {**common, "stmt_cache_size": 4, "connect_timeout": 2.0}
+    assert for_pymysql == {**common, "write_timeout": 3, "ssl_disabled": True,
+                           "connect_timeout": 2}
+
+
+async def test_the_connect_bound_does_not_limit_later_queries(backend, request, tmp_path):
+    db = make_database(backend, request, tmp_path, acquire_timeout=0.5)
+    try:
+        def slow() -> object:
+            with db.connection_context():
+                assert db.connection()._read_timeout is None
+                return db.execute_sql("SELECT SLEEP(0.8)").fetchone()[0]
+
+        assert await asyncio.to_thread(slow) == 0
+        assert (await db.aexecute_sql("SELECT SLEEP(0.8)")).fetchone()[0] == 0
+    finally:
+        await db.close_pool()
+        db.close_all()
+
+
+async def test_a_server_that_never_answers_times_out_within_the_bound():
+    # A socket that accepts connections (backlog) but never sends the greeting.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        db = AsyncMySQLDatabase("app", host="127.0.0.1", port=port, user="u",
+                                acquire_timeout=0.3, ssl_disabled=True)
+        begun = time.monotonic()
+        with pytest.raises(peewee.OperationalError):
+            await db.aexecute_sql("SELECT 1")
+        assert time.monotonic() - begun < 2.0
+        begun = time.monotonic()
+        with pytest.raises(peewee.OperationalError):
+            await asyncio.to_thread(db.execute_sql, "SELECT 1")
+        assert time.monotonic() - begun < 3.0  # PyMySQL counts whole seconds
+        assert_no_leaks(db)
+        await db.close_pool()
+        db.close_all()
+
+
 async def test_a_missing_driver_names_the_extra(monkeypatch):
     db = AsyncMySQLDatabase("app", host="127.0.0.1", port=1)
     monkeypatch.setitem(sys.modules, "asyncmy", None)
@@ -337,12 +388,106 @@ async def test_a_missing_driver_names_the_extra(monkeypatch):
     await db.close_pool()
 
 
-async def test_cancelled_iterate_kills_the_stream(db, backend):
-    await User.abulk_create([User(username=f"u{i}") for i in range(50)])
-    rows = db.iterate(User.select().order_by(User.id), buffer_size=5)
+RUNNING_SLOW_STREAM = (
+    "SELECT count(*) FROM information_schema.processlist "
+    "WHERE info LIKE '%SLEEP(0.02)%' AND id <> CONNECTION_ID()"
+)
+# 20 ms a row, and rows big enough (2 kB) that the server sends them as it goes
+# rather than when its 16 kB network buffer would fill at the end.
+SLOW_ROWS = User.select(User.id, fn.SLEEP(0.02).alias("z"), fn.REPEAT("x", 2000).alias("pad"))
+
+
+async def _stream_stopped(db) -> bool:
+    for _ in range(50):
+        if (await db.aexecute_sql(RUNNING_SLOW_STREAM)).fetchone()[0] == 0:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_iterate_left_early_stops_the_statement(db, backend):
+    await User.abulk_create([User(username=f"u{i}") for i in range(100)])
+    # Reading off the rest would take 2 s.
+    rows = db.iterate(SLOW_ROWS.order_by(User.id), buffer_size=5)
     first = await rows.__anext__()
-    assert first.username == "u0"
-    await rows.aclose()  # stops early: the rest is read off and the link is free
+    assert first.id is not None
+    begun = time.monotonic()
+    await rows.aclose()
+    assert time.monotonic() - begun < 1.0
+    assert await _stream_stopped(db)
     await settle(db)
     assert_no_leaks(db)
-    assert await db.count(User.select()) == 50
+    assert await db.count(User.select()) == 100
+
+
+async def test_iterate_cancelled_mid_stream_stops_the_statement(db, backend):
+    await User.abulk_create([User(username=f"u{i}") for i in range(100)])
+    seen: list[int] = []
+
+    async def consume() -> None:
+        async for user in db.iterate(SLOW_ROWS.order_by(User.id), buffer_size=5):
+            seen.append(user.id)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert 0 < len(seen) < 100
+    assert await _stream_stopped(db)
+    await settle(db)
+    assert_no_leaks(db)
+
+
+async def test_iterate_read_to_the_end_keeps_the_connection(db, backend):
+    await User.abulk_create([User(username=f"u{i}") for i in range(23)])
+    opened = sum(s.opened for s in db.pool_stats())
+    names = [u.username async for u in db.iterate(User.select().order_by(User.id), 5)]
+    assert names == [f"u{i}" for i in range(23)]
+    assert await db.count(User.select()) == 23
+    assert sum(s.opened for s in db.pool_stats()) == opened  # no reconnect was needed
+
+
+async def test_iterate_left_early_inside_a_transaction_keeps_it(db, backend):
+    await User.abulk_create([User(username=f"u{i}") for i in range(30)])
+    async with db.atomic():
+        await User.acreate(username="inside")
+        async for user in db.iterate(User.select().order_by(User.id), buffer_size=5):
+            assert user.username == "u0"
+            break
+        await User.acreate(username="after the loop")
+    assert await db.count(User.select()) == 32
+
+
+async def _time_out_first_row(db) -> None:
+    rows = db.iterate(SLOW_ROWS.order_by(User.id), buffer_size=5)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await rows.__anext__()
+    await rows.aclose()
+
+
+async def test_stream_cancelled_on_a_held_connection_then_a_fresh_one(db, backend):
+    await User.abulk_create([User(username=f"u{i}") for i in range(100)])
+    async with db:
+        first = (await db.aexecute_sql("SELECT CONNECTION_ID()")).fetchone()[0]
+        await _time_out_first_row(db)
+        # The held connection was dropped with its statement; no error, a new one.
+        second = (await db.aexecute_sql("SELECT CONNECTION_ID()")).fetchone()[0]
+        assert second != first
+    assert await _stream_stopped(db)
+    await settle(db)
+    assert_no_leaks(db)
+
+
+async def test_stream_cancelled_inside_a_transaction_loses_it(db, backend):
+    await User.abulk_create([User(username=f"u{i}") for i in range(100)])
+    with pytest.raises(TransactionLost):
+        async with db.atomic():
+            await User.acreate(username="doomed")
+            await _time_out_first_row(db)
+            await User.acreate(username="never")
+    assert await _stream_stopped(db)
+    assert await db.count(User.select().where(User.username.in_(["doomed", "never"]))) == 0
+    await settle(db)
+    assert_no_leaks(db)

@@ -42,7 +42,6 @@ _PYMYSQL_ONLY = frozenset(
         "cursorclass",
         "defer_connect",
         "named_pipe",
-        "passwd",
         "ssl_ca",
         "ssl_cert",
         "ssl_disabled",
@@ -53,6 +52,7 @@ _PYMYSQL_ONLY = frozenset(
         "write_timeout",
     }
 )
+_ALIASES = frozenset({"passwd", "db"})
 # The server status bit "a transaction is open" (SERVER_STATUS_IN_TRANS).
 _IN_TRANS = 1
 # Client and server error codes that mean the link is gone: CR_SERVER_GONE_ERROR,
@@ -181,7 +181,9 @@ class AsyncmyConnection(MySQLConnection):
     async def aping(self) -> None:
         await self.raw.ping(reconnect=False)
 
-    async def astream(self, sql: str, params: Params, batch_size: int) -> StreamCursor:
+    async def astream(
+        self, sql: str, params: Params, batch_size: int, disposable: bool = False
+    ) -> StreamCursor:
         cur = self.raw.cursor(_import("asyncmy").cursors.SSCursor)
         try:
             await cur.execute(sql, params or None)
@@ -189,17 +191,28 @@ class AsyncmyConnection(MySQLConnection):
             await self._abandon()
             raise
 
+        exhausted = False
+
         async def fetch(n: int) -> Sequence[Any]:
+            nonlocal exhausted
             try:
                 rows: Sequence[Any] = await cur.fetchmany(n)
             except asyncio.CancelledError:
                 await self._abandon()
                 raise
+            exhausted = len(rows) < n
             return rows
 
         async def cleanup() -> None:
-            if self.usable():
-                await cur.close()  # reads what the server still sends
+            if not self.usable():
+                return
+            if exhausted or not disposable or self.in_transaction():
+                await cur.close()  # reads off what the server still sends
+            else:
+                # Left early on a connection of its own: reading off the rest
+                # could take long (the result may be huge); stopping the
+                # statement costs one reconnect.
+                await self._abandon()
 
         return StreamCursor(fetch, cleanup, cur.description, batch_size)
 
@@ -301,9 +314,14 @@ class AsyncMySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):
     # -- connection parameters ----------------------------------------------
 
     def _driver_params(self, skip: frozenset[str]) -> dict[str, Any]:
-        params = {k: v for k, v in self.connect_params.items() if k not in skip}
-        if self.database:
-            params["database"] = self.database
+        given = self.connect_params
+        params = {k: v for k, v in given.items() if k not in skip and k not in _ALIASES}
+        # MySQLdb-era spellings: asyncmy takes neither, PyMySQL deprecates them.
+        if "passwd" in given:
+            params.setdefault("password", given["passwd"])
+        database = self.database or given.get("db")
+        if database:
+            params["database"] = database
         params["autocommit"] = True
         return params
 
@@ -327,8 +345,17 @@ class AsyncMySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):
 
     def _open_sync(self, timeout: float) -> PyMySQLConnection:
         pymysql = _import("pymysql")
+        params = self._pymysql_params(timeout)
+        # PyMySQL bounds only the TCP connect by connect_timeout; the handshake
+        # reads wait read_timeout, by default forever. Bound them too, then
+        # give the connection the timeouts the caller asked for.
+        wanted = {key: params.get(key) for key in ("read_timeout", "write_timeout")}
+        for key, value in wanted.items():
+            params[key] = timeout if value is None else min(value, timeout)
         with translate_errors():
-            raw = pymysql.connect(**self._pymysql_params(timeout))
+            raw = pymysql.connect(**params)
+        raw._read_timeout = wanted["read_timeout"]
+        raw._write_timeout = wanted["write_timeout"]
         self._note_server(raw.get_server_info())
         return PyMySQLConnection(raw)
 
