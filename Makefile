@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,postgres,pydantic,app]'
+	$(PY) -m pip install --quiet -e '.[dev,postgres,mysql,pydantic,app]'
 	touch $(STAMP)
 
 run: $(STAMP)  ## the main job: the reference app on SQLite at http://127.0.0.1:8000/docs
@@ -19,7 +19,7 @@ run: $(STAMP)  ## the main job: the reference app on SQLite at http://127.0.0.1:
 quickstart: $(STAMP)  ## a short script tour of the async and sync API
 	$(PY) examples/quickstart.py
 
-test: lint  ## ruff, mypy --strict, then pytest on SQLite and a throwaway PostgreSQL
+test: lint  ## ruff, mypy --strict, then pytest on SQLite, a throwaway PostgreSQL and MariaDB
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -26,16 +26,23 @@ SLOW = 1.0
 def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'app.db'}"
+    if backend == "mysql":
+        maria = request.getfixturevalue("mariadb_server")
+        p = maria.connect_params
+        return (
+            f"mysql://{p['user']}:{p['password']}@{p['host']}:{p['port']}/{maria.database}"
+            "?ssl_disabled=true"
+        )
     server = request.getfixturevalue("postgres_server")
-    params = server.connect_params
-    return f"postgresql://{params['user']}@{params['host']}:{params['port']}/{server.database}"
+    p = server.connect_params
+    return f"postgresql://{p['user']}@{p['host']}:{p['port']}/{server.database}"
 
 
 @pytest.fixture(params=sorted(APPS))
 def served(request, backend, tmp_path) -> Iterator[str]:
     """Start ``uvicorn`` on a free loopback port; yield its base URL; stop it with SIGINT."""
     url = database_url(backend, request, tmp_path)
-    if backend == "postgres":
+    if backend != "sqlite":
         _drop_app_tables(url)
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "SLOW_SECONDS": str(SLOW), "POOL_SIZE": "10"}
@@ -55,7 +62,7 @@ def served(request, backend, tmp_path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             raise
-        if backend == "postgres":
+        if backend != "sqlite":
             _drop_app_tables(url)  # leave the shared server as the other tests expect
         output = log.read_text()
         assert code == 0, output
@@ -81,7 +88,10 @@ def _drop_app_tables(url: str) -> None:
 
     db = connect(url)
     try:
-        db.execute_sql('DROP TABLE IF EXISTS "item", "tweet", "user" CASCADE')
+        cascade = " CASCADE" if url.startswith("postgres") else ""
+        left, right = db.quote  # the backend's identifier quotes
+        for table in ("item", "tweet", "user"):
+            db.execute_sql(f"DROP TABLE IF EXISTS {left}{table}{right}{cascade}")
     finally:
         db.close_all()
 

@@ -14,6 +14,7 @@ Example::
 """
 
 from .asgi import DatabaseMiddleware
+from .backends.mysql import AsyncMySQLDatabase
 from .backends.postgres import AsyncPostgresqlDatabase
 from .backends.sqlite import AsyncSqliteDatabase
 from .bridge import await_, greenlet_spawn
@@ -51,6 +52,7 @@ __all__ = [
     "AsyncDatabaseMixin",
     "AsyncModel",
     "AsyncModelMixin",
+    "AsyncMySQLDatabase",
     "AsyncPostgresqlDatabase",
     "AsyncSqliteDatabase",
     "DatabaseMiddleware",

@@ -20,6 +20,7 @@ __all__ = [
     "notify_hooks",
     "query_limit",
     "returns_models",
+    "set_mysql_server_version",
 ]
 
 # Driver exception class name -> peewee exception class (peewee.EXCEPTIONS).
@@ -56,3 +57,19 @@ def load_tree(query: Any) -> tuple[Any, ...]:
 def returns_models(query: Any) -> bool:
     """True when a model select hydrates model instances (not dicts or tuples)."""
     return bool(query._model_rows())
+
+
+def set_mysql_server_version(db: peewee.MySQLDatabase, version: str) -> None:
+    """Record a MySQL/MariaDB server version as peewee's ``connect()`` does.
+
+    Besides ``server_version``, peewee then knows whether the server accepts
+    parenthesised compound-select members (MariaDB 10.4+, MySQL 8.0.22+).
+    """
+    vars(peewee.MySQLDatabase)["_set_server_version"](db, _VersionInfo(version))
+
+
+class _VersionInfo:
+    """What peewee's ``_set_server_version`` reads from a connection."""
+
+    def __init__(self, version: str) -> None:
+        self.server_version = version

@@ -1,6 +1,7 @@
 """Open a fastpeewee database from a URL, like ``playhouse.db_url.connect``.
 
-``connect("sqlite:///app.db")``, ``connect("postgresql://user:pw@host:5432/db")``.
+``connect("sqlite:///app.db")``, ``connect("postgresql://user:pw@host:5432/db")``,
+``connect("mysql://user:pw@host:3306/db")``.
 Query-string arguments become constructor arguments
 (``?pool_size=20&acquire_timeout=2.5``); keyword arguments override them.
 """
@@ -11,6 +12,7 @@ from typing import Any
 
 from playhouse.db_url import parse
 
+from .backends.mysql import AsyncMySQLDatabase
 from .backends.postgres import AsyncPostgresqlDatabase
 from .backends.sqlite import AsyncSqliteDatabase
 from .database import AsyncDatabase
@@ -21,6 +23,8 @@ schemes: dict[str, type[AsyncDatabase]] = {
     "sqlite": AsyncSqliteDatabase,
     "postgres": AsyncPostgresqlDatabase,
     "postgresql": AsyncPostgresqlDatabase,
+    "mysql": AsyncMySQLDatabase,
+    "mariadb": AsyncMySQLDatabase,
 }
 
 
@@ -41,6 +45,8 @@ def connect(url: str, **kwargs: Any) -> AsyncDatabase:
         known = ", ".join(sorted(schemes))
         raise ValueError(f"unsupported database URL scheme {scheme!r}; known: {known}")
     params: dict[str, Any] = parse(url, unquote_password=True, unquote_user=True)
+    if "passwd" in params:  # playhouse renames it for MySQL; both drivers take password
+        params["password"] = params.pop("passwd")
     params.update(kwargs)
     database = params.pop("database")
     return database_class(database, **params)

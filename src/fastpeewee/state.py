@@ -97,17 +97,20 @@ class Scope:
         """A borrowed connection stays with the scope while it is in a transaction."""
         return not conn.broken and conn.in_transaction()
 
-    def _check_pinned(self, conn: Connection, ending: bool) -> bool:
+    def _check_pinned(self, conn: Connection, ending: bool, failed: bool = False) -> bool:
         """After a statement on the scope's connection, return True to let it go.
 
         Marks the transaction lost when the connection broke or its transaction
-        vanished without a COMMIT/ROLLBACK of ours.
+        vanished without a COMMIT/ROLLBACK of ours. On MySQL a statement that
+        succeeds may commit implicitly (DDL): the connection then stays, as in
+        peewee; one that fails and ends the transaction (a deadlock) loses it.
         """
         if conn.broken:
             self.lost = self.lost or bool(self.transactions)
             return True
         in_txn = conn.in_transaction()
-        if self.transactions and not in_txn and not ending:
+        vanished = self.transactions and not in_txn and not ending
+        if vanished and (failed or not conn.implicit_commits):
             self.lost = True
             return True
         return not in_txn and not self.held and not self.transactions
@@ -159,7 +162,7 @@ class ThreadScope(Scope):
         try:
             cursor = _run_sync(conn, sql, params)
         except BaseException:
-            if self._check_pinned(conn, ending):
+            if self._check_pinned(conn, ending, failed=True):
                 self._return(self._detach())
             raise
         if self._check_pinned(conn, ending):
@@ -283,7 +286,7 @@ class AsyncScope(Scope):
         try:
             cursor = await _run_async(conn, sql, params)
         except BaseException:
-            if self._check_pinned(conn, ending) and self.conn is conn:
+            if self._check_pinned(conn, ending, failed=True) and self.conn is conn:
                 self.conn = None
                 await self._return(conn)
             raise
@@ -314,7 +317,7 @@ class AsyncScope(Scope):
             conn = await self.db._async_pool_get().aacquire()
             try:
                 with translate_errors():
-                    cursor = await conn.astream(sql, params, batch_size)
+                    cursor = await conn.astream(sql, params, batch_size, disposable=True)
             except BaseException as exc:
                 conn.after_error(exc)
                 await self._return(conn)
@@ -327,6 +330,7 @@ class AsyncScope(Scope):
             with translate_errors():
                 cursor = await conn.astream(sql, params, batch_size)
         except BaseException:
+            self._drop_if_broken()
             lock.release()
             raise
         self.streaming = True
@@ -354,8 +358,22 @@ class AsyncScope(Scope):
             if borrowed is not None:
                 await self._return(borrowed)
             if lock is not None:
+                self._drop_if_broken()
                 self.streaming = False
                 lock.release()
+
+    def _drop_if_broken(self) -> None:
+        """Let go of a held connection a stream left unusable (e.g. cancelled mid-fetch).
+
+        Outside a transaction the next statement takes a fresh connection;
+        inside one, the transaction is lost.
+        """
+        conn = self.conn
+        if conn is not None and (conn.broken or not conn.usable()):
+            self.lost = self.lost or bool(self.transactions)
+            self.conn = None
+            conn.broken = True
+            conn.pool.release(conn)
 
     # -- connect / close ----------------------------------------------------
 
