@@ -9,13 +9,13 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,postgres]'
+	$(PY) -m pip install --quiet -e '.[dev,postgres,mysql]'
 	touch $(STAMP)
 
 run: $(STAMP)  ## the main job: the example app on the embedded SQLite default
 	$(PY) examples/quickstart.py
 
-test: lint  ## ruff, mypy --strict, then pytest on SQLite and a throwaway PostgreSQL
+test: lint  ## ruff, mypy --strict, then pytest on SQLite, a throwaway PostgreSQL and MariaDB
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

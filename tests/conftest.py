@@ -1,4 +1,5 @@
-"""Backends for the suite: a SQLite file per test and one throwaway PostgreSQL cluster.
+"""Backends for the suite: a SQLite file per test, one throwaway PostgreSQL cluster
+and one throwaway MariaDB server (the ``mysql`` backend).
 
 ``FASTPEEWEE_BACKENDS=sqlite`` (comma-separated) limits the backends. With
 ``CI=true`` a server that cannot start fails the run; locally its tests skip
@@ -18,12 +19,17 @@ from typing import Any
 import peewee
 import pytest
 
-from fastpeewee import AsyncDatabase, AsyncPostgresqlDatabase, AsyncSqliteDatabase
+from fastpeewee import (
+    AsyncDatabase,
+    AsyncMySQLDatabase,
+    AsyncPostgresqlDatabase,
+    AsyncSqliteDatabase,
+)
 
 from .models import MODELS, bind_models
-from .servers import PostgresServer, ServerUnavailable
+from .servers import MariaDBServer, PostgresServer, ServerUnavailable
 
-ALL_BACKENDS = ("sqlite", "postgres")
+ALL_BACKENDS = ("sqlite", "postgres", "mysql")
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _unavailable: dict[str, str] = {}
 
@@ -64,6 +70,19 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDBServer]:
+    try:
+        server = MariaDBServer.start()
+    except ServerUnavailable as exc:
+        if ON_CI:
+            pytest.fail(f"MariaDB must run on CI: {exc}", pytrace=False)
+        _unavailable["mysql"] = str(exc)
+        pytest.skip(f"MariaDB unavailable: {exc}")
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -76,6 +95,9 @@ def make_database(
     options = {"pool_size": 4, "acquire_timeout": 2.0, **options}
     if backend == "sqlite":
         return AsyncSqliteDatabase(str(tmp_path / "test.db"), **options)
+    if backend == "mysql":
+        maria: MariaDBServer = request.getfixturevalue("mariadb_server")
+        return AsyncMySQLDatabase(maria.database, **maria.connect_params, **options)
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return AsyncPostgresqlDatabase(server.database, **server.connect_params, **options)
 

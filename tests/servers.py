@@ -1,12 +1,14 @@
 """Throwaway database servers for the test suite, on loopback in temp directories.
 
 PostgreSQL refuses to run as root, so as root the cluster belongs to the
-``postgres`` user. Each server listens on a free port of 127.0.0.1 and is
-removed when the session ends.
+``postgres`` user, and MariaDB's server runs as the ``mysql`` user. Each
+server listens on a free port of 127.0.0.1 and is removed when the session
+ends.
 """
 
 from __future__ import annotations
 
+import getpass
 import glob
 import os
 import shutil
@@ -14,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -110,3 +112,106 @@ def wait_until(predicate: object, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+# Settings for a disposable server: no durability, no binary log, small caches.
+MARIADB_OPTIONS = (
+    "--no-defaults",
+    "--skip-log-bin",
+    "--skip-name-resolve",
+    "--innodb-buffer-pool-size=32M",
+    "--innodb-log-file-size=16M",
+    "--innodb-flush-log-at-trx-commit=0",
+    "--innodb-doublewrite=0",
+    "--innodb-flush-method=nosync",
+    "--character-set-server=utf8mb4",
+    "--collation-server=utf8mb4_unicode_ci",
+    "--max-connections=300",
+)
+
+
+@dataclass
+class MariaDBServer:
+    """A MariaDB server started for the tests, with one test user and database."""
+
+    port: int
+    tmp: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    user: str = "fastpeewee"
+    password: str = "fastpeewee-test"
+    database: str = "fastpeewee_test"
+
+    @property
+    def socket(self) -> Path:
+        return self.tmp / "mysqld.sock"
+
+    @property
+    def connect_params(self) -> dict[str, object]:
+        return {"host": "127.0.0.1", "port": self.port, "user": self.user,
+                "password": self.password}
+
+    @classmethod
+    def start(cls) -> MariaDBServer:
+        mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+        install_db = shutil.which("mariadb-install-db")
+        if not (install_db and Path(mariadbd).exists()):
+            raise ServerUnavailable("MariaDB is not installed (apt-get install mariadb-server)")
+        tmp = Path(tempfile.mkdtemp(prefix="fastpeewee-mariadb-"))
+        if os.geteuid() == 0:
+            shutil.chown(tmp, "mysql", "mysql")
+        server = cls(port=free_port(), tmp=tmp)
+        try:
+            server._install(install_db)
+            server._run(mariadbd)
+            server._create_user()
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def _install(self, install_db: str) -> None:
+        argv = [install_db, *MARIADB_OPTIONS, f"--datadir={self.tmp / 'data'}",
+                "--auth-root-authentication-method=socket", "--skip-test-db"]
+        if os.geteuid() == 0:
+            argv.append("--user=mysql")
+        _check(_as_user("mysql", argv), "mariadb-install-db")
+
+    def _run(self, mariadbd: str) -> None:
+        log = self.tmp / "error.log"
+        argv = [mariadbd, *MARIADB_OPTIONS, f"--datadir={self.tmp / 'data'}",
+                f"--socket={self.socket}", f"--pid-file={self.tmp / 'mysqld.pid'}",
+                f"--log-error={log}", "--skip-networking=0", "--bind-address=127.0.0.1",
+                f"--port={self.port}"]
+        if os.geteuid() == 0:
+            argv.append("--user=mysql")  # mariadbd drops root for the mysql user itself
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = self.process
+        if not wait_until(lambda: self.socket.exists() or process.poll() is not None, 60):
+            raise ServerUnavailable("mariadbd did not open its socket within 60 s")
+        if process.poll() is not None:
+            detail = log.read_text()[-2000:] if log.exists() else ""
+            raise ServerUnavailable(f"mariadbd exited ({process.returncode}): {detail}")
+
+    def _create_user(self) -> None:
+        self.sql_as_root(
+            f"CREATE DATABASE {self.database} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+            f"CREATE USER '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}'",
+            f"GRANT ALL ON *.* TO '{self.user}'@'127.0.0.1'",
+        )
+
+    def sql_as_root(self, *statements: str) -> None:
+        """Run statements as the server's root user, over its socket."""
+        client = shutil.which("mariadb") or "mariadb"
+        # Socket authentication: the OS user that ran mariadb-install-db is an admin.
+        os_user = "mysql" if os.geteuid() == 0 else getpass.getuser()
+        argv = [client, "--no-defaults", f"--socket={self.socket}", f"-u{os_user}",
+                "-e", ";".join(statements)]
+        _check(_as_user("mysql", argv), "mariadb client")
+
+    def stop(self) -> None:
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.kill()  # nothing here is worth a clean shutdown
+            process.wait(timeout=30)
+        shutil.rmtree(self.tmp, ignore_errors=True)

@@ -16,6 +16,13 @@ SLOW = {
     "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
     "SELECT count(*) FROM c",
     "postgres": "SELECT pg_sleep(20)",
+    "mysql": "SELECT SLEEP(20)",
+}
+# How many of those sleeps the server still runs.
+RUNNING = {
+    "postgres": "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(20)%'",
+    "mysql": "SELECT count(*) FROM information_schema.processlist "
+    "WHERE info LIKE 'SELECT SLEEP(20)%'",
 }
 
 
@@ -38,18 +45,17 @@ async def test_cancel_mid_query(db, backend):
     await settle(db)
     assert_no_leaks(db)
     await next_query_is_prompt(db)
-    if backend == "postgres":
-        await assert_server_stopped(db)
+    if backend != "sqlite":
+        await assert_server_stopped(db, backend)
 
 
-async def assert_server_stopped(db) -> None:
+async def assert_server_stopped(db, backend: str) -> None:
     """The cancelled statement no longer runs on the server."""
-    sql = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(20)%'"
     for _ in range(50):
-        if (await db.aexecute_sql(sql)).fetchone()[0] == 0:
+        if (await db.aexecute_sql(RUNNING[backend])).fetchone()[0] == 0:
             return
         await asyncio.sleep(0.02)
-    raise AssertionError("pg_sleep(20) still running after cancellation")
+    raise AssertionError(f"{SLOW[backend]} still running after cancellation")
 
 
 async def test_cancel_mid_transaction_commits_nothing(db, backend):
@@ -113,3 +119,5 @@ async def test_many_cancellations_leave_the_pool_whole(db, backend):
     await settle(db)
     assert_no_leaks(db)
     await asyncio.gather(*(next_query_is_prompt(db) for _ in range(4)))
+    if backend != "sqlite":
+        await assert_server_stopped(db, backend)

@@ -9,6 +9,9 @@ import pytest
 from .conftest import assert_no_leaks
 from .models import User
 
+SYNC_DRIVERS = {"sqlite": "sqlite3", "postgres": "psycopg", "mysql": "pymysql"}
+ASYNC_DRIVERS = {"sqlite": "sqlite3", "postgres": "asyncpg", "mysql": "asyncmy"}
+
 
 async def test_a_leaked_connection_fails_the_check(db):
     pool = db._async_pool_get()
@@ -27,10 +30,8 @@ async def test_threads_use_real_sync_connections(db, backend):
 
     scope_kind, driver = await asyncio.to_thread(in_thread)
     assert scope_kind == "ThreadScope"
-    assert driver.startswith({"sqlite": "sqlite3", "postgres": "psycopg"}[backend])
+    assert driver.startswith(SYNC_DRIVERS[backend])
     async with db:
-        assert type(db._scope().conn.raw).__module__.startswith(
-            {"sqlite": "sqlite3", "postgres": "asyncpg"}[backend]
-        )
+        assert type(db._scope().conn.raw).__module__.startswith(ASYNC_DRIVERS[backend])
     names = [s.name for s in db.pool_stats()]
     assert len(names) == (1 if backend == "sqlite" else 2)

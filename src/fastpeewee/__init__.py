@@ -13,6 +13,7 @@ Example::
     ann = await User.acreate(name="ann")
 """
 
+from .backends.mysql import AsyncMySQLDatabase
 from .backends.postgres import AsyncPostgresqlDatabase
 from .backends.sqlite import AsyncSqliteDatabase
 from .bridge import await_, greenlet_spawn
@@ -39,6 +40,7 @@ __all__ = [
     "AsyncDatabaseMixin",
     "AsyncModel",
     "AsyncModelMixin",
+    "AsyncMySQLDatabase",
     "AsyncPostgresqlDatabase",
     "AsyncSqliteDatabase",
     "MissingGreenletBridge",

@@ -12,7 +12,13 @@ from typing import Any, cast
 
 import peewee
 
-__all__ = ["DRIVER_ERRORS", "connect_sqlite", "log_query", "notify_hooks"]
+__all__ = [
+    "DRIVER_ERRORS",
+    "connect_sqlite",
+    "log_query",
+    "notify_hooks",
+    "set_mysql_server_version",
+]
 
 # Driver exception class name -> peewee exception class (peewee.EXCEPTIONS).
 DRIVER_ERRORS = cast(dict[str, type[peewee.PeeweeException]], vars(peewee)["EXCEPTIONS"])
@@ -33,3 +39,19 @@ def notify_hooks(
 ) -> None:
     """Call the database's ``query_hooks`` with a ``QueryEvent``."""
     vars(peewee.Database)["_notify_hooks"](db, sql, params, start, exc)
+
+
+def set_mysql_server_version(db: peewee.MySQLDatabase, version: str) -> None:
+    """Record a MySQL/MariaDB server version as peewee's ``connect()`` does.
+
+    Besides ``server_version``, peewee then knows whether the server accepts
+    parenthesised compound-select members (MariaDB 10.4+, MySQL 8.0.22+).
+    """
+    vars(peewee.MySQLDatabase)["_set_server_version"](db, _VersionInfo(version))
+
+
+class _VersionInfo:
+    """What peewee's ``_set_server_version`` reads from a connection."""
+
+    def __init__(self, version: str) -> None:
+        self.server_version = version

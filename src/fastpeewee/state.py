@@ -97,17 +97,20 @@ class Scope:
         """A borrowed connection stays with the scope while it is in a transaction."""
         return not conn.broken and conn.in_transaction()
 
-    def _check_pinned(self, conn: Connection, ending: bool) -> bool:
+    def _check_pinned(self, conn: Connection, ending: bool, failed: bool = False) -> bool:
         """After a statement on the scope's connection, return True to let it go.
 
         Marks the transaction lost when the connection broke or its transaction
-        vanished without a COMMIT/ROLLBACK of ours.
+        vanished without a COMMIT/ROLLBACK of ours. On MySQL a statement that
+        succeeds may commit implicitly (DDL): the connection then stays, as in
+        peewee; one that fails and ends the transaction (a deadlock) loses it.
         """
         if conn.broken:
             self.lost = self.lost or bool(self.transactions)
             return True
         in_txn = conn.in_transaction()
-        if self.transactions and not in_txn and not ending:
+        vanished = self.transactions and not in_txn and not ending
+        if vanished and (failed or not conn.implicit_commits):
             self.lost = True
             return True
         return not in_txn and not self.held and not self.transactions
@@ -159,7 +162,7 @@ class ThreadScope(Scope):
         try:
             cursor = _run_sync(conn, sql, params)
         except BaseException:
-            if self._check_pinned(conn, ending):
+            if self._check_pinned(conn, ending, failed=True):
                 self._return(self._detach())
             raise
         if self._check_pinned(conn, ending):
@@ -283,7 +286,7 @@ class AsyncScope(Scope):
         try:
             cursor = await _run_async(conn, sql, params)
         except BaseException:
-            if self._check_pinned(conn, ending) and self.conn is conn:
+            if self._check_pinned(conn, ending, failed=True) and self.conn is conn:
                 self.conn = None
                 await self._return(conn)
             raise

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..cursor import Cursor, StreamCursor
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "close_socket"]
 
 Params = Sequence[Any]
 
@@ -21,6 +21,10 @@ class Connection:
     """
 
     __slots__ = ("broken", "created_at", "pool", "raw", "released_at")
+
+    # True when a statement that succeeds may end the open transaction
+    # (MySQL commits implicitly before DDL); False when only COMMIT/ROLLBACK do.
+    implicit_commits = False
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
@@ -73,3 +77,17 @@ class Connection:
     async def astream(self, sql: str, params: Params, batch_size: int) -> StreamCursor:
         """Run ``sql`` and return a cursor that fetches ``batch_size`` rows at a time."""
         raise NotImplementedError
+
+
+def close_socket(raw: Any) -> None:
+    """Close the socket of an asyncio-based driver connection whose event loop is gone.
+
+    asyncio transports close through their loop; with the loop closed, only
+    the socket itself is left to close (else it leaks and warns at exit).
+    asyncpg and asyncmy both keep their transport as ``_transport``.
+    """
+    transport = getattr(raw, "_transport", None)
+    sock = getattr(transport, "_sock", None)
+    if transport is not None and sock is not None:
+        sock.close()
+        transport._sock = None

@@ -22,7 +22,7 @@ from ..cursor import Cursor, StreamCursor
 from ..database import AsyncDatabase
 from ..errors import translate_errors
 from ..pool import Pool
-from .base import Connection, Params
+from .base import Connection, Params, close_socket
 
 __all__ = ["AsyncPostgresqlDatabase", "AsyncpgConnection", "PsycopgConnection"]
 
@@ -100,19 +100,6 @@ def _rowcount(status: bytes | None, rows: int) -> int:
     return rows
 
 
-def _close_socket(raw: Any) -> None:
-    """Close the socket of a connection whose event loop is gone.
-
-    asyncio transports close through their loop; with the loop closed, only
-    the socket itself is left to close (else it leaks and warns at exit).
-    """
-    transport = getattr(raw, "_transport", None)
-    sock = getattr(transport, "_sock", None)
-    if transport is not None and sock is not None:
-        sock.close()
-        transport._sock = None
-
-
 class AsyncpgConnection(Connection):
     """An asyncpg connection (tasks only)."""
 
@@ -128,7 +115,7 @@ class AsyncpgConnection(Connection):
         try:
             self.raw.terminate()
         except RuntimeError:  # its event loop is closed: close the socket by hand
-            _close_socket(self.raw)
+            close_socket(self.raw)
 
     async def aexecute(self, sql: str, params: Params) -> Cursor:
         if params:
