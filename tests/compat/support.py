@@ -91,24 +91,33 @@ def make_compat_database(
     """A compat database class for ``backend`` with small, fast-failing pools."""
     options = {"max_connections": 4, "acquire_timeout": 2.0, **options}
     if backend == "sqlite":
-        options.setdefault("pragmas", {"foreign_keys": 1})
+        options.setdefault("pragmas", {"foreign_keys": 1, "synchronous": 0})
         return peewee_async.SqliteDatabase(str(tmp_path / "compat.db"), **options)
     if backend == "mysql":
-        server = request.getfixturevalue("mysql_server")
-        return peewee_async.PooledMySQLDatabase(  # type: ignore[attr-defined]
-            server.database, **server.connect_params, **options
-        )
+        maria = request.getfixturevalue("mariadb_server")
+        return peewee_async.PooledMySQLDatabase(maria.database, **maria.connect_params, **options)
     server = request.getfixturevalue("postgres_server")
     return peewee_async.PooledPostgresqlDatabase(
         server.database, **server.connect_params, **options
     )
 
 
-def reset_tables(db: Any) -> None:
-    """Fresh tables for the models (run in a thread: sync code needs no permission there)."""
+# Server databases whose tables exist: later tests only empty them (DDL is slow on MariaDB).
+_created: set[tuple[str, str]] = set()
+
+
+def reset_tables(db: Any, backend: str) -> None:
+    """Empty tables for the models (run in a thread: sync code needs no permission there)."""
+    models = [*BOUND, Note]
+    key = (backend, repr(sorted(db.connect_params.items())))
     with db.bind_ctx([Note]):
-        db.drop_tables([*BOUND, Note], safe=True)
-        db.create_tables([*BOUND, Note])
+        if backend != "sqlite" and key in _created:
+            for model in reversed(peewee.sort_models(models)):
+                model.delete().execute()
+            return
+        db.drop_tables(models, safe=True)
+        db.create_tables(models)
+        _created.add(key)
 
 
 async def finish(db: Any) -> None:
@@ -127,7 +136,7 @@ async def open_compat_db(
     """Yield a compat database with fresh tables, bound to the proxy."""
     db = make_compat_database(backend, request, tmp_path, **options)
     proxy.initialize(db)
-    await asyncio.to_thread(reset_tables, db)
+    await asyncio.to_thread(reset_tables, db, backend)
     try:
         yield db
     finally:

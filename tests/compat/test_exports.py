@@ -29,7 +29,8 @@ def test_the_documented_peewee_async_names_exist() -> None:
     documented = [
         "Manager", "execute", "get_object", "create_object", "delete_object", "update_object",
         "prefetch", "count", "scalar", "atomic", "transaction", "savepoint",
-        "PostgresqlDatabase", "PooledPostgresqlDatabase", "AioModel", "aio_prefetch",
+        "PostgresqlDatabase", "PooledPostgresqlDatabase", "MySQLDatabase",
+        "PooledMySQLDatabase", "AioModel", "aio_prefetch",
         "connection_context",
     ]
     for name in documented:
@@ -48,6 +49,7 @@ def test_the_documented_peewee_async_names_exist() -> None:
     ]
     classes = [
         peewee_async.PostgresqlDatabase, peewee_async.PooledPostgresqlDatabase,
+        peewee_async.MySQLDatabase, peewee_async.PooledMySQLDatabase,
         peewee_asyncext.PostgresqlExtDatabase, peewee_asyncext.PooledPostgresqlExtDatabase,
     ]
     for cls in classes:

@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from ..backends.mysql import AsyncMySQLDatabase
 from ..backends.postgres import AsyncPostgresqlDatabase
 from ..backends.sqlite import AsyncSqliteDatabase
 from ..transactions import async_atomic, async_savepoint, async_transaction
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
     from ..pool import PoolConfig
 
 __all__ = [
+    "MySQLDatabase",
     "PeeweeAsyncDatabaseMixin",
+    "PooledMySQLDatabase",
     "PooledPostgresqlDatabase",
     "PostgresqlDatabase",
     "SqliteDatabase",
@@ -141,6 +144,24 @@ class PostgresqlDatabase(PooledPostgresqlDatabase):
     across tasks); ``max_connections=1`` gives one. Example::
 
         database = PostgresqlDatabase("test")
+    """
+
+
+class PooledMySQLDatabase(PeeweeAsyncDatabaseMixin, AsyncMySQLDatabase):
+    """MySQL / MariaDB for async code (asyncmy) and sync code (PyMySQL), pooled.
+
+    ``max_connections`` sets the size of each pool (default 10). Example::
+
+        database = PooledMySQLDatabase("test", user="app", max_connections=10)
+    """
+
+
+class MySQLDatabase(PooledMySQLDatabase):
+    """peewee-async's "single async connection" MySQL class, pooled here too.
+
+    ``max_connections=1`` gives a single connection. Example::
+
+        database = MySQLDatabase("test", user="app")
     """
 
 

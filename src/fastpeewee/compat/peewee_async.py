@@ -31,7 +31,9 @@ from ._aio_model import (
 )
 from ._connection import ConnectionContext, ConnectionContextVar, HeldConnection
 from ._databases import (
+    MySQLDatabase,
     PeeweeAsyncDatabaseMixin,
+    PooledMySQLDatabase,
     PooledPostgresqlDatabase,
     PostgresqlDatabase,
     SqliteDatabase,
@@ -68,7 +70,9 @@ __all__ = [
     "ConnectionContextVar",
     "HeldConnection",
     "Manager",
+    "MySQLDatabase",
     "PeeweeAsyncDatabaseMixin",
+    "PooledMySQLDatabase",
     "PooledPostgresqlDatabase",
     "PostgresqlDatabase",
     "SqliteDatabase",
