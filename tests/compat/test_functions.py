@@ -7,6 +7,7 @@ from typing import Any
 
 import peewee
 import pytest
+from playhouse import db_url
 
 import fastpeewee.compat.peewee_async as peewee_async
 
@@ -154,3 +155,29 @@ def test_max_connections_sets_the_pool_size() -> None:
     deferred.init("x", max_connections=1)
     assert (deferred.pool_config.max_size, deferred.pool_config.min_size) == (1, 1)
     assert "max_connections" not in deferred.connect_params
+
+
+@pytest.mark.backends("postgres", "mysql")
+async def test_db_url_schemes_of_peewee_async(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    server = request.getfixturevalue("postgres_server" if backend == "postgres" else
+                                     "mariadb_server")
+    params = server.connect_params
+    auth = params["user"] + (f":{params['password']}" if "password" in params else "")
+    scheme = "postgresql" if backend == "postgres" else "mysql"
+    where = f"{auth}@127.0.0.1:{params['port']}/{server.database}"
+    pooled = db_url.connect(f"{scheme}+pool+async://{where}?max_connections=3")
+    single = db_url.connect(f"{scheme}+async://{where}")
+    expected = {
+        "postgres": (peewee_async.PooledPostgresqlDatabase, peewee_async.PostgresqlDatabase),
+        "mysql": (peewee_async.PooledMySQLDatabase, peewee_async.MySQLDatabase),
+    }[backend]
+    assert (type(pooled), type(single)) == expected
+    assert pooled.pool_config.max_size == 3
+    try:
+        assert await pooled.run(lambda: pooled.execute_sql("SELECT 1").fetchone()) == (1,)
+        assert (await single.aexecute_sql("SELECT 2")).fetchone()[0] == 2
+    finally:
+        await pooled.close_pool()
+        await single.close_pool()

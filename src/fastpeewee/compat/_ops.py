@@ -123,7 +123,7 @@ async def create(db: AsyncDatabase, model_: type[Any], **data: Any) -> Any:
     """INSERT a new object (``save()`` is not called, as in peewee-async)."""
     obj = model_(**data)
     pk = await db.run(model_.insert(**obj.__data__).execute, db)
-    if obj._pk is None and pk is not None:
+    if model_._meta.primary_key is not False and obj._pk is None and pk is not None:
         obj._pk = pk
     obj._dirty.clear()
     return obj

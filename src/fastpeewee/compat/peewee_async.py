@@ -53,6 +53,9 @@ from ._functions import (
 )
 from ._manager import Manager
 from ._sync_guard import SyncQueryNotAllowed
+from ._urls import register_schemes as _register_schemes
+
+_register_schemes()  # playhouse.db_url: "postgresql+pool+async://...", as peewee-async did
 
 connection_context = ConnectionContextVar()
 """Stand-in for peewee-async 0.12's ``connection_context`` variable (``.get()`` only)."""
