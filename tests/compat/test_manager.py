@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import peewee
@@ -140,6 +141,17 @@ async def test_get_or_create(objects: peewee_async.Manager) -> None:
     assert defaults == {"bio": "from defaults"}  # the caller's dict is left alone
     again, created = await objects.get_or_create(Author, defaults={"bio": "no"}, name="ann")
     assert not created and again.id == ann.id and again.bio == "from defaults"
+
+
+async def test_get_or_create_race_ends_with_one_row(objects: peewee_async.Manager) -> None:
+    results = await asyncio.gather(
+        *(objects.get_or_create(Author, name="race", defaults={"bio": str(i)}) for i in range(6))
+    )
+    assert sum(created for _, created in results) == 1
+    assert len({obj.id for obj, _ in results}) == 1
+    raced = await asyncio.gather(*(objects.create_or_get(Author, name="twice") for _ in range(6)))
+    assert sum(created for _, created in raced) == 1
+    assert await objects.count(Author.select()) == 2
 
 
 async def test_create_or_get_on_a_unique_conflict(objects: peewee_async.Manager) -> None:

@@ -127,6 +127,18 @@ async def test_worker_threads_need_no_permission(compat_db: Any) -> None:
     assert await asyncio.to_thread(count_sync) == 1
 
 
+async def test_sync_connect_and_close_on_the_loop(compat_db: Any) -> None:
+    with pytest.raises(peewee_async.SyncQueryNotAllowed, match="aconnect"):
+        compat_db.connect()
+    async with compat_db:  # the task's async connection
+        assert compat_db.close() is False  # sync close(): the sync connection only
+        assert await compat_db.count(Author.select()) == 0
+        assert sum(s.in_use for s in compat_db.pool_stats()) == 1
+    with compat_db.allow_sync():
+        assert compat_db.connect()
+        assert compat_db.close() is True
+
+
 async def test_db_run_needs_no_permission(compat_db: Any) -> None:
     assert await compat_db.run(count_sync) == 0
 

@@ -140,14 +140,38 @@ class AllowSyncMixin:
             task.add_done_callback(lambda _task: _release(scope))
         return scope
 
-    def _close_sync_scope(self) -> None:
+    def _existing_sync_scope(self) -> ThreadScope | None:
         if asyncio._get_running_loop() is None:
-            scope: ThreadScope | None = self._thread_scope()  # type: ignore[attr-defined]
-        else:
-            task = asyncio.current_task()
-            scope = self._loop_sync_scopes.get(task) if task is not None else None
+            scope: ThreadScope = self._thread_scope()  # type: ignore[attr-defined]
+            return scope
+        task = asyncio.current_task()
+        return self._loop_sync_scopes.get(task) if task is not None else None
+
+    def _close_sync_scope(self) -> None:
+        scope = self._existing_sync_scope()
         if scope is not None and not scope.transactions:
             scope.close()
+
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        """Hold a connection (sync code); on the event loop, only if allowed."""
+        if self._sync_on_loop() and not self._allow_sync_cv.get(False):
+            raise SyncQueryNotAllowed(
+                "sync connect() is not allowed on the event loop; use `async with db:` "
+                "or `await db.aconnect()`, or allow sync calls for this task first"
+            )
+        return super().connect(reuse_if_open)  # type: ignore[misc,no-any-return]
+
+    def close(self) -> bool:
+        """Give back the held connection (sync code).
+
+        Called on the event loop outside ``db.run()``, it closes the task's
+        *sync* connection, if any, as peewee-async's ``close()`` closed the
+        sync connection: the task's async connection is left to ``aclose()``.
+        """
+        if self._sync_on_loop():
+            scope = self._existing_sync_scope()
+            return scope.close() if scope is not None else False
+        return super().close()  # type: ignore[misc,no-any-return]
 
     def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         """Run one statement from sync code; on the event loop, only if allowed."""
