@@ -287,10 +287,14 @@ async def test_manager_with_class_attribute_and_proxy(compat_db: Any) -> None:
     class MyManager(peewee_async.Manager):
         database = compat_db
 
+    plain_proxy = peewee.Proxy()
+    plain_proxy.initialize(compat_db)
     by_class = MyManager()
     by_proxy = peewee_async.Manager(proxy)
+    by_plain_proxy = peewee_async.Manager(plain_proxy)
     ann = await by_class.create(Author, name="ann")
     assert (await by_proxy.get(Author, id=ann.id)).name == "ann"
+    assert await by_plain_proxy.count(Author.select()) == 1
 
 
 @pytest.mark.backends("sqlite")
