@@ -1,12 +1,12 @@
 """fastpeewee against the raw drivers and playhouse.pwasyncio, in one process run.
 
-Workloads on a 10,000-row table, each on SQLite and PostgreSQL:
+Workloads on a 10,000-row table, each on SQLite, PostgreSQL and MariaDB:
   W1  get one row by primary key into a model object (random ids), sequential
   W2  select 100 rows into a list of model objects, sequential
 
 Peers run round by round, interleaved; the table prints the median ops/s and
-the median of the per-round ratio to the raw driver. The PostgreSQL server is a
-throwaway cluster (tests/servers.py) with synchronous_commit=off.
+the median of the per-round ratio to the raw driver. The PostgreSQL and MariaDB
+servers are throwaway ones (tests/servers.py) without durable commits.
 
     make bench            # full run
     make bench QUICK=1    # a short one
@@ -30,7 +30,7 @@ import peewee
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import PostgresServer, ServerUnavailable  # noqa: E402
+from tests.servers import MariaDBServer, PostgresServer, ServerUnavailable  # noqa: E402
 
 import fastpeewee  # noqa: E402
 
@@ -138,6 +138,42 @@ class RawAiosqlite(Peer):
             return list(await cur.fetchall())
 
 
+class RawMySQL(Peer):
+    """asyncmy or aiomysql on one connection, cursors as each documents them."""
+
+    def __init__(self, driver: str, server: MariaDBServer, **options: Any) -> None:
+        self.driver = driver
+        self.server = server
+        self.options = options
+        self.name = f"raw {driver}" + (" (stmt cache)" if options else "")
+
+    async def setup(self) -> None:
+        module = __import__(self.driver)
+        self.conn = await module.connect(db=self.server.database, autocommit=True,
+                                         **self.server.connect_params, **self.options)
+
+    async def teardown(self) -> None:
+        self.conn.close()
+
+    async def _fetch(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        cur = self.conn.cursor()
+        if not hasattr(cur, "execute"):  # aiomysql: cursor() is awaitable
+            cur = await cur
+        try:
+            await cur.execute(sql, args)
+            return list(await cur.fetchall())
+        finally:
+            await cur.close()
+
+    async def w1(self, pk: int) -> Any:
+        rows = await self._fetch("SELECT id, name, price FROM bench_item WHERE id = %s", (pk,))
+        return rows[0]
+
+    async def w2(self, offset: int) -> list[Any]:
+        return await self._fetch(
+            "SELECT id, name, price FROM bench_item ORDER BY id LIMIT 100 OFFSET %s", (offset,))
+
+
 def peers_for(backend: str, target: Any) -> list[Peer]:
     from playhouse import pwasyncio
 
@@ -148,6 +184,17 @@ def peers_for(backend: str, target: Any) -> list[Peer]:
             OrmPeer("playhouse.pwasyncio", pwasyncio.AsyncSqliteDatabase(target)),
         ]
     params = dict(target.connect_params)
+    if backend == "mysql":
+        return [
+            RawMySQL("asyncmy", target),
+            RawMySQL("aiomysql", target),
+            RawMySQL("asyncmy", target, stmt_cache_size=256),
+            OrmPeer("fastpeewee", fastpeewee.AsyncMySQLDatabase(target.database, **params)),
+            OrmPeer("fastpeewee (stmt cache)", fastpeewee.AsyncMySQLDatabase(
+                target.database, stmt_cache_size=256, **params)),
+            OrmPeer("playhouse.pwasyncio",
+                    pwasyncio.AsyncMySQLDatabase(target.database, **params)),
+        ]
     return [
         RawAsyncpg(target),
         OrmPeer("fastpeewee", fastpeewee.AsyncPostgresqlDatabase(target.database, **params)),
@@ -196,28 +243,55 @@ async def bench_backend(backend: str, target: Any, rounds: int, ops: int) -> lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and operations")
+    parser.add_argument("--backends", default="sqlite,postgres,mysql",
+                        help="comma-separated subset of sqlite,postgres,mysql")
     args = parser.parse_args()
+    wanted = set(args.backends.split(","))
     rounds, ops = (3, 300) if args.quick else (7, 2000)
 
     lines = ["| backend | workload | library | ops/s (median) | ratio to raw driver |",
              "|---|---|---|---|---|"]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = str(Path(tmp) / "bench.db")
-        fill(peewee.SqliteDatabase(path))
-        lines += asyncio.run(bench_backend("sqlite", path, rounds, ops))
+    if "sqlite" in wanted:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "bench.db")
+            fill(peewee.SqliteDatabase(path))
+            lines += asyncio.run(bench_backend("sqlite", path, rounds, ops))
+    if "postgres" in wanted:
+        lines += bench_postgres(rounds, ops)
+    if "mysql" in wanted:
+        lines += bench_mysql(rounds, ops)
+    print(f"\n{time.strftime('%Y-%m-%d')}, {rounds} rounds x {ops} ops, "
+          "PostgreSQL with synchronous_commit=off, MariaDB with "
+          "innodb_flush_log_at_trx_commit=0\n")
+    print("\n".join(lines))
+
+
+def bench_postgres(rounds: int, ops: int) -> list[str]:
     try:
         server = PostgresServer.start()
     except ServerUnavailable as exc:
         print(f"PostgreSQL unavailable, skipped: {exc}", file=sys.stderr)
-    else:
-        try:
-            fill(fastpeewee.AsyncPostgresqlDatabase(server.database, **server.connect_params))
-            lines += asyncio.run(bench_backend("postgres", server, rounds, ops))
-        finally:
-            server.stop()
-    print(f"\n{time.strftime('%Y-%m-%d')}, {rounds} rounds x {ops} ops, "
-          "PostgreSQL with synchronous_commit=off\n")
-    print("\n".join(lines))
+        return []
+    try:
+        fill(fastpeewee.AsyncPostgresqlDatabase(server.database, **server.connect_params))
+        return asyncio.run(bench_backend("postgres", server, rounds, ops))
+    finally:
+        server.stop()
+
+
+def bench_mysql(rounds: int, ops: int) -> list[str]:
+    try:
+        server = MariaDBServer.start()
+    except ServerUnavailable as exc:
+        print(f"MariaDB unavailable, skipped: {exc}", file=sys.stderr)
+        return []
+    try:
+        database = fastpeewee.AsyncMySQLDatabase(server.database, **server.connect_params)
+        fill(database)
+        database.close_all()
+        return asyncio.run(bench_backend("mysql", server, rounds, ops))
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,20 @@ def test_driver_errors_map_to_peewee_classes():
     assert peewee_error_for(peewee.IntegrityError()) is None  # already translated
 
 
+def test_mysql_driver_errors_map_to_peewee_classes():
+    asyncmy_errors = pytest.importorskip("asyncmy.errors")
+    pymysql = pytest.importorskip("pymysql")
+    for errors in (asyncmy_errors, pymysql.err):
+        assert peewee_error_for(errors.IntegrityError(1062, "dup")) is peewee.IntegrityError
+        assert peewee_error_for(errors.OperationalError(2013, "lost")) is peewee.OperationalError
+        assert peewee_error_for(errors.ProgrammingError(1064, "syntax")) is peewee.ProgrammingError
+        assert peewee_error_for(errors.InterfaceError(0, "")) is peewee.InterfaceError
+        assert peewee_error_for(errors.DataError(1406, "too long")) is peewee.DataError
+        assert peewee_error_for(errors.InternalError(1, "x")) is peewee.InternalError
+        assert peewee_error_for(errors.NotSupportedError(1, "x")) is peewee.NotSupportedError
+        assert peewee_error_for(errors.MySQLError("base")) is peewee.DatabaseError
+
+
 def test_translation_keeps_the_original_as_cause():
     with pytest.raises(peewee.IntegrityError) as caught, translate_errors():
         raise sqlite3.IntegrityError("UNIQUE constraint failed")

@@ -34,7 +34,12 @@ def test_pwasyncio_names_exist_on_the_databases():
         "aprefetch", "iterate", "run", "Model", "atomic", "transaction", "savepoint",
         "__aenter__", "__aexit__",
     ]
-    for cls in (fastpeewee.AsyncSqliteDatabase, fastpeewee.AsyncPostgresqlDatabase):
+    databases = (
+        fastpeewee.AsyncSqliteDatabase,
+        fastpeewee.AsyncPostgresqlDatabase,
+        fastpeewee.AsyncMySQLDatabase,
+    )
+    for cls in databases:
         for name in names:
             assert hasattr(cls, name), (cls.__name__, name)
     model_names = [

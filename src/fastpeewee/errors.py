@@ -75,6 +75,7 @@ _EXTRA_NAMES: dict[str, type[peewee.PeeweeException]] = {
     "InvalidCatalogNameError": peewee.OperationalError,
     "QueryCanceledError": peewee.OperationalError,
     "PostgresError": peewee.DatabaseError,
+    "MySQLError": peewee.DatabaseError,  # PyMySQL's and asyncmy's base class
 }
 _NAMES: dict[str, type[peewee.PeeweeException]] = {**DRIVER_ERRORS, **_EXTRA_NAMES}
 _NETWORK = (OSError, EOFError, asyncio.TimeoutError)

@@ -317,7 +317,7 @@ class AsyncScope(Scope):
             conn = await self.db._async_pool_get().aacquire()
             try:
                 with translate_errors():
-                    cursor = await conn.astream(sql, params, batch_size)
+                    cursor = await conn.astream(sql, params, batch_size, disposable=True)
             except BaseException as exc:
                 conn.after_error(exc)
                 await self._return(conn)
@@ -330,6 +330,7 @@ class AsyncScope(Scope):
             with translate_errors():
                 cursor = await conn.astream(sql, params, batch_size)
         except BaseException:
+            self._drop_if_broken()
             lock.release()
             raise
         self.streaming = True
@@ -357,8 +358,22 @@ class AsyncScope(Scope):
             if borrowed is not None:
                 await self._return(borrowed)
             if lock is not None:
+                self._drop_if_broken()
                 self.streaming = False
                 lock.release()
+
+    def _drop_if_broken(self) -> None:
+        """Let go of a held connection a stream left unusable (e.g. cancelled mid-fetch).
+
+        Outside a transaction the next statement takes a fresh connection;
+        inside one, the transaction is lost.
+        """
+        conn = self.conn
+        if conn is not None and (conn.broken or not conn.usable()):
+            self.lost = self.lost or bool(self.transactions)
+            self.conn = None
+            conn.broken = True
+            conn.pool.release(conn)
 
     # -- connect / close ----------------------------------------------------
 

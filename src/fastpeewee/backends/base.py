@@ -74,8 +74,14 @@ class Connection:
     async def arollback(self) -> None:
         await self.aexecute("ROLLBACK", ())
 
-    async def astream(self, sql: str, params: Params, batch_size: int) -> StreamCursor:
-        """Run ``sql`` and return a cursor that fetches ``batch_size`` rows at a time."""
+    async def astream(
+        self, sql: str, params: Params, batch_size: int, disposable: bool = False
+    ) -> StreamCursor:
+        """Run ``sql`` and return a cursor that fetches ``batch_size`` rows at a time.
+
+        ``disposable``: the connection serves only this stream, so a stream
+        left early may drop the connection rather than read off the rest.
+        """
         raise NotImplementedError
 
 

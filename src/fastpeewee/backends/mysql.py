@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import select
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import peewee
@@ -29,7 +29,7 @@ from ..errors import translate_errors
 from ..pool import Pool
 from .base import Connection, Params, close_socket
 
-__all__ = ["AsyncMySQLDatabase", "AsyncmyConnection", "PyMySQLConnection"]
+__all__ = ["AsyncMySQLDatabase", "AsyncmyConnection", "MySQLConnection", "PyMySQLConnection"]
 
 logger = logging.getLogger("fastpeewee.mysql")
 
@@ -42,7 +42,6 @@ _PYMYSQL_ONLY = frozenset(
         "cursorclass",
         "defer_connect",
         "named_pipe",
-        "passwd",
         "ssl_ca",
         "ssl_cert",
         "ssl_disabled",
@@ -53,12 +52,15 @@ _PYMYSQL_ONLY = frozenset(
         "write_timeout",
     }
 )
+_ALIASES = frozenset({"passwd", "db"})
 # The server status bit "a transaction is open" (SERVER_STATUS_IN_TRANS).
 _IN_TRANS = 1
 # Client and server error codes that mean the link is gone: CR_SERVER_GONE_ERROR,
 # CR_SERVER_LOST, CR_SERVER_LOST_EXTENDED, ER_SERVER_SHUTDOWN, ER_CONNECTION_KILLED
 # (MariaDB), ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8).
 _LINK_GONE = frozenset({2006, 2013, 2055, 1053, 1927, 4031})
+# ER_LOCK_DEADLOCK: InnoDB rolled the whole transaction back.
+_DEADLOCK = 1213
 # Bound on the side connection that kills a cancelled statement.
 KILL_TIMEOUT = 5.0
 
@@ -92,15 +94,43 @@ def _readable(fd: int) -> bool:
     return bool(readable)
 
 
-class AsyncmyConnection(Connection):
+class MySQLConnection(Connection):
+    """What the asyncmy and PyMySQL connections share: transaction status, error triage."""
+
+    __slots__ = ("_rolled_back",)
+    # MySQL commits the open transaction before DDL and a few other statements.
+    implicit_commits = True
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__(raw)
+        # The server rolled the transaction back with an error (a deadlock);
+        # error replies carry no status flags, so remember it until the next reply.
+        self._rolled_back = False
+
+    def in_transaction(self) -> bool:
+        return (
+            not self._rolled_back and bool(self.raw.server_status & _IN_TRANS) and self.usable()
+        )
+
+    def after_error(self, exc: BaseException) -> None:
+        if error_code(exc) == _DEADLOCK:
+            self._rolled_back = True
+        if isinstance(exc, asyncio.CancelledError) or _link_gone(exc) or not self.usable():
+            self.broken = True
+
+    def _result(self, cur: Any, rows: Sequence[Any]) -> Cursor:
+        self._rolled_back = False
+        return Cursor(rows, cur.rowcount, cur.lastrowid, cur.description)
+
+
+class AsyncmyConnection(MySQLConnection):
     """An asyncmy connection (tasks only)."""
 
     __slots__ = ("_killer",)
-    implicit_commits = True
 
-    def __init__(self, raw: Any, killer: Any) -> None:
+    def __init__(self, raw: Any, killer: Callable[[int], Awaitable[None]]) -> None:
         super().__init__(raw)
-        self._killer = killer  # async fn(thread_id): KILL it from a side connection
+        self._killer = killer  # KILLs a server thread from a side connection
 
     def usable(self) -> bool:
         raw = self.raw
@@ -108,26 +138,18 @@ class AsyncmyConnection(Connection):
         # I/O; its flag for that has no public name.
         return bool(raw.connected) and not getattr(raw, "_stream_broken", False)
 
-    def in_transaction(self) -> bool:
-        return bool(self.raw.server_status & _IN_TRANS) and self.usable()
-
     def close(self) -> None:
         try:
             self.raw.close()
         except RuntimeError:  # its event loop is closed: close the socket by hand
             close_socket(self.raw)
 
-    def after_error(self, exc: BaseException) -> None:
-        if isinstance(exc, asyncio.CancelledError) or _link_gone(exc) or not self.usable():
-            self.broken = True
-
     async def aexecute(self, sql: str, params: Params) -> Cursor:
         cur = self.raw.cursor()
         try:
             await cur.execute(sql, params or None)
-            description = cur.description
-            rows = await cur.fetchall() if description else ()
-            return Cursor(rows, cur.rowcount, cur.lastrowid, description)
+            rows = await cur.fetchall() if cur.description else ()
+            return self._result(cur, rows)
         except asyncio.CancelledError:
             await self._abandon()
             raise
@@ -152,16 +174,16 @@ class AsyncmyConnection(Connection):
             except asyncio.CancelledError:
                 continue  # the kill is bounded by KILL_TIMEOUT: let it finish
         if not kill.cancelled() and kill.exception() is not None:
-            logger.warning("could not kill cancelled statement %d", thread_id,
-                           exc_info=kill.exception())
+            logger.warning(
+                "could not kill cancelled statement %d", thread_id, exc_info=kill.exception()
+            )
 
     async def aping(self) -> None:
         await self.raw.ping(reconnect=False)
 
-    async def arollback(self) -> None:
-        await self.aexecute("ROLLBACK", ())
-
-    async def astream(self, sql: str, params: Params, batch_size: int) -> StreamCursor:
+    async def astream(
+        self, sql: str, params: Params, batch_size: int, disposable: bool = False
+    ) -> StreamCursor:
         cur = self.raw.cursor(_import("asyncmy").cursors.SSCursor)
         try:
             await cur.execute(sql, params or None)
@@ -169,26 +191,36 @@ class AsyncmyConnection(Connection):
             await self._abandon()
             raise
 
+        exhausted = False
+
         async def fetch(n: int) -> Sequence[Any]:
+            nonlocal exhausted
             try:
                 rows: Sequence[Any] = await cur.fetchmany(n)
             except asyncio.CancelledError:
                 await self._abandon()
                 raise
+            exhausted = len(rows) < n
             return rows
 
         async def cleanup() -> None:
-            if self.usable():
-                await cur.close()  # reads what the server still sends
+            if not self.usable():
+                return
+            if exhausted or not disposable or self.in_transaction():
+                await cur.close()  # reads off what the server still sends
+            else:
+                # Left early on a connection of its own: reading off the rest
+                # could take long (the result may be huge); stopping the
+                # statement costs one reconnect.
+                await self._abandon()
 
         return StreamCursor(fetch, cleanup, cur.description, batch_size)
 
 
-class PyMySQLConnection(Connection):
+class PyMySQLConnection(MySQLConnection):
     """A PyMySQL connection in autocommit mode (threads only)."""
 
     __slots__ = ()
-    implicit_commits = True
 
     def usable(self) -> bool:
         raw = self.raw
@@ -201,9 +233,6 @@ class PyMySQLConnection(Connection):
             return sock is not None and not _readable(sock.fileno())
         return True
 
-    def in_transaction(self) -> bool:
-        return bool(self.raw.server_status & _IN_TRANS) and bool(self.raw.open)
-
     def close(self) -> None:
         if self.raw.open:
             try:
@@ -211,17 +240,12 @@ class PyMySQLConnection(Connection):
             except Exception:  # the server went first: drop the socket
                 self.raw._force_close()
 
-    def after_error(self, exc: BaseException) -> None:
-        if _link_gone(exc) or not self.raw.open:
-            self.broken = True
-
     def execute(self, sql: str, params: Params) -> Cursor:
         cur = self.raw.cursor()
         try:
             cur.execute(sql, params or None)
-            description = cur.description
-            rows = cur.fetchall() if description else ()
-            return Cursor(rows, cur.rowcount, cur.lastrowid, description)
+            rows = cur.fetchall() if cur.description else ()
+            return self._result(cur, rows)
         finally:
             cur.close()
 
@@ -239,22 +263,65 @@ class AsyncMySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):
         user = await User.aget(User.id == 1)
 
     Driver keywords (``host``, ``port``, ``user``, ``password``, ``ssl``,
-    ``init_command``, ``read_timeout``, ...) go to both drivers; text is
-    ``utf8mb4`` unless ``charset=`` says otherwise.
+    ``init_command``, ``read_timeout``, ...) go to both drivers, those only
+    one driver knows (asyncmy's ``stmt_cache_size``, PyMySQL's
+    ``write_timeout``) to that one; text is ``utf8mb4`` unless ``charset=``
+    says otherwise. ``mariadb=True`` picks MariaDB's JSON syntax before the
+    first connection; left unset, it is detected on connecting.
     """
 
     _loop_bound = True
+
+    def init(self, database: str | None, mariadb: bool | None = None, **kwargs: Any) -> None:
+        """Configure; ``mariadb=None`` detects MariaDB on the first connection."""
+        self._detect_mariadb = mariadb is None
+        super().init(database, mariadb=mariadb, **kwargs)
 
     def get_binary_type(self) -> type[bytes]:
         """Blobs travel as plain ``bytes``, which both drivers accept."""
         return bytes
 
+    def begin(self, isolation_level: str | None = None) -> None:
+        """Start a transaction, at ``isolation_level`` if given.
+
+        ``SET TRANSACTION ISOLATION LEVEL`` applies to the next transaction of
+        the connection that runs it: it and ``BEGIN`` must share a connection,
+        or the level would go to somebody else's transaction.
+        """
+        if not isolation_level:
+            self.execute_sql("BEGIN")
+            return
+        scope = self._scope()
+        if not scope.closed:  # the scope keeps its connection anyway
+            super().begin(isolation_level)
+            return
+        scope.held = True  # keep the connection the first statement borrows
+        try:
+            super().begin(isolation_level)
+        except BaseException:
+            scope.held = False
+            scope.close()  # no transaction began: give the connection back
+            raise
+        scope.held = False  # the open transaction keeps it from here on
+
+    def _note_server(self, version: str) -> None:
+        """Learn the server's version and flavour from the first connection."""
+        if self.server_version is None:
+            set_mysql_server_version(self, version)
+            if self._detect_mariadb:
+                self.mariadb = "maria" in version.lower()
+
     # -- connection parameters ----------------------------------------------
 
     def _driver_params(self, skip: frozenset[str]) -> dict[str, Any]:
-        params = {k: v for k, v in self.connect_params.items() if k not in skip}
-        if self.database:
-            params["database"] = self.database
+        given = self.connect_params
+        params = {k: v for k, v in given.items() if k not in skip and k not in _ALIASES}
+        # MySQLdb-era spellings: asyncmy takes neither, PyMySQL deprecates them.
+        if "passwd" in given:
+            params.setdefault("password", given["passwd"])
+        database = self.database or given.get("db")
+        if database:
+            params["database"] = database
         params["autocommit"] = True
         return params
 
@@ -278,10 +345,18 @@ class AsyncMySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):
 
     def _open_sync(self, timeout: float) -> PyMySQLConnection:
         pymysql = _import("pymysql")
+        params = self._pymysql_params(timeout)
+        # PyMySQL bounds only the TCP connect by connect_timeout; the handshake
+        # reads wait read_timeout, by default forever. Bound them too, then
+        # give the connection the timeouts the caller asked for.
+        wanted = {key: params.get(key) for key in ("read_timeout", "write_timeout")}
+        for key, value in wanted.items():
+            params[key] = timeout if value is None else min(value, timeout)
         with translate_errors():
-            raw = pymysql.connect(**self._pymysql_params(timeout))
-        if self.server_version is None:
-            set_mysql_server_version(self, raw.get_server_info())
+            raw = pymysql.connect(**params)
+        raw._read_timeout = wanted["read_timeout"]
+        raw._write_timeout = wanted["write_timeout"]
+        self._note_server(raw.get_server_info())
         return PyMySQLConnection(raw)
 
     async def _open_async(self, timeout: float) -> AsyncmyConnection:
@@ -289,8 +364,7 @@ class AsyncMySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):
         with translate_errors():
             async with asyncio.timeout(timeout):
                 raw = await asyncmy.connect(**self._asyncmy_params(timeout))
-        if self.server_version is None:
-            set_mysql_server_version(self, raw.get_server_info())
+        self._note_server(raw.get_server_info())
         return AsyncmyConnection(raw, self._kill)
 
     async def _kill(self, thread_id: int) -> None:

@@ -141,7 +141,9 @@ class AsyncpgConnection(Connection):
     async def arollback(self) -> None:
         await self.raw.execute("ROLLBACK")
 
-    async def astream(self, sql: str, params: Params, batch_size: int) -> StreamCursor:
+    async def astream(
+        self, sql: str, params: Params, batch_size: int, disposable: bool = False
+    ) -> StreamCursor:
         if params:
             sql = to_dollar_params(sql)
             params = _adapt(params)

@@ -71,7 +71,9 @@ class SqliteConnection(Connection):
     async def arollback(self) -> None:
         await self._offload(self.execute, "ROLLBACK", ())
 
-    async def astream(self, sql: str, params: Params, batch_size: int) -> StreamCursor:
+    async def astream(
+        self, sql: str, params: Params, batch_size: int, disposable: bool = False
+    ) -> StreamCursor:
         cur = await self._offload(self.raw.execute, sql, params)
 
         async def fetch(n: int) -> Sequence[Any]:
