@@ -192,6 +192,9 @@ async def test_execute_every_kind_of_query(objects: peewee_async.Manager) -> Non
     assert [a.name for a in rows] == ["ann", "bob"] and len(rows) == 2 and rows[1].name == "bob"
     assert await objects.execute(Author.update(bio="b").where(Author.name == "bob")) == 1
     assert await objects.execute(Author.delete().where(Author.name == "ann")) == 1
+    insert = Book.insert(title="twice")
+    first, second = await objects.execute(insert), await objects.execute(insert)
+    assert first != second and await objects.count(Book.select()) == 2
     dicts = await objects.execute(Author.select(Author.name, Author.bio).dicts())
     assert list(dicts) == [{"name": "bob", "bio": "b"}]
 

@@ -76,12 +76,10 @@ def _model_database(model: type[Any]) -> AsyncDatabase | None:
 async def execute(db: AsyncDatabase, query: Any) -> Any:
     """Run ``query`` on ``db``; returns what ``query.execute()`` returns.
 
-    A SELECT runs afresh each time (peewee caches the rows of an executed
-    query object; peewee-async did not).
+    Every call runs the query afresh, as in peewee-async (peewee caches the
+    result of an executed query object: rows, or an INSERT's RETURNING values).
     """
-    if isinstance(query, peewee.SelectBase):
-        query = query.clone()
-    return await db.run(query.execute, db)
+    return await db.run(query.clone().execute, db)
 
 
 async def get(db: AsyncDatabase, source_: Any, *args: Any, **kwargs: Any) -> Any:
