@@ -177,21 +177,43 @@ class MariaDBServer:
         _check(_as_user("mysql", argv), "mariadb-install-db")
 
     def _run(self, mariadbd: str) -> None:
-        log = self.tmp / "error.log"
+        """Start mariadbd; on a lost race for the free port, try another port."""
+        for _ in range(3):
+            if self._start_process(mariadbd):
+                return
+            self.port = free_port()
+        raise ServerUnavailable(f"mariadbd could not bind a port: {self._log_tail()}")
+
+    def _start_process(self, mariadbd: str) -> bool:
         argv = [mariadbd, *MARIADB_OPTIONS, f"--datadir={self.tmp / 'data'}",
                 f"--socket={self.socket}", f"--pid-file={self.tmp / 'mysqld.pid'}",
-                f"--log-error={log}", "--skip-networking=0", "--bind-address=127.0.0.1",
-                f"--port={self.port}"]
+                f"--log-error={self.tmp / 'error.log'}", "--skip-networking=0",
+                "--bind-address=127.0.0.1", f"--port={self.port}"]
         if os.geteuid() == 0:
             argv.append("--user=mysql")  # mariadbd drops root for the mysql user itself
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         process = self.process
-        if not wait_until(lambda: self.socket.exists() or process.poll() is not None, 60):
-            raise ServerUnavailable("mariadbd did not open its socket within 60 s")
-        if process.poll() is not None:
-            detail = log.read_text()[-2000:] if log.exists() else ""
-            raise ServerUnavailable(f"mariadbd exited ({process.returncode}): {detail}")
+        if not wait_until(lambda: self._accepting() or process.poll() is not None, 60):
+            raise ServerUnavailable("mariadbd did not accept connections within 60 s")
+        if process.poll() is None:
+            return True
+        if "Bind on TCP/IP port" in self._log_tail():
+            return False
+        raise ServerUnavailable(f"mariadbd exited ({process.returncode}): {self._log_tail()}")
+
+    def _accepting(self) -> bool:
+        if not self.socket.exists():
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+        except OSError:
+            return False
+        return True
+
+    def _log_tail(self) -> str:
+        log = self.tmp / "error.log"
+        return log.read_text(errors="replace")[-2000:] if log.exists() else ""
 
     def _create_user(self) -> None:
         self.sql_as_root(

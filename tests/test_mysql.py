@@ -491,3 +491,31 @@ async def test_stream_cancelled_inside_a_transaction_loses_it(db, backend):
     assert await db.count(User.select().where(User.username.in_(["doomed", "never"]))) == 0
     await settle(db)
     assert_no_leaks(db)
+
+
+async def test_table_settings_give_utf8mb4_in_a_latin1_database(backend, request, tmp_path):
+    maria = request.getfixturevalue("mariadb_server")
+    maria.sql_as_root("DROP DATABASE IF EXISTS fastpeewee_latin1",
+                      "CREATE DATABASE fastpeewee_latin1 CHARACTER SET latin1")
+    db = make_database(backend, request, tmp_path)
+    db.init("fastpeewee_latin1", **db.connect_params)
+
+    class Plain(db.Model):
+        text = peewee.CharField()
+
+    class Wide(db.Model):
+        text = peewee.CharField()
+
+        class Meta:
+            table_settings = ["DEFAULT CHARSET=utf8mb4"]
+
+    try:
+        await db.acreate_tables([Plain, Wide])
+        with pytest.raises(peewee.DataError):  # latin1 cannot hold an emoji
+            await Plain.acreate(text=EMOJI)
+        made = await Wide.acreate(text=EMOJI)
+        assert (await Wide.aget_by_id(made.id)).text == EMOJI
+    finally:
+        await db.close_pool()
+        db.close_all()
+        maria.sql_as_root("DROP DATABASE fastpeewee_latin1")

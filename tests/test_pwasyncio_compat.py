@@ -6,8 +6,11 @@ import textwrap
 from pathlib import Path
 
 import playhouse.pwasyncio
+import pytest
 
 import fastpeewee
+
+from .conftest import selected_backends
 
 PROGRAM = textwrap.dedent(
     """
@@ -66,9 +69,28 @@ def test_pwasyncio_program_runs_with_only_its_import_changed(tmp_path: Path):
     assert namespace["RESULT"] == (["one"], 1, "one", ["one"], "ann", 1, True)
 
 
+def test_the_same_program_runs_on_mariadb(request: pytest.FixtureRequest):
+    if "mysql" not in selected_backends():
+        pytest.skip("mysql is not in FASTPEEWEE_BACKENDS")
+    server = request.getfixturevalue("mariadb_server")
+    source = PROGRAM.replace(
+        "from playhouse.pwasyncio import AsyncSqliteDatabase,",
+        "from fastpeewee import AsyncMySQLDatabase,",
+    ).replace(
+        "db = AsyncSqliteDatabase(DB_PATH, pool_size=4, acquire_timeout=5)",
+        "db = AsyncMySQLDatabase(DB_NAME, **PARAMS, pool_size=4, acquire_timeout=5)",
+    )
+    assert "AsyncMySQLDatabase(DB_NAME" in source
+    server.sql_as_root(f"DROP TABLE IF EXISTS {server.database}.book, {server.database}.author")
+    namespace = {"DB_NAME": server.database, "PARAMS": server.connect_params}
+    exec(compile(source, "pwasyncio_program.py", "exec"), namespace)
+    assert namespace["RESULT"] == (["one"], 1, "one", ["one"], "ann", 1, True)
+
+
 def test_the_public_names_of_pwasyncio_exist():
     shared = [
-        "AsyncDatabaseMixin", "AsyncModel", "AsyncModelMixin", "AsyncPostgresqlDatabase",
+        "AsyncDatabaseMixin", "AsyncModel", "AsyncModelMixin", "AsyncMySQLDatabase",
+        "AsyncPostgresqlDatabase",
         "AsyncSqliteDatabase", "MissingGreenletBridge", "async_atomic", "async_savepoint",
         "async_transaction", "await_", "greenlet_spawn",
     ]

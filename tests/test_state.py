@@ -76,7 +76,7 @@ async def test_gathered_tasks_do_not_share_the_parents_transaction(db):
     assert await db.count(User.select()) == 1
 
 
-@pytest.mark.backends("postgres")
+@pytest.mark.backends("postgres", "mysql")
 async def test_children_commit_independently_of_a_failed_parent(db):
     with pytest.raises(RuntimeError):
         async with db.atomic():

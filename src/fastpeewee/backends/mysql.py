@@ -61,7 +61,8 @@ _IN_TRANS = 1
 _LINK_GONE = frozenset({2006, 2013, 2055, 1053, 1927, 4031})
 # ER_LOCK_DEADLOCK: InnoDB rolled the whole transaction back.
 _DEADLOCK = 1213
-# Bound on the side connection that kills a cancelled statement.
+# Bound on the side connection that kills a cancelled statement (or
+# acquire_timeout, when shorter).
 KILL_TIMEOUT = 5.0
 
 
@@ -172,7 +173,7 @@ class AsyncmyConnection(MySQLConnection):
             try:
                 await asyncio.wait([kill])
             except asyncio.CancelledError:
-                continue  # the kill is bounded by KILL_TIMEOUT: let it finish
+                continue  # the kill has its own bound: let it finish
         if not kill.cancelled() and kill.exception() is not None:
             logger.warning(
                 "could not kill cancelled statement %d", thread_id, exc_info=kill.exception()
@@ -370,8 +371,9 @@ class AsyncMySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):
     async def _kill(self, thread_id: int) -> None:
         """Kill server thread ``thread_id`` (statement and connection) from a side link."""
         asyncmy = _import("asyncmy")
-        params = self._asyncmy_params(KILL_TIMEOUT)
-        async with asyncio.timeout(KILL_TIMEOUT):
+        bound = min(KILL_TIMEOUT, self.pool_config.acquire_timeout)
+        params = self._asyncmy_params(bound)
+        async with asyncio.timeout(bound):
             side = await asyncmy.connect(**params)
             try:
                 cur = side.cursor()
