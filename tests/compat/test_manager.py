@@ -192,11 +192,15 @@ async def test_execute_every_kind_of_query(objects: peewee_async.Manager) -> Non
     assert [a.name for a in rows] == ["ann", "bob"] and len(rows) == 2 and rows[1].name == "bob"
     assert await objects.execute(Author.update(bio="b").where(Author.name == "bob")) == 1
     assert await objects.execute(Author.delete().where(Author.name == "ann")) == 1
+    raw = Author.raw(f"SELECT * FROM compat_author WHERE name = {objects.database.param}", "bob")
+    assert [a.bio for a in await objects.execute(raw)] == ["b"]
+    await objects.execute(Author.update(bio="c").where(Author.name == "bob"))
+    assert [a.bio for a in await objects.execute(raw)] == ["c"]  # raw queries run afresh too
     insert = Book.insert(title="twice")
     first, second = await objects.execute(insert), await objects.execute(insert)
     assert first != second and await objects.count(Book.select()) == 2
     dicts = await objects.execute(Author.select(Author.name, Author.bio).dicts())
-    assert list(dicts) == [{"name": "bob", "bio": "b"}]
+    assert list(dicts) == [{"name": "bob", "bio": "c"}]
 
 
 async def test_prefetch(objects: peewee_async.Manager) -> None:
