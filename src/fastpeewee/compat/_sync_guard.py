@@ -1,0 +1,198 @@
+"""``allow_sync`` of peewee-async, with the permission scoped to one asyncio task.
+
+peewee-async lets sync queries through unless told otherwise and keeps the
+switch on the database object, so ``with db.allow_sync():`` in one task opens
+the door for every task on the loop. Here the permission lives in a
+``ContextVar``: it covers the task that set it (and the tasks it starts
+afterwards, which copy its context), never the others.
+
+What it governs: a *sync* query made on the event-loop thread outside
+``db.run()``, which blocks the loop. Refused by default
+(:class:`SyncQueryNotAllowed`); allowed with ``True``; allowed and logged at
+that level with ``logging.ERROR`` or ``logging.WARNING``. An allowed sync call
+runs on a sync connection of the task's own, as in peewee-async: outside the
+task's async transaction. Sync code in threads without an event loop is never
+refused (as everywhere in fastpeewee).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import peewee
+
+from ..bridge import in_bridge
+from ..errors import BRIDGE_HINT, MissingGreenletBridge
+from ..state import AsyncScope, Scope, ThreadScope
+
+if TYPE_CHECKING:
+    from ..cursor import Cursor
+
+__all__ = ["AllowSyncMixin", "SyncQueryNotAllowed"]
+
+logger = logging.getLogger("fastpeewee.compat.peewee_async")
+
+_LOGGED_LEVELS = (logging.ERROR, logging.WARNING)
+
+
+class SyncQueryNotAllowed(MissingGreenletBridge, AssertionError):
+    """A sync query on the event-loop thread while ``allow_sync`` is off for this task.
+
+    An ``AssertionError`` as in peewee-async, and a
+    :class:`~fastpeewee.MissingGreenletBridge` as in the rest of fastpeewee. Example::
+
+        with objects.allow_sync():          # this task only
+            PageBlock.create_table(True)
+    """
+
+
+class AllowSyncMixin:
+    """Per-task ``allow_sync`` / ``set_allow_sync`` for a fastpeewee database.
+
+    Mixed in before the fastpeewee database class. Example::
+
+        db.set_allow_sync(logging.WARNING)  # this task: allowed, with a warning
+        with db.allow_sync():               # this task: allowed, silently
+            Model.create_table(True)
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._allow_sync_cv: contextvars.ContextVar[bool | int] = contextvars.ContextVar(
+            f"fastpeewee-allow-sync-{id(self):x}"
+        )
+        self._loop_sync_scopes: weakref.WeakKeyDictionary[asyncio.Task[Any], ThreadScope] = (
+            weakref.WeakKeyDictionary()
+        )
+        super().__init__(*args, **kwargs)
+
+    # -- the switch -----------------------------------------------------------
+
+    def sync_policy(self) -> bool | int:
+        """This task's setting: False (refuse), True, ``logging.ERROR`` or ``logging.WARNING``."""
+        return self._allow_sync_cv.get(False)
+
+    def set_allow_sync(self, value: bool | int) -> None:
+        """Allow (True, or a logging level to log each call) or refuse sync queries.
+
+        Applies to the current task and the tasks it starts afterwards; at
+        module level, to the tasks started from the main thread's context.
+        """
+        self._allow_sync_cv.set(value)
+
+    @contextmanager
+    def allow_sync(self) -> Iterator[None]:
+        """Allow sync queries for the current task inside the block.
+
+        On exit the task's sync connection, if one is held, goes back to the
+        pool. Example::
+
+            with db.allow_sync():
+                PageBlock.create_table(True)
+        """
+        token = self._allow_sync_cv.set(True)
+        try:
+            yield
+        finally:
+            try:
+                self._close_sync_scope()
+            finally:
+                self._allow_sync_cv.reset(token)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # peewee-async 0.6 documented `db.allow_sync = False | logging.ERROR`.
+        if name == "allow_sync":
+            self.set_allow_sync(value)
+        else:
+            super().__setattr__(name, value)
+
+    # -- routing ----------------------------------------------------------------
+
+    def _sync_on_loop(self) -> bool:
+        return asyncio._get_running_loop() is not None and not in_bridge()
+
+    def _scope(self) -> Scope:
+        if self._allow_sync_cv.get(False) and self._sync_on_loop():
+            return self._loop_sync_scope()
+        return super()._scope()  # type: ignore[misc,no-any-return]
+
+    def _async_scope(self) -> AsyncScope:
+        scope = super()._scope()  # type: ignore[misc]
+        if not isinstance(scope, AsyncScope):
+            raise RuntimeError("this coroutine must run on the event loop that awaits it")
+        return scope
+
+    def _loop_sync_scope(self) -> ThreadScope:
+        """The current task's own sync connection state."""
+        task = asyncio.current_task()
+        if task is None:
+            raise peewee.InterfaceError(
+                "sync query on the event-loop thread outside any asyncio task"
+            )
+        scope = self._loop_sync_scopes.get(task)
+        if scope is None:
+            scope = self._loop_sync_scopes[task] = ThreadScope(self)  # type: ignore[arg-type]
+            task.add_done_callback(lambda _task: _release(scope))
+        return scope
+
+    def _existing_sync_scope(self) -> ThreadScope | None:
+        if asyncio._get_running_loop() is None:
+            scope: ThreadScope = self._thread_scope()  # type: ignore[attr-defined]
+            return scope
+        task = asyncio.current_task()
+        return self._loop_sync_scopes.get(task) if task is not None else None
+
+    def _close_sync_scope(self) -> None:
+        scope = self._existing_sync_scope()
+        if scope is not None and not scope.transactions:
+            scope.close()
+
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        """Hold a connection (sync code); on the event loop, only if allowed."""
+        if self._sync_on_loop() and not self._allow_sync_cv.get(False):
+            raise SyncQueryNotAllowed(
+                "sync connect() is not allowed on the event loop; use `async with db:` "
+                "or `await db.aconnect()`, or allow sync calls for this task first"
+            )
+        return super().connect(reuse_if_open)  # type: ignore[misc,no-any-return]
+
+    def close(self) -> bool:
+        """Give back the held connection (sync code).
+
+        Called on the event loop outside ``db.run()``, it closes the task's
+        *sync* connection, if any, as peewee-async's ``close()`` closed the
+        sync connection: the task's async connection is left to ``aclose()``.
+        """
+        if self._sync_on_loop():
+            scope = self._existing_sync_scope()
+            return scope.close() if scope is not None else False
+        return super().close()  # type: ignore[misc,no-any-return]
+
+    def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
+        """Run one statement from sync code; on the event loop, only if allowed."""
+        if self._sync_on_loop():
+            self._check_sync(sql, params)
+        return super().execute_sql(sql, params)  # type: ignore[misc,no-any-return]
+
+    def _check_sync(self, sql: str, params: Sequence[Any] | None) -> None:
+        policy = self._allow_sync_cv.get(False)
+        if not policy:
+            raise SyncQueryNotAllowed(
+                f"sync query is not allowed on the event loop: {sql}. Use "
+                "`with objects.allow_sync():` (or `db.set_allow_sync(True)`) for this "
+                f"task, or the async API. {BRIDGE_HINT}"
+            )
+        if policy in _LOGGED_LEVELS:
+            logger.log(int(policy), "sync query on the event loop: %s %r", sql, params)
+
+
+def _release(scope: ThreadScope) -> None:
+    """Give back a finished task's sync connection (rolled back if left in a transaction)."""
+    conn = scope._forget()
+    if conn is not None:
+        scope._return(conn)

@@ -1,0 +1,124 @@
+"""The extension classes: JSONB and HStore fields round-trip on asyncpg and psycopg."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import peewee
+import psycopg
+import pytest
+from playhouse.postgres_ext import BinaryJSONField, HStoreField, JSONField
+
+import fastpeewee.compat.peewee_async as peewee_async
+import fastpeewee.compat.peewee_asyncext as peewee_asyncext
+
+from ..servers import PostgresServer
+from .support import finish
+
+pytestmark = pytest.mark.backends("postgres")
+
+ext_proxy = peewee.DatabaseProxy()
+
+
+class Document(peewee.Model):
+    data = BinaryJSONField(null=True)
+    plain = JSONField(null=True)
+    tags = HStoreField(null=True)
+
+    class Meta:
+        database = ext_proxy
+        table_name = "compat_document"
+
+
+class JsonOnly(peewee.Model):
+    data = BinaryJSONField()
+
+    class Meta:
+        database = ext_proxy
+        table_name = "compat_json_only"
+
+
+def _create_hstore(server: PostgresServer) -> None:
+    params = {**server.connect_params, "dbname": server.database}
+    with psycopg.connect(autocommit=True, **params) as conn:  # type: ignore[arg-type]
+        conn.execute("CREATE EXTENSION IF NOT EXISTS hstore")
+
+
+@pytest.fixture
+async def ext_db(backend: str, postgres_server: PostgresServer) -> AsyncIterator[Any]:
+    await asyncio.to_thread(_create_hstore, postgres_server)
+    db = peewee_asyncext.PooledPostgresqlExtDatabase(
+        postgres_server.database, **postgres_server.connect_params,
+        max_connections=3, acquire_timeout=2.0,
+    )
+    ext_proxy.initialize(db)
+    await asyncio.to_thread(_reset, db, [Document])
+    try:
+        yield db
+    finally:
+        await finish(db)
+        ext_proxy.initialize(None)
+
+
+def _reset(db: Any, models: list[Any]) -> None:
+    db.drop_tables(models, safe=True)
+    db.create_tables(models)
+
+
+DOC = {"name": "ann", "nested": {"list": [1, 2.5, None, True], "text": "ünï"}, "n": 0}
+TAGS = {"colour": "red", "size": "L", "empty": ""}
+
+
+async def test_jsonb_and_hstore_round_trip_async(ext_db: Any) -> None:
+    objects = peewee_async.Manager(ext_db)
+    doc = await objects.create(Document, data=DOC, plain=[1, "two"], tags=TAGS)
+    back = await objects.get(Document, id=doc.id)
+    assert (back.data, back.plain, back.tags) == (DOC, [1, "two"], TAGS)
+    assert await objects.count(Document.select().where(Document.data.contains({"n": 0}))) == 1
+    assert await objects.count(Document.select().where(Document.tags.contains("colour"))) == 1
+    assert await objects.count(Document.select().where(Document.tags.contains({"size": "S"}))) == 0
+    value = await objects.scalar(Document.select(Document.tags["colour"]))
+    assert value == "red"
+    back.tags = {**TAGS, "size": "XL"}
+    await objects.update(back, only=["tags"])
+    assert (await objects.get(Document, id=doc.id)).tags["size"] == "XL"
+
+
+async def test_jsonb_and_hstore_round_trip_in_a_thread(ext_db: Any) -> None:
+    def work() -> Any:
+        doc = Document.create(data=DOC, tags=TAGS)
+        found = Document.select().where(Document.tags.contains({"colour": "red"})).get()
+        return doc.id, found.id, found.data, found.tags
+
+    doc_id, found_id, data, tags = await asyncio.to_thread(work)
+    assert (found_id, data, tags) == (doc_id, DOC, TAGS)
+    # Written by psycopg in the thread, read by asyncpg in the task:
+    back = await peewee_async.Manager(ext_db).get(Document, id=doc_id)
+    assert back.tags == TAGS
+
+
+async def test_register_hstore_false_still_has_json(postgres_server: PostgresServer) -> None:
+    db = peewee_asyncext.PostgresqlExtDatabase(
+        postgres_server.database, **postgres_server.connect_params,
+        register_hstore=False, max_connections=2, acquire_timeout=2.0,
+    )
+    assert db._register_hstore is False
+    ext_proxy.initialize(db)
+    try:
+        await asyncio.to_thread(_reset, db, [JsonOnly])
+        objects = peewee_async.Manager(db)
+        row = await objects.create(JsonOnly, data=DOC)
+        assert (await objects.get(JsonOnly, id=row.id)).data == DOC
+        await asyncio.to_thread(db.drop_tables, [JsonOnly])
+    finally:
+        await finish(db)
+        ext_proxy.initialize(None)
+
+
+def test_ext_classes_default_to_hstore_and_refuse_named_cursors() -> None:
+    db = peewee_asyncext.PooledPostgresqlExtDatabase("x")
+    assert db._register_hstore is True
+    with pytest.raises(ValueError, match="server_side_cursors"):
+        peewee_asyncext.PostgresqlExtDatabase("x", server_side_cursors=True)
