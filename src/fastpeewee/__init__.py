@@ -16,6 +16,7 @@ Example::
 from .backends.postgres import AsyncPostgresqlDatabase
 from .backends.sqlite import AsyncSqliteDatabase
 from .bridge import await_, greenlet_spawn
+from .compiled import Param, Template, Uncompilable, compile_query
 from .database import AsyncDatabase
 from .errors import (
     MissingGreenletBridge,
@@ -42,16 +43,20 @@ __all__ = [
     "AsyncPostgresqlDatabase",
     "AsyncSqliteDatabase",
     "MissingGreenletBridge",
+    "Param",
     "PoolClosed",
     "PoolConfig",
     "PoolError",
     "PoolStats",
     "PoolTimeout",
+    "Template",
     "TooManyWaiters",
     "TransactionLost",
+    "Uncompilable",
     "async_atomic",
     "async_savepoint",
     "async_transaction",
     "await_",
+    "compile_query",
     "greenlet_spawn",
 ]

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import peewee
 
-__all__ = ["DRIVER_ERRORS", "connect_sqlite", "log_query", "notify_hooks"]
+__all__ = ["DRIVER_ERRORS", "connect_sqlite", "log_query", "notify_hooks", "prepare_insert"]
 
 # Driver exception class name -> peewee exception class (peewee.EXCEPTIONS).
 DRIVER_ERRORS = cast(dict[str, type[peewee.PeeweeException]], vars(peewee)["EXCEPTIONS"])
@@ -33,3 +33,14 @@ def notify_hooks(
 ) -> None:
     """Call the database's ``query_hooks`` with a ``QueryEvent``."""
     vars(peewee.Database)["_notify_hooks"](db, sql, params, start, exc)
+
+
+def prepare_insert(query: Any, db: Any) -> Any:
+    """Do what ``Insert._execute`` does before running: return the new primary key
+    (``RETURNING``) when the database supports it."""
+    if query._returning is None and db.returning_clause:
+        returning = query._pk_returning()
+        if returning:
+            query._returning = returning
+            query._row_type = peewee.ROW.TUPLE
+    return query
