@@ -24,6 +24,7 @@ import peewee
 
 from ._peewee import log_query, notify_hooks
 from .bridge import greenlet_spawn
+from .bulk import CopyRequest, execute_insert, is_multi_insert
 from .cursor import Cursor
 from .errors import BRIDGE_HINT, MissingGreenletBridge, mask_password
 from .pool import Pool, PoolConfig, PoolStats
@@ -71,6 +72,8 @@ class AsyncDatabase:
 
         def transaction_depth(self) -> int: ...
 
+    # Most parameters one statement may carry; bigger multi-row inserts are batched.
+    max_query_params = 32766
     # Seconds a query waits for this task's connection while iterate() streams on it.
     streaming_timeout = 5.0
     # True when async connections belong to the loop that opened them (asyncpg).
@@ -289,7 +292,31 @@ class AsyncDatabase:
         """Run one statement from sync code (a thread, or inside ``db.run``)."""
         return self._execute_in_scope(sql, params or _NO_PARAMS, False)
 
-    def _execute_in_scope(self, sql: str, params: Sequence[Any], ending: bool) -> Cursor:
+    def execute(self, query: Any, **context_options: Any) -> Any:
+        """peewee's ``Database.execute``; a multi-row insert of any size is split or COPYed."""
+        if is_multi_insert(query):
+            cursor = execute_insert(self, query, context_options)
+            if cursor is not None:
+                return cursor
+        return super().execute(query, **context_options)  # type: ignore[misc]
+
+    def _copy_supported(self) -> bool:
+        """True when multi-row inserts may use COPY here (the backend says)."""
+        return False
+
+    def _copy(self, request: CopyRequest) -> int:
+        """COPY ``request``'s rows on this scope's connection; return the row count."""
+        sql = f"COPY {request.table} ({', '.join(request.columns)}) FROM STDIN"
+
+        async def op(conn: Any) -> Cursor:
+            return await conn.acopy(request)  # type: ignore[no-any-return]
+
+        cursor = self._execute_in_scope(sql, _NO_PARAMS, False, op)
+        return cursor.rowcount
+
+    def _execute_in_scope(
+        self, sql: str, params: Sequence[Any], ending: bool, op: Any = None
+    ) -> Cursor:
         log_query(self, sql, params)
         start = time.perf_counter() if self.query_hooks else None
         try:
@@ -299,7 +326,7 @@ class AsyncDatabase:
             else:
                 assert isinstance(scope, AsyncScope)
                 try:
-                    cursor = scope.call(scope.aexecute(sql, params, ending))
+                    cursor = scope.call(scope.aexecute(sql, params, ending, op))
                 except MissingGreenletBridge:
                     raise MissingGreenletBridge(
                         f"blocking query on the event-loop thread: {sql}. {BRIDGE_HINT}"
