@@ -131,3 +131,49 @@ async def test_copy_inside_a_transaction_rolls_back(db):
             assert await db.count(Wide.select()) == 100
             raise RuntimeError
     assert await db.count(Wide.select()) == 0
+
+
+async def test_values_convert_as_peewee_converts_them(db, backend):
+    import datetime
+    import decimal
+    import uuid
+
+    from .models import User
+
+    class Mixed(AsyncModel):
+        label = peewee.CharField(column_name="label_col")
+        when = peewee.DateTimeField()
+        price = peewee.DecimalField(max_digits=10, decimal_places=2)
+        flag = peewee.BooleanField()
+        owner = peewee.ForeignKeyField(User, null=True)
+        token = peewee.UUIDField(null=True)
+        n = peewee.IntegerField(default=lambda: 5)
+
+        class Meta:
+            database = db
+            table_name = "mixed"
+
+    await db.adrop_tables([Mixed], safe=True)
+    await db.acreate_tables([Mixed])
+    ann = await User.acreate(username="ann")
+    when = datetime.datetime(2024, 1, 2, 3, 4, 5)
+    data: list[dict[Any, Any]] = [
+        {"label": "a", "when": when, "price": decimal.Decimal("1.50"), "flag": True,
+         "owner": ann, "token": uuid.UUID(int=1)},
+        {"label_col": "b", "when": when, "price": 2, "flag": 0, "owner": ann.id},
+        {Mixed.label: "c", "when": when, "price": "3.25", "flag": False, "n": 9},
+        {"label": 4, "when": when, "price": 4.5, "flag": 1, "token": str(uuid.UUID(int=2))},
+    ]
+    seen = Statements(db)
+    await Mixed.insert_many(data).aexecute()
+    assert seen.count("COPY") == (1 if backend == "postgres" else 0)
+    for row in data:  # peewee's own single-row INSERTs, for comparison
+        await db.run(lambda row=row: Mixed.insert(row).execute())
+    got = [
+        (m.label, m.when, m.price, m.flag, m.owner_id, m.token, m.n)
+        for m in await db.list(Mixed.select().order_by(Mixed.id))
+    ]
+    assert got[:4] == got[4:]
+    assert got[0] == ("a", when, decimal.Decimal("1.50"), True, ann.id, uuid.UUID(int=1), 5)
+    assert got[2][-1] == 9 and got[3][0] == "4"
+    await db.adrop_tables([Mixed])

@@ -213,6 +213,22 @@ def _columns_of(query: Any, first: Any) -> list[Any] | None:
     return sorted(accum, key=lambda f: f._sort_key)
 
 
+def _passthrough(field: Any) -> type | None:
+    """The Python type whose values ``field.db_value`` returns unchanged, if known."""
+    cls = type(field)
+    if cls.db_value is not peewee.Field.db_value:
+        return None
+    return _UNCHANGED.get(cls.adapt)
+
+
+_UNCHANGED: dict[Any, type] = {
+    peewee.IntegerField.adapt: int,
+    peewee.FloatField.adapt: float,
+    vars(peewee)["_StringField"].adapt: str,
+}
+_STR_KEYS = frozenset({str})
+
+
 def _extract(
     query: Any, rows: list[Any]
 ) -> tuple[list[Any], list[tuple[Any, ...]], list[bool]] | None:
@@ -222,17 +238,18 @@ def _extract(
     if not columns or len(set(columns)) != len(columns):
         return None
     defaults = query.get_default_data() or {}
-    plan = []
+    specs = []
     for index, column in enumerate(columns):
-        lookups = [column, column.name]
-        if column.name != column.column_name:
-            lookups.append(column.column_name)
+        alt = column.column_name if column.name != column.column_name else None
         fk = isinstance(column, peewee.ForeignKeyField)
-        plan.append((index, lookups, column.db_value, column in defaults, column.null, fk))
+        specs.append((index, column, alt, column.db_value, _passthrough(column), fk))
     varying = [callable(defaults.get(c)) for c in columns]
     records = []
     for row in rows:
-        record = _convert(row, plan, defaults, columns)
+        # A dict keyed by names only cannot hold the field object itself, the
+        # first key peewee tries: look names up directly.
+        by_name = type(row) is dict and set(map(type, row)) <= _STR_KEYS
+        record = _convert(row, specs, defaults, by_name)
         if record is None:
             return None
         records.append(record)
@@ -240,27 +257,26 @@ def _extract(
 
 
 def _convert(
-    row: Any, plan: list[Any], defaults: dict[Any, Any], columns: list[Any]
+    row: Any, specs: list[Any], defaults: dict[Any, Any], by_name: bool
 ) -> tuple[Any, ...] | None:
-    is_dict = isinstance(row, Mapping)
+    is_dict = by_name or isinstance(row, Mapping)
     values = []
-    for index, lookups, converter, has_default, nullable, fk in plan:
+    for index, column, alt, converter, same, fk in specs:
         value: Any = _ABSENT
-        if is_dict:
-            for lookup in lookups:
-                value = row.get(lookup, _ABSENT)
-                if value is not _ABSENT:
-                    break
+        if by_name:
+            value = row.get(column.name, _ABSENT)
+            if value is _ABSENT and alt is not None:
+                value = row.get(alt, _ABSENT)
+        elif is_dict:
+            value = _lookup(row, column, alt)
         elif index < len(row):
             value = row[index]
+        if same is not None and (value is None or type(value) is same):
+            values.append(value)  # peewee's db_value would return it unchanged
+            continue
         if value is _ABSENT:
-            if has_default:
-                value = defaults[columns[index]]
-                if callable(value):
-                    value = value()
-            elif nullable:
-                value = None
-            else:
+            value = _missing(column, defaults)
+            if value is _ABSENT:
                 return None  # peewee raises "Missing value for ...": let it
         if isinstance(value, peewee.Node) and not (fk and isinstance(value, peewee.Model)):
             return None
@@ -269,6 +285,25 @@ def _convert(
             return None
         values.append(value)
     return tuple(values)
+
+
+def _lookup(row: Any, column: Any, alt: str | None) -> Any:
+    """``row[column]``, else by name, else by column name: peewee's order."""
+    for key in (column, column.name, alt):
+        if key is None:
+            continue
+        try:
+            return row[key]
+        except KeyError:
+            pass
+    return _ABSENT
+
+
+def _missing(column: Any, defaults: dict[Any, Any]) -> Any:
+    if column in defaults:
+        value = defaults[column]
+        return value() if callable(value) else value
+    return None if column.null else _ABSENT
 
 
 def _agrees_with_peewee(
