@@ -138,14 +138,19 @@ async def test_values_convert_as_peewee_converts_them(db, backend):
     import decimal
     import uuid
 
-    from .models import User
+    class Owner(AsyncModel):
+        username = peewee.CharField()
+
+        class Meta:
+            database = db
+            table_name = "owner"
 
     class Mixed(AsyncModel):
         label = peewee.CharField(column_name="label_col")
         when = peewee.DateTimeField()
         price = peewee.DecimalField(max_digits=10, decimal_places=2)
         flag = peewee.BooleanField()
-        owner = peewee.ForeignKeyField(User, null=True)
+        owner = peewee.ForeignKeyField(Owner, null=True)
         token = peewee.UUIDField(null=True)
         n = peewee.IntegerField(default=lambda: 5)
 
@@ -153,9 +158,9 @@ async def test_values_convert_as_peewee_converts_them(db, backend):
             database = db
             table_name = "mixed"
 
-    await db.adrop_tables([Mixed], safe=True)
-    await db.acreate_tables([Mixed])
-    ann = await User.acreate(username="ann")
+    await db.adrop_tables([Mixed, Owner], safe=True)
+    await db.acreate_tables([Owner, Mixed])
+    ann = await Owner.acreate(username="ann")
     when = datetime.datetime(2024, 1, 2, 3, 4, 5)
     data: list[dict[Any, Any]] = [
         {"label": "a", "when": when, "price": decimal.Decimal("1.50"), "flag": True,
@@ -176,4 +181,4 @@ async def test_values_convert_as_peewee_converts_them(db, backend):
     assert got[:4] == got[4:]
     assert got[0] == ("a", when, decimal.Decimal("1.50"), True, ann.id, uuid.UUID(int=1), 5)
     assert got[2][-1] == 9 and got[3][0] == "4"
-    await db.adrop_tables([Mixed])
+    await db.adrop_tables([Mixed, Owner])
