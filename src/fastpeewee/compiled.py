@@ -88,8 +88,9 @@ class Template:
         """True when some parameters were fixed at build time rather than placeholders."""
         return len(self._slots) != len(self._constants)
 
-    def bind(self, values: Mapping[Any, Any]) -> list[Any] | None:
-        """The parameters for ``values``; None when a value would change the SQL.
+    def bind(self, values: Mapping[Any, Any] | Sequence[Any]) -> list[Any] | None:
+        """The parameters for ``values`` (by name, or by position for integer
+        names); None when a value would change the SQL.
 
         peewee renders a node given as a value (``fn.NOW()``, a subquery) as
         SQL, so this template cannot serve it; nor a value whose conversion
@@ -98,7 +99,7 @@ class Template:
         """
         params = self._constants.copy()
         for index, name, converter in self._slots:
-            value = values[name]
+            value = values[name]  # type: ignore[call-overload]
             if _renders_as_sql(value) and not _is_fk_instance(value, converter):
                 return None
             if converter is not None:

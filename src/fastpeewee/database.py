@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
+from . import selects
 from ._peewee import log_query, notify_hooks
 from .bridge import greenlet_spawn
 from .bulk import CopyRequest, execute_insert, is_multi_insert
@@ -457,10 +458,14 @@ class AsyncDatabase:
     async def aexecute(self, query: Any) -> Any:
         """Execute a query bound to this database; returns what ``execute()`` returns."""
         query.bind(self)
+        if selects.native(self, query):
+            return await selects.aexecute_select(self, query)
         return await self.run(query.execute)
 
     async def get(self, query: Any) -> Any:
         """The first row of ``query``; raises ``DoesNotExist`` when there is none."""
+        if selects.native(self, query) and selects.gets_like_peewee(query):
+            return await selects.aget(self, query)
         return await self.run(query.get)
 
     async def first(self, query: Any, n: int = 1) -> Any:
@@ -469,6 +474,8 @@ class AsyncDatabase:
 
     async def list(self, query: Any) -> builtins.list[Any]:
         """All rows of ``query`` as a list."""
+        if selects.native(self, query):
+            return builtins.list(await selects.aexecute_select(self, query))
         return await self.run(list, query)
 
     async def scalar(self, query: Any) -> Any:

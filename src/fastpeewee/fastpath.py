@@ -25,6 +25,7 @@ import peewee
 
 from ._peewee import prepare_insert
 from .compiled import Param, Template, Uncompilable, compile_query
+from .rows import model_rows
 
 __all__ = ["MISSING", "Plan", "can_save", "get_by_id", "plan_for", "save"]
 
@@ -35,7 +36,7 @@ _PK = ("fastpeewee", "pk")  # the primary key's placeholder name: no field can h
 class Plan:
     """A compiled statement for one operation of one model, and the query it came from."""
 
-    __slots__ = ("fingerprint", "query", "template")
+    __slots__ = ("checked", "fingerprint", "query", "template")
 
     def __init__(
         self, fingerprint: tuple[Any, ...], query: Any, template: Template | None
@@ -43,6 +44,7 @@ class Plan:
         self.fingerprint = fingerprint
         self.query = query
         self.template = template
+        self.checked = False  # compared once with peewee's own SQL (where a caller does)
 
 
 # model class -> {(operation and shape, database id): Plan (template None: not compilable)}
@@ -201,7 +203,7 @@ async def get_by_id(model: type[Any], db: Any, pk_value: Any) -> Any:
         return _MISSING
     cursor = await db.aexecute_sql(template.sql, params)
     try:
-        return plan.query._get_cursor_wrapper(cursor)[0]
+        return model_rows(plan.query, cursor)[0]
     except IndexError:
         raise model.DoesNotExist(
             f"{model} instance matching query does not exist:\n"

@@ -1,0 +1,102 @@
+"""Faster model hydration for plain selects of one model.
+
+peewee builds each row's object through ``Model(__no_default__=1, **row)``:
+a dict per row, a ``setattr`` through a descriptor per column, then clearing
+the dirty set. For a model that keeps peewee's own ``__init__`` and whose
+selected columns are all plain fields, the result of that is fully known:
+``__data__`` holds the converted values in the same order, ``_dirty`` is
+empty and ``__rel__`` is empty. :class:`ModelRows` builds exactly that
+directly; any other case keeps peewee's wrapper.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+
+__all__ = ["ModelRows", "model_rows"]
+
+_ACCESSORS = (peewee.FieldAccessor, peewee.ForeignKeyAccessor)
+_SAME_PYTHON: dict[Any, type] = {
+    peewee.IntegerField.adapt: int,
+    peewee.FloatField.adapt: float,
+    vars(peewee)["_StringField"].adapt: str,
+}
+
+
+def _passthrough(field: Any, converter: Any) -> type | None:
+    """The type whose values ``converter`` (a stock ``python_value``) returns unchanged."""
+    if field is None or getattr(converter, "__self__", None) is not field:
+        return None
+    cls: Any = type(field)
+    if getattr(converter, "__func__", None) is not peewee.Field.python_value:
+        return None
+    return _SAME_PYTHON.get(cls.adapt)
+
+
+def _class_attr(model: type[Any], name: str) -> Any:
+    """What ``name`` is on the class (``inspect.getattr_static`` for classes, quicker)."""
+    for klass in model.__mro__:
+        found = vars(klass).get(name)
+        if found is not None:
+            return found
+    return None
+
+
+def _plain_model(model: Any) -> bool:
+    base: Any = peewee.Model
+    return bool(
+        model.__init__ is base.__init__
+        and model.__setattr__ is base.__setattr__
+        and model.__new__ is base.__new__
+    )
+
+
+class ModelRows(peewee.ModelObjectCursorWrapper):
+    """``ModelObjectCursorWrapper`` building model objects without ``__init__``."""
+
+    _plan: list[tuple[str, int, Any, type | None]] | None = None
+
+    def initialize(self) -> None:
+        super().initialize()
+        model = self.model
+        plan = []
+        for i in (*self.no_convert, *self.convert):  # peewee's assignment order
+            name = self.unique_columns[i]
+            if type(_class_attr(model, name)) not in _ACCESSORS:
+                self._plan = None  # an alias or a property: peewee's setattr decides
+                return
+            converter = self.converters[i]
+            plan.append((name, i, converter, _passthrough(self.fields[i], converter)))
+        self._plan = plan
+
+    def process_row(self, row: Any) -> Any:
+        plan = self._plan
+        if plan is None:
+            return super().process_row(row)  # type: ignore[no-untyped-call]
+        data = {}
+        for name, i, converter, same in plan:
+            value = row[i]
+            if converter is not None and not (
+                same is not None and (value is None or type(value) is same)
+            ):
+                value = converter(value)
+            data[name] = value
+        obj = object.__new__(self.model)
+        obj.__data__ = data
+        obj._dirty = set()
+        obj.__rel__ = {}
+        return obj
+
+
+def model_rows(query: Any, cursor: Any) -> Any:
+    """``query``'s cursor wrapper for ``cursor``: :class:`ModelRows` when it applies."""
+    wrapper = query._get_cursor_wrapper(cursor)
+    if (
+        type(wrapper) is peewee.ModelObjectCursorWrapper
+        and wrapper.constructor is wrapper.model
+        and _plain_model(wrapper.model)
+    ):
+        return ModelRows(cursor, wrapper.model, wrapper.select, wrapper.constructor)
+    return wrapper
