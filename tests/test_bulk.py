@@ -59,7 +59,7 @@ async def test_ten_thousand_wide_rows_in_one_call(db, backend):
         assert seen.count("COPY") == 1 and seen.count("INSERT") == 0
     else:
         assert result == await db.scalar(Wide.select(peewee.fn.MAX(Wide.id)))
-        assert seen.count("INSERT") == 2  # two batches under SQLite's variable limit
+        assert seen.count("INSERT") == 1  # one executemany of the single-row INSERT
 
 
 async def test_result_matches_a_plain_insert(db, backend):
@@ -182,3 +182,20 @@ async def test_values_convert_as_peewee_converts_them(db, backend):
     assert got[0] == ("a", when, decimal.Decimal("1.50"), True, ann.id, uuid.UUID(int=1), 5)
     assert got[2][-1] == 9 and got[3][0] == "4"
     await db.adrop_tables([Mixed, Owner])
+
+
+@pytest.mark.backends("sqlite")
+async def test_failed_executemany_leaves_the_transaction_usable(db):
+    Wide = await make_wide(db)
+    await db.aexecute_sql("CREATE UNIQUE INDEX wide_b ON wide (b)")
+    data = rows(50)
+    data[-1]["b"] = 0
+    async with db.atomic():
+        await Wide.acreate(a="kept", b=-1)
+        with pytest.raises(peewee.IntegrityError):
+            await Wide.insert_many(data).aexecute()
+        assert await db.count(Wide.select()) == 1  # none of the 49 good rows stayed
+    assert [w.a for w in await db.list(Wide.select())] == ["kept"]
+    result = await Wide.insert_many(rows(3, start=100)).aexecute()
+    assert result == await db.scalar(Wide.select(peewee.fn.MAX(Wide.id)))
+    assert await Wide.insert_many(rows(2, start=200)).as_rowcount().aexecute() == 2

@@ -29,7 +29,7 @@ import peewee
 
 from .cursor import Cursor
 
-__all__ = ["CopyRequest", "execute_insert", "is_multi_insert", "quote_name"]
+__all__ = ["CopyRequest", "ManyRows", "execute_insert", "is_multi_insert", "quote_name"]
 
 _PLAIN = frozenset(
     {
@@ -48,6 +48,10 @@ _PLAIN = frozenset(
     }
 )
 _ABSENT = object()
+
+
+class ManyRows(list):  # type: ignore[type-arg]
+    """Parameters of an ``executemany``: one tuple per row (SQLite backend)."""
 
 
 class CopyRequest:
@@ -83,6 +87,10 @@ def execute_insert(db: Any, query: Any, options: dict[str, Any]) -> Cursor | Non
         copied = _try_copy(db, query, rows, options)
         if copied is not None:
             return copied
+    if db._executemany_supported():
+        done = _try_executemany(db, query, rows, options)
+        if done is not None:
+            return done
     return _batched(db, query, rows, options)
 
 
@@ -178,6 +186,26 @@ def _try_copy(db: Any, query: Any, rows: list[Any], options: dict[str, Any]) -> 
     if ids is None:
         return Cursor((), count)
     return Cursor([(i,) for i in ids], count, None, [(pk.column_name,)])
+
+
+def _try_executemany(
+    db: Any, query: Any, rows: list[Any], options: dict[str, Any]
+) -> Cursor | None:
+    """One single-row INSERT run for every row (SQLite), all-or-nothing like peewee's one
+    multi-row INSERT; the cursor carries the row count and the last row id."""
+    if not _is_model_insert(query) or options or query._on_conflict is not None:
+        return None
+    if query._returning:
+        return None  # rows to return: peewee's (batched) statement gives them
+    extracted = _extract(query, rows)
+    if extracted is None:
+        return None
+    columns, records, varying = extracted
+    sql, params = _render(db, _with_rows(query, rows[:1]), options)
+    if not _matches(db, sql, params, columns, records[:1], varying):
+        return None
+    cursor: Cursor = db.execute_sql(sql, ManyRows(records))
+    return cursor
 
 
 def _is_model_insert(query: Any) -> bool:
@@ -317,10 +345,22 @@ def _agrees_with_peewee(
 ) -> bool:
     """Check the first two rows against the SQL and parameters peewee builds for them."""
     sql, params = _render(db, _with_rows(query, rows[:2]), options)
+    return _matches(db, sql, params, columns, records[:2], varying)
+
+
+def _matches(
+    db: Any,
+    sql: str,
+    params: list[Any],
+    columns: list[Any],
+    records: list[tuple[Any, ...]],
+    varying: list[bool],
+) -> bool:
+    """True when ``records`` are the parameters peewee put in ``sql``, column for column."""
     quoted = ", ".join(quote_name(db, c.column_name) for c in columns)
     if f"({quoted}) VALUES " not in sql:
         return False
-    mine = [v for record in records[:2] for v in record]
+    mine = [v for record in records for v in record]
     if len(mine) != len(params):
         return False
     width = len(columns)

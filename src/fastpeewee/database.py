@@ -305,6 +305,10 @@ class AsyncDatabase:
         """True when multi-row inserts may use COPY here (the backend says)."""
         return False
 
+    def _executemany_supported(self) -> bool:
+        """True when the backend runs ``ManyRows`` parameters as one executemany."""
+        return False
+
     def _copy(self, request: CopyRequest) -> int:
         """COPY ``request``'s rows on this scope's connection; return the row count."""
         sql = f"COPY {request.table} ({', '.join(request.columns)}) FROM STDIN"

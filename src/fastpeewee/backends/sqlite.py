@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import peewee
 
 from .._peewee import connect_sqlite
+from ..bulk import ManyRows
 from ..cursor import Cursor, StreamCursor
 from ..database import AsyncDatabase
 from ..errors import translate_errors
@@ -55,12 +56,32 @@ class SqliteConnection(Connection):
         self.raw.close()
 
     def execute(self, sql: str, params: Params) -> Cursor:
+        if type(params) is ManyRows:
+            return self._executemany(sql, params)
         cur = self.raw.execute(sql, params)
         try:
             rows = cur.fetchall()
             return Cursor(rows, cur.rowcount, cur.lastrowid, cur.description)
         finally:
             cur.close()
+
+    def _executemany(self, sql: str, rows: ManyRows) -> Cursor:
+        """Run ``sql`` for every row inside a savepoint: all rows or none."""
+        raw = self.raw
+        raw.execute("SAVEPOINT fastpeewee_many")
+        try:
+            cur = raw.executemany(sql, rows)
+            count = cur.rowcount
+            cur.close()
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK TO SAVEPOINT fastpeewee_many")
+                raw.execute("RELEASE SAVEPOINT fastpeewee_many")
+            raise
+        raw.execute("RELEASE SAVEPOINT fastpeewee_many")
+        # What cursor.lastrowid gives after peewee's one multi-row INSERT.
+        lastrowid = raw.execute("SELECT last_insert_rowid()").fetchone()[0]
+        return Cursor((), count, lastrowid, None)
 
     async def aexecute(self, sql: str, params: Params) -> Cursor:
         return await self._offload(self.execute, sql, params)
@@ -128,6 +149,9 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
         # pool guarantees one user at a time.
         kwargs.setdefault("check_same_thread", False)
         super().init(database, pragmas, timeout, returning_clause, **kwargs)
+
+    def _executemany_supported(self) -> bool:
+        return True
 
     def _new_sync_pool(self) -> Pool[Any]:
         return self._shared_pool()
