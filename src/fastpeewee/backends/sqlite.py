@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -30,14 +31,31 @@ __all__ = ["AsyncSqliteDatabase", "SqliteConnection"]
 T = TypeVar("T")
 
 
+# A SELECT from a task first runs on the loop thread itself: most finish in
+# microseconds, far below the cost of a hop to a worker thread. It may take at
+# most this long (checked every 1,000 SQLite VM steps) and never waits for a
+# lock; otherwise it is abandoned and rerun in a worker thread.
+INLINE_BUDGET = 0.002
+_INLINE_GIVE_UP = ("interrupted", "locked", "busy")
+# Functions peewee itself registers on every SqliteDatabase (pure, quick).
+_PEEWEE_FUNCTIONS = frozenset({"date_part", "date_trunc", "_pw_json_contains", "regexp"})
+
+
 class SqliteConnection(Connection):
     """A ``sqlite3`` connection, used from the caller's thread or a worker thread."""
 
-    __slots__ = ("_executor",)
+    __slots__ = ("_busy_ms", "_executor", "_inline_ok")
 
-    def __init__(self, raw: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        raw: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        inline_ok: Callable[[], bool] = lambda: False,
+    ) -> None:
         super().__init__(raw)
         self._executor = executor
+        self._inline_ok = inline_ok
+        self._busy_ms: int | None = None
 
     def usable(self) -> bool:
         try:
@@ -84,7 +102,29 @@ class SqliteConnection(Connection):
         return Cursor((), count, lastrowid, None)
 
     async def aexecute(self, sql: str, params: Params) -> Cursor:
+        if sql.startswith("SELECT") and type(params) is not ManyRows and self._inline_ok():
+            cursor = self._inline(sql, params)
+            if cursor is not None:
+                return cursor
         return await self._offload(self.execute, sql, params)
+
+    def _inline(self, sql: str, params: Params) -> Cursor | None:
+        """Run a read on the loop thread within :data:`INLINE_BUDGET`; None: not done."""
+        raw = self.raw
+        if self._busy_ms is None:
+            self._busy_ms = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+        deadline = time.perf_counter() + INLINE_BUDGET
+        raw.set_progress_handler(lambda: time.perf_counter() > deadline, 1000)
+        raw.execute("PRAGMA busy_timeout = 0")
+        try:
+            return self.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if any(word in str(exc) for word in _INLINE_GIVE_UP):
+                return None  # too long, or it would wait for a lock: a worker does it
+            raise
+        finally:
+            raw.set_progress_handler(None, 0)
+            raw.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
 
     async def aping(self) -> None:
         await self._offload(self.execute, "SELECT 1", ())
@@ -137,6 +177,9 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
         users = await db.list(User.select())
     """
 
+    inline_reads = True
+    """Let short SELECTs from tasks run on the loop thread; False: always a worker thread."""
+
     def init(
         self,
         database: str | None,
@@ -152,6 +195,21 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
 
     def _executemany_supported(self) -> bool:
         return True
+
+    def _reads_inline(self) -> bool:
+        """May a task's SELECT run on the loop thread (see :data:`INLINE_BUDGET`)?
+
+        Not when user-defined SQL functions are registered: their Python code
+        could block, and SQLite cannot interrupt it.
+        """
+        state = vars(self)
+        return bool(
+            self.inline_reads
+            and state.get("_functions", {}).keys() <= _PEEWEE_FUNCTIONS
+            and not state.get("_aggregates")
+            and not state.get("_window_functions")
+            and not state.get("_table_functions")
+        )
 
     def _new_sync_pool(self) -> Pool[Any]:
         return self._shared_pool()
@@ -172,7 +230,7 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
 
         def open_sync(timeout: float) -> SqliteConnection:
             with translate_errors():
-                return SqliteConnection(connect_sqlite(self), executor)
+                return SqliteConnection(connect_sqlite(self), executor, self._reads_inline)
 
         async def open_async(timeout: float) -> SqliteConnection:
             loop = asyncio.get_running_loop()
