@@ -20,7 +20,7 @@ from typing import Any
 
 import peewee
 
-__all__ = ["Param", "Template", "Uncompilable", "compile_query"]
+__all__ = ["Param", "Template", "Uncompilable", "compile_query", "model_fingerprint"]
 
 Converter = Callable[[Any], Any]
 
@@ -125,3 +125,17 @@ def compile_query(db: Any, query: Any) -> Template:
     """Build ``query``'s SQL once for database ``db``; raises :class:`Uncompilable`."""
     sql, params = db.get_sql_context().sql(query).query()
     return Template(sql, params)
+
+
+def model_fingerprint(meta: Any, db: Any) -> tuple[Any, ...]:
+    """What the SQL built for a model depends on: its database, table name, schema,
+    primary key, and the identity and column name of every field."""
+    fields = meta.sorted_fields
+    return (
+        db,
+        meta.table_name,
+        meta.schema,
+        id(meta.primary_key),
+        tuple(map(id, fields)),
+        tuple([f.column_name for f in fields]),
+    )

@@ -24,7 +24,7 @@ from typing import Any
 import peewee
 
 from ._peewee import prepare_insert
-from .compiled import Param, Template, Uncompilable, compile_query
+from .compiled import Param, Template, Uncompilable, compile_query, model_fingerprint
 from .rows import model_rows
 
 __all__ = ["MISSING", "Plan", "can_save", "get_by_id", "plan_for", "save"]
@@ -53,16 +53,7 @@ _PLANS: weakref.WeakKeyDictionary[type, dict[Hashable, Plan]] = (
 )
 
 
-def _fingerprint(meta: Any, db: Any) -> tuple[Any, ...]:
-    fields = meta.sorted_fields
-    return (
-        db,
-        meta.table_name,
-        meta.schema,
-        id(meta.primary_key),
-        tuple(map(id, fields)),
-        tuple([f.column_name for f in fields]),
-    )
+_fingerprint = model_fingerprint
 
 
 def plain_pk(model: type[Any]) -> Any:

@@ -11,9 +11,13 @@ directly; any other case keeps peewee's wrapper.
 
 from __future__ import annotations
 
+import operator
+import weakref
 from typing import Any
 
 import peewee
+
+from .compiled import model_fingerprint
 
 __all__ = ["ModelRows", "model_rows"]
 
@@ -53,12 +57,52 @@ def _plain_model(model: Any) -> bool:
     )
 
 
+# model -> {(selected node ids, result column names): _Layout}
+_LAYOUTS: weakref.WeakKeyDictionary[type, dict[Any, _Layout]] = weakref.WeakKeyDictionary()
+_SAVED = ("columns", "fields", "converters", "no_convert", "convert", "unique_columns", "ncols")
+
+
+class _Layout:
+    """What peewee's ``initialize`` worked out for one select of one model, kept."""
+
+    __slots__ = ("fingerprint", "plan", "select", "values")
+
+    def __init__(self, fingerprint: Any, select: Any, values: tuple[Any, ...], plan: Any) -> None:
+        self.fingerprint = fingerprint
+        self.select = select  # held: the key's ids stay those of these nodes
+        self.values = values
+        self.plan = plan
+
+
 class ModelRows(peewee.ModelObjectCursorWrapper):
     """``ModelObjectCursorWrapper`` building model objects without ``__init__``."""
 
     _plan: list[tuple[str, int, Any, type | None]] | None = None
 
     def initialize(self) -> None:
+        model = self.model
+        select = tuple(self.select)
+        description = self.cursor.description
+        key = (tuple(map(id, select)), tuple([d[0] for d in description or ()]))
+        layouts = _LAYOUTS.get(model)
+        if layouts is None:
+            layouts = _LAYOUTS.setdefault(model, {})
+        fingerprint = model_fingerprint(model._meta, None)
+        layout = layouts.get(key)
+        if (
+            layout is not None
+            and layout.fingerprint == fingerprint
+            and all(map(operator.is_, layout.select, select))
+        ):
+            for name, value in zip(_SAVED, layout.values, strict=True):
+                setattr(self, name, value)
+            self._plan = layout.plan
+            return
+        self._initialize()
+        values = tuple(getattr(self, name) for name in _SAVED)
+        layouts[key] = _Layout(fingerprint, select, values, self._plan)
+
+    def _initialize(self) -> None:
         super().initialize()
         model = self.model
         plan = []
