@@ -48,10 +48,12 @@ _ASYNCPG_KEYS = frozenset(
         "gsslib",
     }
 )
+# The sequence is looked up once (OFFSET 0 keeps the subquery from being
+# flattened into one lookup per row), then drawn from once per row.
 _RESERVE_IDS = (
-    "SELECT nextval(q.seq) FROM (SELECT pg_get_serial_sequence(%s, %s) AS seq "
+    "SELECT nextval(q.seq) FROM (SELECT pg_get_serial_sequence(%s, %s)::regclass AS seq "
     "WHERE NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass "
-    "AND attname = %s AND attidentity = 'a')) AS q, generate_series(1, %s)"
+    "AND attname = %s AND attidentity = 'a') OFFSET 0) AS q, generate_series(1, %s)"
 )
 _PLAIN_TYPES = frozenset({int, str, float, bool, type(None), bytes})
 
