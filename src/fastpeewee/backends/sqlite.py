@@ -2,8 +2,10 @@
 
 One pool of ``sqlite3`` connections serves both worlds: a thread runs its
 statement directly, a task sends the whole statement (execute, fetch, close)
-to a worker thread in one hop. A ``:memory:`` database is one connection, so
-sync and async code see the same tables.
+to a worker thread in one hop; a task's SELECT is first tried on the loop
+thread itself, within a 2 ms budget and without waiting for locks. A
+``:memory:`` database is one connection, so sync and async code see the same
+tables.
 """
 
 from __future__ import annotations
