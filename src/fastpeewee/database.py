@@ -35,6 +35,7 @@ from .transactions import async_atomic, async_savepoint, async_transaction
 __all__ = ["AsyncDatabase"]
 
 logger = logging.getLogger("fastpeewee")
+_peewee_logger = logging.getLogger("peewee")  # where peewee (and log_query) logs SQL
 T = TypeVar("T")
 _NO_PARAMS: tuple[Any, ...] = ()
 
@@ -352,7 +353,8 @@ class AsyncDatabase:
             cursor = await db.aexecute_sql("SELECT 1")
         """
         params = params or _NO_PARAMS
-        log_query(self, sql, params)
+        if _peewee_logger.isEnabledFor(logging.DEBUG):
+            log_query(self, sql, params)
         start = time.perf_counter() if self.query_hooks else None
         try:
             cursor = await self._async_scope().aexecute(sql, params)

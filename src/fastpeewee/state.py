@@ -29,7 +29,13 @@ import peewee
 
 from .bridge import await_, in_bridge
 from .cursor import Cursor, StreamCursor
-from .errors import BRIDGE_HINT, MissingGreenletBridge, TransactionLost, translate_errors
+from .errors import (
+    BRIDGE_HINT,
+    MissingGreenletBridge,
+    TransactionLost,
+    peewee_error_for,
+    translate_errors,
+)
 
 if TYPE_CHECKING:
     from .backends.base import Connection, Params
@@ -215,14 +221,17 @@ def _run_sync(conn: Connection, sql: str, params: Params) -> Cursor:
 
 
 async def _run_async(conn: Connection, sql: str, params: Params, op: ConnOp | None) -> Cursor:
+    # translate_errors() spelled out: this is every async statement's path.
     try:
-        with translate_errors():
-            if op is not None:
-                return await op(conn)
-            return await conn.aexecute(sql, params)
+        if op is not None:
+            return await op(conn)
+        return await conn.aexecute(sql, params)
     except BaseException as exc:
         conn.after_error(exc)
-        raise
+        target = peewee_error_for(exc) if isinstance(exc, Exception) else None
+        if target is None:
+            raise
+        raise target(exc, *exc.args) from exc
 
 
 class AsyncScope(Scope):
