@@ -227,3 +227,33 @@ async def test_sqlite_with_returning_clause(tmp_path):
     assert (item.id, slow.id) == (1, 2)
     assert (await Thing.aget_by_id(2)).label == "s"
     await db.close_pool()
+
+
+async def test_returned_keys_go_through_python_value(db, backend):
+    class Tagged(peewee.AutoField):
+        def python_value(self, value: Any) -> Any:
+            return None if value is None else f"id-{value}"
+
+        def db_value(self, value: Any) -> Any:
+            if isinstance(value, str) and value.startswith("id-"):
+                value = value[3:]
+            return super().db_value(value)
+
+    class Labelled(AsyncModel):
+        id = Tagged()
+        name = peewee.CharField()
+
+        class Meta:
+            database = db
+
+    await db.acreate_tables([Labelled])
+    try:
+        fast = await Labelled.acreate(name="a")
+        slow = await db.run(Labelled.create, name="b")
+        # PostgreSQL reads the key back through RETURNING (and python_value);
+        # SQLite takes cursor.lastrowid as it is. The fast path does the same.
+        expected = ("id-1", "id-2") if backend == "postgres" else (1, 2)
+        assert (fast.id, slow.id) == expected
+        assert (await Labelled.aget_by_id(fast.id)).name == "a"
+    finally:
+        await db.adrop_tables([Labelled])

@@ -36,7 +36,7 @@ _PK = ("fastpeewee", "pk")  # the primary key's placeholder name: no field can h
 class Plan:
     """A compiled statement for one operation of one model, and the query it came from."""
 
-    __slots__ = ("checked", "fingerprint", "query", "template")
+    __slots__ = ("checked", "fingerprint", "pk_converter", "query", "template")
 
     def __init__(
         self, fingerprint: tuple[Any, ...], query: Any, template: Template | None
@@ -45,6 +45,8 @@ class Plan:
         self.query = query
         self.template = template
         self.checked = False  # compared once with peewee's own SQL (where a caller does)
+        # Inserts returning just the primary key: how to read it (see _run_insert).
+        self.pk_converter: Any = None
 
 
 # model class -> {(operation and shape, database id): Plan (template None: not compilable)}
@@ -151,7 +153,33 @@ def insert_plan(model: type[Any], db: Any, field_dict: dict[str, Any]) -> Plan |
         data = {name: Param(name, fields[name].db_value) for name in names}
         return prepare_insert(model.insert(**data), db)
 
-    return plan_for(model, db, ("insert", names), build)
+    plan = plan_for(model, db, ("insert", names), build)
+    if plan is not None and not plan.checked:
+        plan.pk_converter = _returned_pk_converter(model, db, plan.query)
+        plan.checked = True
+    return plan
+
+
+def _returned_pk_converter(model: type[Any], db: Any, query: Any) -> Any:
+    """``pk.python_value`` (or ``_identity``) when the insert returns exactly the
+    primary key the way peewee reads one back; None: use peewee's wrapper."""
+    pk = plain_pk(model)
+    returning = query._returning
+    if pk is None or not returning or len(returning) != 1 or returning[0] is not pk:
+        return None
+    if query._return_cursor or query._as_rowcount or query._row_type is not None:
+        return None
+    if query._query_type != peewee.Insert.SIMPLE or not db.returning_clause:
+        return None
+    if type(db).last_insert_id is not peewee.Database.last_insert_id:
+        return None
+    if query.default_row_type != peewee.ROW.TUPLE:
+        return None
+    return pk.python_value if pk._coerce else _identity
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def update_plan(model: type[Any], db: Any, field_dict: dict[str, Any]) -> Plan | None:
@@ -216,6 +244,11 @@ async def _run_insert(inst: Any, db: Any, field_dict: dict[str, Any]) -> Any:
         return await db.run(lambda: inst.insert(**field_dict).execute())
     query = plan.query
     cursor = await db.aexecute_sql(*bound)
+    if plan.pk_converter is not None:
+        # What peewee's tuple wrapper and last_insert_id() make of the one
+        # RETURNING column: the first row's key, through python_value.
+        row = cursor.fetchone()
+        return None if row is None else plan.pk_converter(row[0])
     if query._returning:
         cursor = query._get_cursor_wrapper(cursor)
     return query.handle_result(db, cursor)
