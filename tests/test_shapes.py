@@ -107,3 +107,15 @@ def test_same_model_on_two_dialects(two_dbs):
     Item.bind(postgres)
     second = select_sql(postgres, Item.select().where(Item.id == 1))
     assert "%s" in second[0] and second == Item.select().where(Item.id == 1).sql()
+
+
+@pytest.mark.parametrize("make_query", SHAPES)
+def test_first_row_sql_is_that_of_paginate(two_dbs, make_query):
+    from fastpeewee.shapes import first_row_sql
+
+    rng = random.Random(9)
+    for db in two_dbs:
+        Item = make_item(db)
+        for _ in range(4):
+            query = make_query(Item, (rng.randint(0, 10**6), rng.randint(0, 10**6)))
+            assert first_row_sql(db, query) == query.paginate(1, 1).sql()

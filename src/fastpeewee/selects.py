@@ -16,7 +16,7 @@ from typing import Any
 import peewee
 
 from .rows import model_rows
-from .shapes import select_sql
+from .shapes import first_row_sql, select_sql
 
 __all__ = ["aexecute_select", "aget", "native"]
 
@@ -54,13 +54,18 @@ def gets_like_peewee(query: Any) -> bool:
 
 
 async def aget(db: Any, query: Any) -> Any:
-    """``query.get()`` awaited (``BaseModelSelect.get``): first row or ``DoesNotExist``."""
-    clone = query.paginate(1, 1)
-    clone._cursor_wrapper = None
-    wrapper = await aexecute_select(db, clone)
+    """``query.get()`` awaited (``BaseModelSelect.get``): first row or ``DoesNotExist``.
+
+    peewee runs ``query.paginate(1, 1)``, a clone; its SQL comes from the shape
+    cache without building the clone, and its rows wrap the same way (paging
+    changes neither the columns nor the row type).
+    """
+    sql, params = first_row_sql(db, query)
+    cursor = await db.aexecute_sql(sql, params)
     try:
-        return wrapper[0]
+        return model_rows(query, cursor)[0]
     except IndexError:
+        clone = query.paginate(1, 1)
         sql, params = clone.sql()
         raise query.model.DoesNotExist(
             f"{clone.model} instance matching query does not exist:\nSQL: {sql}\nParams: {params}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import peewee
@@ -26,7 +27,7 @@ import peewee
 from .compiled import Param
 from .fastpath import Plan, plan_for
 
-__all__ = ["select_sql", "shape_of"]
+__all__ = ["first_row_sql", "select_sql", "shape_of"]
 
 _SCALARS = frozenset(
     {int, float, str, bytes, bool, decimal.Decimal, datetime.datetime, datetime.date,
@@ -101,8 +102,14 @@ def _bound(value: Any, values: list[Any]) -> bool:
     return True
 
 
-def shape_of(query: Any) -> tuple[tuple[Any, ...], list[Any]] | None:
-    """The shape key of a simple model select and its values in parameter order."""
+def shape_of(
+    query: Any, page: tuple[int, int] | None = None
+) -> tuple[tuple[Any, ...], list[Any]] | None:
+    """The shape key of a simple model select and its values in parameter order.
+
+    ``page``: (limit, offset) to use instead of the query's own, i.e. the
+    shape of ``query.paginate(...)`` without building that clone.
+    """
     if type(query) is not peewee.ModelSelect:
         return None
     attrs = vars(query)
@@ -125,8 +132,9 @@ def shape_of(query: Any) -> tuple[tuple[Any, ...], list[Any]] | None:
         where = attrs["_where"]
         where_key = None if where is None else _where(where, model, values)
         order_key = _order(attrs["_order_by"], model)
-        limit = _bound(attrs["_limit"], values)
-        offset = _bound(attrs["_offset"], values)
+        bounds = (attrs["_limit"], attrs["_offset"]) if page is None else page
+        limit = _bound(bounds[0], values)
+        offset = _bound(bounds[1], values)
     except _Unsupported:
         return None
     key = ("select", columns, attrs["_is_default"], where_key, order_key, limit, offset)
@@ -168,21 +176,31 @@ def _render(db: Any, query: Any) -> tuple[str, list[Any]]:
 
 def select_sql(db: Any, query: Any) -> tuple[str, list[Any]]:
     """The SQL and parameters of ``query`` on ``db``, from the shape cache when it applies."""
-    found = shape_of(query)
+    return _cached(db, query, shape_of(query), lambda: query)
+
+
+def first_row_sql(db: Any, query: Any) -> tuple[str, list[Any]]:
+    """The SQL and parameters of ``query.paginate(1, 1)``, without cloning when cached."""
+    return _cached(db, query, shape_of(query, (1, 0)), lambda: query.paginate(1, 1))
+
+
+def _cached(
+    db: Any, query: Any, found: Any, actual: Callable[[], Any]
+) -> tuple[str, list[Any]]:
     if found is None:
-        return _render(db, query)
+        return _render(db, actual())
     key, values = found
     limit, offset = key[5], key[6]
     plan = plan_for(
-        query.model, db, key, lambda: _template_query(query, limit, offset), constants=True
+        query.model, db, key, lambda: _template_query(actual(), limit, offset), constants=True
     )
     if plan is None or plan.template is None:
-        return _render(db, query)
+        return _render(db, actual())
     if not plan.checked:
-        return _check(db, query, plan, values)
+        return _check(db, actual(), plan, values)
     params = plan.template.bind(values)
     if params is None:
-        return _render(db, query)
+        return _render(db, actual())
     return plan.template.sql, params
 
 
