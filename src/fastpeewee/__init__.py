@@ -18,6 +18,7 @@ from .backends.mysql import AsyncMySQLDatabase
 from .backends.postgres import AsyncPostgresqlDatabase
 from .backends.sqlite import AsyncSqliteDatabase
 from .bridge import await_, greenlet_spawn
+from .compiled import Param, Template, Uncompilable, compile_query
 from .database import AsyncDatabase
 from .errors import (
     MissingGreenletBridge,
@@ -57,14 +58,17 @@ __all__ = [
     "AsyncSqliteDatabase",
     "DatabaseMiddleware",
     "MissingGreenletBridge",
+    "Param",
     "PoolClosed",
     "PoolConfig",
     "PoolError",
     "PoolStats",
     "PoolTimeout",
     "Schemas",
+    "Template",
     "TooManyWaiters",
     "TransactionLost",
+    "Uncompilable",
     "UnloadedRelation",
     "afetch",
     "afetch_one",
@@ -72,6 +76,7 @@ __all__ = [
     "async_savepoint",
     "async_transaction",
     "await_",
+    "compile_query",
     "fetch",
     "fetch_one",
     "greenlet_spawn",

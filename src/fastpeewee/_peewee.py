@@ -18,6 +18,7 @@ __all__ = [
     "load_tree",
     "log_query",
     "notify_hooks",
+    "prepare_insert",
     "query_limit",
     "returns_models",
     "set_mysql_server_version",
@@ -73,3 +74,14 @@ class _VersionInfo:
 
     def __init__(self, version: str) -> None:
         self.server_version = version
+
+
+def prepare_insert(query: Any, db: Any) -> Any:
+    """Do what ``Insert._execute`` does before running: return the new primary key
+    (``RETURNING``) when the database supports it."""
+    if query._returning is None and db.returning_clause:
+        returning = query._pk_returning()
+        if returning:
+            query._returning = returning
+            query._row_type = peewee.ROW.TUPLE
+    return query

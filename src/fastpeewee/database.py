@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
+from . import selects
 from ._peewee import log_query, notify_hooks
 from .bridge import greenlet_spawn
+from .bulk import CopyRequest, execute_insert, is_multi_insert
 from .cursor import Cursor
 from .errors import BRIDGE_HINT, MissingGreenletBridge, mask_password
 from .pool import Pool, PoolConfig, PoolStats
@@ -33,6 +35,7 @@ from .transactions import async_atomic, async_savepoint, async_transaction
 __all__ = ["AsyncDatabase"]
 
 logger = logging.getLogger("fastpeewee")
+_peewee_logger = logging.getLogger("peewee")  # where peewee (and log_query) logs SQL
 T = TypeVar("T")
 _NO_PARAMS: tuple[Any, ...] = ()
 
@@ -71,6 +74,8 @@ class AsyncDatabase:
 
         def transaction_depth(self) -> int: ...
 
+    # Most parameters one statement may carry; bigger multi-row inserts are batched.
+    max_query_params = 32766
     # Seconds a query waits for this task's connection while iterate() streams on it.
     streaming_timeout = 5.0
     # True when async connections belong to the loop that opened them (asyncpg).
@@ -297,7 +302,35 @@ class AsyncDatabase:
         """Run one statement from sync code (a thread, or inside ``db.run``)."""
         return self._execute_in_scope(sql, params or _NO_PARAMS, False)
 
-    def _execute_in_scope(self, sql: str, params: Sequence[Any], ending: bool) -> Cursor:
+    def execute(self, query: Any, **context_options: Any) -> Any:
+        """peewee's ``Database.execute``; a multi-row insert of any size is split or COPYed."""
+        if is_multi_insert(query):
+            cursor = execute_insert(self, query, context_options)
+            if cursor is not None:
+                return cursor
+        return super().execute(query, **context_options)  # type: ignore[misc]
+
+    def _copy_supported(self) -> bool:
+        """True when multi-row inserts may use COPY here (the backend says)."""
+        return False
+
+    def _executemany_supported(self) -> bool:
+        """True when the backend runs ``ManyRows`` parameters as one executemany."""
+        return False
+
+    def _copy(self, request: CopyRequest) -> int:
+        """COPY ``request``'s rows on this scope's connection; return the row count."""
+        sql = f"COPY {request.table} ({', '.join(request.columns)}) FROM STDIN"
+
+        async def op(conn: Any) -> Cursor:
+            return await conn.acopy(request)  # type: ignore[no-any-return]
+
+        cursor = self._execute_in_scope(sql, _NO_PARAMS, False, op)
+        return cursor.rowcount
+
+    def _execute_in_scope(
+        self, sql: str, params: Sequence[Any], ending: bool, op: Any = None
+    ) -> Cursor:
         log_query(self, sql, params)
         start = time.perf_counter() if self.query_hooks else None
         try:
@@ -307,7 +340,7 @@ class AsyncDatabase:
             else:
                 assert isinstance(scope, AsyncScope)
                 try:
-                    cursor = scope.call(scope.aexecute(sql, params, ending))
+                    cursor = scope.call(scope.aexecute(sql, params, ending, op))
                 except MissingGreenletBridge:
                     raise MissingGreenletBridge(
                         f"blocking query on the event-loop thread: {sql}. {BRIDGE_HINT}"
@@ -328,7 +361,8 @@ class AsyncDatabase:
             cursor = await db.aexecute_sql("SELECT 1")
         """
         params = params or _NO_PARAMS
-        log_query(self, sql, params)
+        if _peewee_logger.isEnabledFor(logging.DEBUG):
+            log_query(self, sql, params)
         start = time.perf_counter() if self.query_hooks else None
         try:
             cursor = await self._async_scope().aexecute(sql, params)
@@ -438,10 +472,14 @@ class AsyncDatabase:
     async def aexecute(self, query: Any) -> Any:
         """Execute a query bound to this database; returns what ``execute()`` returns."""
         query.bind(self)
+        if selects.native(self, query):
+            return await selects.aexecute_select(self, query)
         return await self.run(query.execute)
 
     async def get(self, query: Any) -> Any:
         """The first row of ``query``; raises ``DoesNotExist`` when there is none."""
+        if selects.native(self, query) and selects.gets_like_peewee(query):
+            return await selects.aget(self, query)
         return await self.run(query.get)
 
     async def first(self, query: Any, n: int = 1) -> Any:
@@ -450,6 +488,8 @@ class AsyncDatabase:
 
     async def list(self, query: Any) -> builtins.list[Any]:
         """All rows of ``query`` as a list."""
+        if selects.native(self, query):
+            return builtins.list(await selects.aexecute_select(self, query))
         return await self.run(list, query)
 
     async def scalar(self, query: Any) -> Any:

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import peewee
 
+from . import fastpath
 from .database import AsyncDatabase
 
 __all__ = ["AsyncModel", "AsyncModelMixin"]
@@ -43,7 +44,12 @@ class AsyncModelMixin:
     @classmethod
     async def acreate(cls: type[M], **query: Any) -> M:
         """``Model.create`` awaited."""
-        return await _database_of(cls).run(cls.create, **query)  # type: ignore[attr-defined]
+        db = _database_of(cls)
+        if fastpath.overrides(cls, "create") or not fastpath.can_save(cls):
+            return await db.run(cls.create, **query)  # type: ignore[attr-defined]
+        inst = cls(**query)
+        await fastpath.save(inst, db, True, None)
+        return inst
 
     @classmethod
     async def aget(cls: type[M], *query: Any, **filters: Any) -> M:
@@ -59,7 +65,11 @@ class AsyncModelMixin:
     @classmethod
     async def aget_by_id(cls: type[M], pk: Any) -> M:
         """``Model.get_by_id`` awaited; raises ``DoesNotExist``."""
-        return await _database_of(cls).run(cls.get_by_id, pk)  # type: ignore[attr-defined]
+        db = _database_of(cls)
+        found = await fastpath.get_by_id(cls, db, pk)
+        if found is fastpath.MISSING:
+            return await db.run(cls.get_by_id, pk)  # type: ignore[attr-defined]
+        return found  # type: ignore[no-any-return]
 
     @classmethod
     async def aget_or_create(cls: type[M], **kwargs: Any) -> tuple[M, bool]:
@@ -93,7 +103,10 @@ class AsyncModelMixin:
 
     async def asave(self, force_insert: bool = False, only: Any = None) -> int:
         """``save`` awaited; returns the number of rows written."""
-        return await _database_of(type(self)).run(self.save, force_insert, only)  # type: ignore[attr-defined]
+        db = _database_of(type(self))
+        if not fastpath.can_save(type(self)):
+            return await db.run(self.save, force_insert, only)  # type: ignore[attr-defined]
+        return await fastpath.save(self, db, force_insert, only)  # type: ignore[no-any-return]
 
     async def adelete_instance(
         self, recursive: bool = False, delete_nullable: bool = False

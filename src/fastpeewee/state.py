@@ -22,14 +22,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
 from .bridge import await_, in_bridge
 from .cursor import Cursor, StreamCursor
-from .errors import BRIDGE_HINT, MissingGreenletBridge, TransactionLost, translate_errors
+from .errors import (
+    BRIDGE_HINT,
+    MissingGreenletBridge,
+    TransactionLost,
+    peewee_error_for,
+    translate_errors,
+)
 
 if TYPE_CHECKING:
     from .backends.base import Connection, Params
@@ -39,6 +45,8 @@ __all__ = ["AsyncScope", "Scope", "SharedScope", "TaskScope", "ThreadScope"]
 
 logger = logging.getLogger("fastpeewee.state")
 T = TypeVar("T")
+# A statement that is not plain SQL (a COPY): run with the scope's connection.
+ConnOp = Callable[["Connection"], Awaitable[Cursor]]
 
 # Bound on the rollback run when a connection goes back with a transaction open.
 RELEASE_TIMEOUT = 5.0
@@ -215,13 +223,18 @@ def _run_sync(conn: Connection, sql: str, params: Params) -> Cursor:
         raise
 
 
-async def _run_async(conn: Connection, sql: str, params: Params) -> Cursor:
+async def _run_async(conn: Connection, sql: str, params: Params, op: ConnOp | None) -> Cursor:
+    # translate_errors() spelled out: this is every async statement's path.
     try:
-        with translate_errors():
-            return await conn.aexecute(sql, params)
+        if op is not None:
+            return await op(conn)
+        return await conn.aexecute(sql, params)
     except BaseException as exc:
         conn.after_error(exc)
-        raise
+        target = peewee_error_for(exc) if isinstance(exc, Exception) else None
+        if target is None:
+            raise
+        raise target(exc, *exc.args) from exc
 
 
 class AsyncScope(Scope):
@@ -257,8 +270,14 @@ class AsyncScope(Scope):
 
     # -- statements ---------------------------------------------------------
 
-    async def aexecute(self, sql: str, params: Params, ending: bool = False) -> Cursor:
-        """Run one statement on this scope's connection, or on a borrowed one."""
+    async def aexecute(
+        self, sql: str, params: Params, ending: bool = False, op: ConnOp | None = None
+    ) -> Cursor:
+        """Run one statement on this scope's connection, or on a borrowed one.
+
+        ``op``, when given, runs instead of ``conn.aexecute(sql, params)`` (e.g. a
+        COPY); ``sql`` then only names it for the lost-transaction guard.
+        """
         skipped = self._lost_guard(sql, ending)
         if skipped is not None:
             return skipped
@@ -267,12 +286,12 @@ class AsyncScope(Scope):
             await self._acquire_busy(lock)
             try:
                 conn = self.conn or await self._acquire()
-                return await self._on_pinned(conn, sql, params, ending)
+                return await self._on_pinned(conn, sql, params, ending, op)
             finally:
                 lock.release()
         conn = await self.db._async_pool_get().aacquire()
         try:
-            cursor = await _run_async(conn, sql, params)
+            cursor = await _run_async(conn, sql, params, op)
         except BaseException:
             await self._return(conn)
             raise
@@ -282,9 +301,11 @@ class AsyncScope(Scope):
             conn.pool.release(conn)
         return cursor
 
-    async def _on_pinned(self, conn: Connection, sql: str, params: Params, ending: bool) -> Cursor:
+    async def _on_pinned(
+        self, conn: Connection, sql: str, params: Params, ending: bool, op: ConnOp | None
+    ) -> Cursor:
         try:
-            cursor = await _run_async(conn, sql, params)
+            cursor = await _run_async(conn, sql, params, op)
         except BaseException:
             if self._check_pinned(conn, ending, failed=True) and self.conn is conn:
                 self.conn = None

@@ -18,10 +18,12 @@ from typing import Any
 
 import peewee
 
+from ..bulk import CopyRequest, quote_name
 from ..cursor import Cursor, StreamCursor
 from ..database import AsyncDatabase
 from ..errors import translate_errors
 from ..pool import Pool
+from ..state import AsyncScope
 from .base import Connection, Params, close_socket
 
 __all__ = ["AsyncPostgresqlDatabase", "AsyncpgConnection", "PsycopgConnection"]
@@ -45,6 +47,13 @@ _ASYNCPG_KEYS = frozenset(
         "krbsrvname",
         "gsslib",
     }
+)
+# The sequence is looked up once (OFFSET 0 keeps the subquery from being
+# flattened into one lookup per row), then drawn from once per row.
+_RESERVE_IDS = (
+    "SELECT nextval(q.seq) FROM (SELECT pg_get_serial_sequence(%s, %s)::regclass AS seq "
+    "WHERE NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass "
+    "AND attname = %s AND attidentity = 'a') OFFSET 0) AS q, generate_series(1, %s)"
 )
 _PLAIN_TYPES = frozenset({int, str, float, bool, type(None), bytes})
 
@@ -138,6 +147,16 @@ class AsyncpgConnection(Connection):
     async def aping(self) -> None:
         await self.raw.execute("SELECT 1")
 
+    async def acopy(self, request: CopyRequest) -> Cursor:
+        """Binary COPY of ``request``'s records into its table."""
+        status = await self.raw.copy_records_to_table(
+            request.table,
+            records=request.records,
+            columns=request.columns,
+            schema_name=request.schema,
+        )
+        return Cursor((), _rowcount(status.encode(), len(request.records)))
+
     async def arollback(self) -> None:
         await self.raw.execute("ROLLBACK")
 
@@ -221,6 +240,7 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
     """
 
     _loop_bound = True
+    max_query_params = 32767  # asyncpg's cap (psycopg allows 65,535)
 
     def init(
         self,
@@ -242,6 +262,24 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
             prefer_psycopg3=prefer_psycopg3,
             **kwargs,
         )
+
+    def _copy_supported(self) -> bool:
+        return isinstance(self._scope(), AsyncScope)  # asyncpg: tasks only
+
+    def _reserve_ids(
+        self, table: str, schema: str | None, column: str, count: int
+    ) -> list[Any] | None:
+        """Draw ``count`` values from the serial column's sequence, as INSERT would.
+
+        None when the column has no sequence or is GENERATED ALWAYS (COPY could
+        not write it).
+        """
+        name = quote_name(self, schema, table)
+        cursor = self.execute_sql(_RESERVE_IDS, (name, column, name, column, count))
+        ids = [row[0] for row in cursor.fetchall()]
+        if len(ids) != count or None in ids:
+            return None
+        return ids
 
     def get_binary_type(self) -> type[bytes]:
         """Blobs travel as plain ``bytes``, which both drivers accept."""

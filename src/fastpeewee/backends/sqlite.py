@@ -2,8 +2,10 @@
 
 One pool of ``sqlite3`` connections serves both worlds: a thread runs its
 statement directly, a task sends the whole statement (execute, fetch, close)
-to a worker thread in one hop. A ``:memory:`` database is one connection, so
-sync and async code see the same tables.
+to a worker thread in one hop; a task's SELECT is first tried on the loop
+thread itself, within a 2 ms budget and without waiting for locks. A
+``:memory:`` database is one connection, so sync and async code see the same
+tables.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -18,6 +21,7 @@ from typing import Any, TypeVar
 import peewee
 
 from .._peewee import connect_sqlite
+from ..bulk import ManyRows
 from ..cursor import Cursor, StreamCursor
 from ..database import AsyncDatabase
 from ..errors import translate_errors
@@ -29,14 +33,31 @@ __all__ = ["AsyncSqliteDatabase", "SqliteConnection"]
 T = TypeVar("T")
 
 
+# A SELECT from a task first runs on the loop thread itself: most finish in
+# microseconds, far below the cost of a hop to a worker thread. It may take at
+# most this long (checked every 1,000 SQLite VM steps) and never waits for a
+# lock; otherwise it is abandoned and rerun in a worker thread.
+INLINE_BUDGET = 0.002
+_INLINE_GIVE_UP = ("interrupted", "locked", "busy")
+# Functions peewee itself registers on every SqliteDatabase (pure, quick).
+_PEEWEE_FUNCTIONS = frozenset({"date_part", "date_trunc", "_pw_json_contains", "regexp"})
+
+
 class SqliteConnection(Connection):
     """A ``sqlite3`` connection, used from the caller's thread or a worker thread."""
 
-    __slots__ = ("_executor",)
+    __slots__ = ("_busy_ms", "_executor", "_inline_ok")
 
-    def __init__(self, raw: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        raw: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        inline_ok: Callable[[], bool] = lambda: False,
+    ) -> None:
         super().__init__(raw)
         self._executor = executor
+        self._inline_ok = inline_ok
+        self._busy_ms: int | None = None
 
     def usable(self) -> bool:
         try:
@@ -55,6 +76,8 @@ class SqliteConnection(Connection):
         self.raw.close()
 
     def execute(self, sql: str, params: Params) -> Cursor:
+        if type(params) is ManyRows:
+            return self._executemany(sql, params)
         cur = self.raw.execute(sql, params)
         try:
             rows = cur.fetchall()
@@ -62,8 +85,48 @@ class SqliteConnection(Connection):
         finally:
             cur.close()
 
+    def _executemany(self, sql: str, rows: ManyRows) -> Cursor:
+        """Run ``sql`` for every row inside a savepoint: all rows or none."""
+        raw = self.raw
+        raw.execute("SAVEPOINT fastpeewee_many")
+        try:
+            cur = raw.executemany(sql, rows)
+            count = cur.rowcount
+            cur.close()
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK TO SAVEPOINT fastpeewee_many")
+                raw.execute("RELEASE SAVEPOINT fastpeewee_many")
+            raise
+        raw.execute("RELEASE SAVEPOINT fastpeewee_many")
+        # What cursor.lastrowid gives after peewee's one multi-row INSERT.
+        lastrowid = raw.execute("SELECT last_insert_rowid()").fetchone()[0]
+        return Cursor((), count, lastrowid, None)
+
     async def aexecute(self, sql: str, params: Params) -> Cursor:
+        if sql.startswith("SELECT") and type(params) is not ManyRows and self._inline_ok():
+            cursor = self._inline(sql, params)
+            if cursor is not None:
+                return cursor
         return await self._offload(self.execute, sql, params)
+
+    def _inline(self, sql: str, params: Params) -> Cursor | None:
+        """Run a read on the loop thread within :data:`INLINE_BUDGET`; None: not done."""
+        raw = self.raw
+        if self._busy_ms is None:
+            self._busy_ms = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+        deadline = time.perf_counter() + INLINE_BUDGET
+        raw.set_progress_handler(lambda: time.perf_counter() > deadline, 1000)
+        raw.execute("PRAGMA busy_timeout = 0")
+        try:
+            return self.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if any(word in str(exc) for word in _INLINE_GIVE_UP):
+                return None  # too long, or it would wait for a lock: a worker does it
+            raise
+        finally:
+            raw.set_progress_handler(None, 0)
+            raw.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
 
     async def aping(self) -> None:
         await self._offload(self.execute, "SELECT 1", ())
@@ -118,6 +181,9 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
         users = await db.list(User.select())
     """
 
+    inline_reads = True
+    """Let short SELECTs from tasks run on the loop thread; False: always a worker thread."""
+
     def init(
         self,
         database: str | None,
@@ -130,6 +196,24 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
         # pool guarantees one user at a time.
         kwargs.setdefault("check_same_thread", False)
         super().init(database, pragmas, timeout, returning_clause, **kwargs)
+
+    def _executemany_supported(self) -> bool:
+        return True
+
+    def _reads_inline(self) -> bool:
+        """May a task's SELECT run on the loop thread (see :data:`INLINE_BUDGET`)?
+
+        Not when user-defined SQL functions are registered: their Python code
+        could block, and SQLite cannot interrupt it.
+        """
+        state = vars(self)
+        return bool(
+            self.inline_reads
+            and state.get("_functions", {}).keys() <= _PEEWEE_FUNCTIONS
+            and not state.get("_aggregates")
+            and not state.get("_window_functions")
+            and not state.get("_table_functions")
+        )
 
     def _new_sync_pool(self) -> Pool[Any]:
         return self._shared_pool()
@@ -150,7 +234,7 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
 
         def open_sync(timeout: float) -> SqliteConnection:
             with translate_errors():
-                return SqliteConnection(connect_sqlite(self), executor)
+                return SqliteConnection(connect_sqlite(self), executor, self._reads_inline)
 
         async def open_async(timeout: float) -> SqliteConnection:
             loop = asyncio.get_running_loop()
