@@ -56,7 +56,12 @@ class AsyncPeeweePeer(Peer):
             await Item.acreate(**row)
 
     async def task_gets(self, pks: list[int]) -> list[Any]:
-        return [await self.get(pk) for pk in pks]
+        # Like the raw driver's ``pool.acquire()`` and SQLAlchemy's session: the
+        # task holds one pooled connection for its gets (``async with db`` in
+        # both libraries; a FastAPI request under fastpeewee's middleware does
+        # the same from its first query on).
+        async with self.db:
+            return [await self.get(pk) for pk in pks]
 
 
 class FastPeewee(AsyncPeeweePeer):
