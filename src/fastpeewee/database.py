@@ -61,8 +61,9 @@ class AsyncDatabase:
     """Pooled, task-aware connection handling for a peewee ``Database`` subclass.
 
     Mixed in before the peewee class: ``class AsyncSqliteDatabase(AsyncDatabase,
-    peewee.SqliteDatabase)``. Backends implement :meth:`_new_sync_pool` and
-    :meth:`_new_async_pool`.
+    peewee.SqliteDatabase)``. Backends implement :meth:`_open_sync` and
+    :meth:`_open_async` (or override :meth:`_new_sync_pool` and
+    :meth:`_new_async_pool`).
     """
 
     if TYPE_CHECKING:  # provided by the peewee Database class mixed in after us
@@ -188,10 +189,18 @@ class AsyncDatabase:
 
     def _new_sync_pool(self) -> Pool[Any]:
         """Return a new pool for threads (called with the pools lock held)."""
-        raise NotImplementedError
+        return Pool(self._pool_name() + "[sync]", self.pool_config, open_sync=self._open_sync)
 
     def _new_async_pool(self) -> Pool[Any]:
         """Return a new pool for tasks (called with the pools lock held)."""
+        return Pool(self._pool_name(), self.pool_config, open_async=self._open_async)
+
+    def _open_sync(self, timeout: float) -> Any:
+        """Open a driver connection for threads, within ``timeout`` seconds."""
+        raise NotImplementedError
+
+    async def _open_async(self, timeout: float) -> Any:
+        """Open a driver connection for tasks, within ``timeout`` seconds."""
         raise NotImplementedError
 
     def _pool_name(self) -> str:

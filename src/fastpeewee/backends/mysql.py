@@ -26,7 +26,6 @@ from .._peewee import set_mysql_server_version
 from ..cursor import Cursor, StreamCursor
 from ..database import AsyncDatabase
 from ..errors import translate_errors
-from ..pool import Pool
 from .base import Connection, Params, close_socket
 
 __all__ = ["AsyncMySQLDatabase", "AsyncmyConnection", "MySQLConnection", "PyMySQLConnection"]
@@ -336,13 +335,7 @@ class AsyncMySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):
         params.setdefault("connect_timeout", max(1, round(timeout)))
         return params
 
-    # -- pools --------------------------------------------------------------
-
-    def _new_sync_pool(self) -> Pool[Any]:
-        return Pool(self._pool_name() + "[sync]", self.pool_config, open_sync=self._open_sync)
-
-    def _new_async_pool(self) -> Pool[Any]:
-        return Pool(self._pool_name(), self.pool_config, open_async=self._open_async)
+    # -- connections --------------------------------------------------------
 
     def _open_sync(self, timeout: float) -> PyMySQLConnection:
         pymysql = _import("pymysql")
