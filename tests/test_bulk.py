@@ -205,3 +205,81 @@ async def test_failed_executemany_leaves_the_transaction_usable(db):
     result = await Wide.insert_many(rows(3, start=100)).aexecute()
     assert result == await db.scalar(Wide.select(peewee.fn.MAX(Wide.id)))
     assert await Wide.insert_many(rows(2, start=200)).as_rowcount().aexecute() == 2
+
+
+class _Label(str):
+    """A str subclass: peewee's CharField converts it to a plain str."""
+
+
+def _uniform_model() -> type[Any]:
+    class Uniform(peewee.Model):
+        name = peewee.CharField(column_name="name_col")
+        qty = peewee.IntegerField(null=True)
+        ratio = peewee.FloatField()
+
+    return Uniform
+
+
+def _full_rows(n: int) -> list[dict[str, Any]]:
+    return [{"name": f"n{i}", "qty": i if i % 3 else None, "ratio": i / 2} for i in range(n)]
+
+
+def _odd_row_sets(model: type[Any]) -> list[list[dict[Any, Any]]]:
+    """Row sets the C-speed path must hand back to the row-by-row conversion."""
+    sets: list[list[dict[Any, Any]]] = []
+    for odd in (
+        {"name": "x", "qty": True, "ratio": 1.0},  # bool into an IntegerField: int(True)
+        {"name": _Label("x"), "qty": 1, "ratio": 1.0},  # str subclass
+        {"name": "x", "qty": 1, "ratio": 1},  # int into a FloatField: float(1)
+        {"name": "x", "ratio": 1.0},  # a missing key: NULL
+        {"name_col": "x", "qty": 1, "ratio": 1.0},  # keyed by column name
+        {model.name: "x", "qty": 1, "ratio": 1.0},  # keyed by the field itself
+    ):
+        data = _full_rows(6)
+        data.insert(3, odd)
+        sets.append(data)
+    return sets
+
+
+@pytest.mark.parametrize("case", range(7))
+def test_fast_record_extraction_is_the_row_by_row_conversion(case):
+    from fastpeewee import bulk
+
+    model = _uniform_model()
+    data = _full_rows(6) if case == 0 else _odd_row_sets(model)[case - 1]
+    query = model.insert_many(data)
+    columns = bulk._columns_of(query, data[0])
+    assert columns is not None
+    specs = [
+        (i, c, c.column_name if c.name != c.column_name else None, c.db_value,
+         bulk._passthrough(c), False)
+        for i, c in enumerate(columns)
+    ]  # fmt: skip
+    fast = bulk._extract_uniform(data, specs)
+    assert (fast is not None) == (case == 0)  # only the uniform set takes the fast path
+    slow = [bulk._convert(row, specs, {}, False) for row in data]
+    extracted = bulk._extract(query, data)
+    if case == 2:  # the str subclass is not a plain value: the whole insert is peewee's
+        assert None in slow and extracted is None
+        return
+    assert extracted is not None and extracted[1] == slow
+    assert all(type(v) in (str, int, float, type(None)) for r in slow for v in r)
+
+
+async def test_uniform_and_odd_rows_store_what_peewee_stores(db, backend):
+    model = _uniform_model()
+    model._meta.set_database(db)
+    model._meta.set_table_name("uniform")
+    await db.adrop_tables([model], safe=True)
+    await db.acreate_tables([model])
+    sets = [_full_rows(6), *_odd_row_sets(model)]
+    for data in sets:
+        await db.run(lambda data=data: model.insert_many(data).execute())
+    expected = [(m.name, m.qty, m.ratio) for m in await db.list(model.select().order_by(model.id))]
+    await db.aexecute_sql("DELETE FROM uniform")
+    for data in sets:
+        await model.insert_many(data).aexecute()
+    got = [(m.name, m.qty, m.ratio) for m in await db.list(model.select().order_by(model.id))]
+    assert got == expected and len(got) == sum(map(len, sets))
+    assert all(type(name) is str for name, _, _ in got)
+    await db.adrop_tables([model])

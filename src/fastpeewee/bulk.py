@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import operator
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import peewee
@@ -60,7 +61,11 @@ class CopyRequest:
     __slots__ = ("columns", "records", "schema", "table")
 
     def __init__(
-        self, table: str, schema: str | None, columns: list[str], records: list[tuple[Any, ...]]
+        self,
+        table: str,
+        schema: str | None,
+        columns: list[str],
+        records: Collection[tuple[Any, ...]],
     ) -> None:
         self.table = table
         self.schema = schema
@@ -176,6 +181,7 @@ def _try_copy(db: Any, query: Any, rows: list[Any], options: dict[str, Any]) -> 
         return None
     names = [c.column_name for c in columns]
     ids: list[Any] | None = None
+    copied: Collection[tuple[Any, ...]] = records
     if returning:
         positions = [i for i, c in enumerate(columns) if c is pk]  # `in` would build SQL
         if positions:
@@ -185,13 +191,53 @@ def _try_copy(db: Any, query: Any, rows: list[Any], options: dict[str, Any]) -> 
             if ids is None:
                 return None
             names.insert(0, pk.column_name)
-            records = [(i, *r) for i, r in zip(ids, records, strict=True)]
+            copied = _WithIds(ids, records)
         else:
             return None
-    count = db._copy(CopyRequest(meta.table_name, meta.schema, names, records))
+    count = db._copy(CopyRequest(meta.table_name, meta.schema, names, copied))
     if ids is None:
         return Cursor((), count)
-    return Cursor([(i,) for i in ids], count, None, [(pk.column_name,)])
+    return Cursor(_IdRows(ids), count, None, [(pk.column_name,)])
+
+
+# Thousands of rows are built here: the two classes below make their tuples
+# only as they are read, so they never pile up for the garbage collector.
+
+
+class _WithIds(Collection[tuple[Any, ...]]):
+    """``records`` with each one's id in front, built as COPY reads them."""
+
+    __slots__ = ("_ids", "_records")
+
+    def __init__(self, ids: list[Any], records: Collection[tuple[Any, ...]]) -> None:
+        self._ids = ids
+        self._records = records
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return ((i, *r) for i, r in zip(self._ids, self._records, strict=True))
+
+    def __contains__(self, item: object) -> bool:
+        return any(item == record for record in self)
+
+
+class _IdRows(Sequence[tuple[Any]]):
+    """The ``(id,)`` rows RETURNING would have given, made on demand."""
+
+    __slots__ = ("_ids",)
+
+    def __init__(self, ids: list[Any]) -> None:
+        self._ids = ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [(i,) for i in self._ids[index]]
+        return (self._ids[index],)
 
 
 def _try_executemany(
@@ -278,6 +324,9 @@ def _extract(
         fk = isinstance(column, peewee.ForeignKeyField)
         specs.append((index, column, alt, column.db_value, _passthrough(column), fk))
     varying = [callable(defaults.get(c)) for c in columns]
+    uniform = _extract_uniform(rows, specs)
+    if uniform is not None:
+        return columns, uniform, varying
     records = []
     for row in rows:
         # A dict keyed by names only cannot hold the field object itself, the
@@ -288,6 +337,43 @@ def _extract(
             return None
         records.append(record)
     return columns, records, varying
+
+
+def _extract_uniform(rows: list[Any], specs: list[Any]) -> list[tuple[Any, ...]] | None:
+    """The records of the common case at C speed, or None to convert row by row.
+
+    The case: every row a plain ``dict`` with the same string keys, one per
+    column, and every value of a type the column's ``db_value`` passes
+    through unchanged (or None), so a record is just the row's values in
+    column order, exactly what ``_convert`` would build.
+    """
+    first = rows[0]
+    if type(first) is not dict or len(first) != len(specs):
+        return None
+    keys = first.keys()
+    names = []
+    for _index, column, alt, _converter, same, _fk in specs:
+        if same is None:
+            return None
+        if column.name in keys:
+            names.append(column.name)
+        elif alt is not None and alt in keys:
+            names.append(alt)
+        else:
+            return None
+    if set(map(type, rows)) != {dict} or not all(map(keys.__eq__, map(dict.keys, rows))):
+        return None
+    if len(names) == 1:
+        records = [(row[names[0]],) for row in rows]
+    else:
+        records = list(map(operator.itemgetter(*names), rows))
+    for spec, values in zip(specs, zip(*records, strict=True), strict=True):
+        if not set(map(type, values)) <= {spec[4], _NONE_TYPE}:
+            return None
+    return records
+
+
+_NONE_TYPE = type(None)
 
 
 def _convert(

@@ -22,7 +22,6 @@ from ..bulk import CopyRequest, quote_name
 from ..cursor import Cursor, StreamCursor
 from ..database import AsyncDatabase
 from ..errors import translate_errors
-from ..pool import Pool
 from ..state import AsyncScope
 from .base import Connection, Params, close_socket
 
@@ -50,10 +49,11 @@ _ASYNCPG_KEYS = frozenset(
 )
 # The sequence is looked up once (OFFSET 0 keeps the subquery from being
 # flattened into one lookup per row), then drawn from once per row.
-_RESERVE_IDS = (
-    "SELECT nextval(q.seq) FROM (SELECT pg_get_serial_sequence(%s, %s)::regclass AS seq "
+_RESERVE_IDS = (  # one row holding an array: thousands of ids without thousands of rows
+    "SELECT array_agg(id ORDER BY id) FROM (SELECT nextval(q.seq) AS id FROM "
+    "(SELECT pg_get_serial_sequence(%s, %s)::regclass AS seq "
     "WHERE NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass "
-    "AND attname = %s AND attidentity = 'a') OFFSET 0) AS q, generate_series(1, %s)"
+    "AND attname = %s AND attidentity = 'a') OFFSET 0) AS q, generate_series(1, %s)) AS s"
 )
 _PLAIN_TYPES = frozenset({int, str, float, bool, type(None), bytes})
 
@@ -276,8 +276,9 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
         """
         name = quote_name(self, schema, table)
         cursor = self.execute_sql(_RESERVE_IDS, (name, column, name, column, count))
-        ids = [row[0] for row in cursor.fetchall()]
-        if len(ids) != count or None in ids:
+        row = cursor.fetchone()
+        ids: list[Any] | None = row[0] if row is not None else None
+        if ids is None or len(ids) != count or None in ids:
             return None
         return ids
 
@@ -317,13 +318,7 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
             params["dbname"] = target["database"]
         return params
 
-    # -- pools --------------------------------------------------------------
-
-    def _new_sync_pool(self) -> Pool[Any]:
-        return Pool(self._pool_name() + "[sync]", self.pool_config, open_sync=self._open_sync)
-
-    def _new_async_pool(self) -> Pool[Any]:
-        return Pool(self._pool_name(), self.pool_config, open_async=self._open_async)
+    # -- connections --------------------------------------------------------
 
     def _open_sync(self, timeout: float) -> PsycopgConnection:
         psycopg = _import("psycopg")
