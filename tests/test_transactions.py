@@ -152,3 +152,105 @@ async def test_close_inside_transaction_is_refused(db):
         await User.acreate(username="x")
         with pytest.raises(peewee.OperationalError, match="transaction is open"):
             await db.aclose()
+
+
+def _record(db) -> list[str]:
+    """The statements ``db`` runs from now on, savepoint names made uniform."""
+    seen: list[str] = []
+
+    def hook(event) -> None:
+        sql = event.sql
+        if "SAVEPOINT" in sql:
+            sql = sql.rsplit(" ", 1)[0] + " <sid>"
+        seen.append(sql)
+
+    db.query_hooks.append(hook)
+    return seen
+
+
+async def test_async_blocks_send_the_statements_peewee_sends(db):
+    """``async with`` follows peewee's own steps: same statements, same order, same rows."""
+
+    async def run_async() -> None:
+        async with db.atomic():
+            await User.acreate(username="a-outer")
+            with pytest.raises(ValueError):
+                async with db.atomic():
+                    await User.acreate(username="a-inner")
+                    raise ValueError
+            async with db.savepoint() as sp:
+                await User.acreate(username="a-gone")
+                await sp.arollback()
+            async with db.transaction():  # joins the outer transaction
+                await User.acreate(username="a-kept")
+
+    def run_sync() -> None:
+        with db.atomic():
+            User.create(username="s-outer")
+            with pytest.raises(ValueError), db.atomic():
+                User.create(username="s-inner")
+                raise ValueError
+            with db.savepoint() as sp:
+                User.create(username="s-gone")
+                sp.rollback()
+            with db.transaction():
+                User.create(username="s-kept")
+
+    mine = _record(db)
+    await run_async()
+    theirs = _record(db)
+    db.query_hooks.pop(0)
+    await db.run(run_sync)
+    db.query_hooks.clear()
+    strip = [s.split(" ", 1)[0] if s.startswith("INSERT") else s for s in mine]
+    assert strip == [s.split(" ", 1)[0] if s.startswith("INSERT") else s for s in theirs]
+    assert strip[0] == "BEGIN" and strip[-1] == "COMMIT"
+    assert await names(db) == {"a-outer", "a-kept", "s-outer", "s-kept"}
+    assert db.transaction_depth() == 0 and db.is_closed()
+
+
+async def test_commit_callbacks_may_query(db):
+    async with db.atomic():
+        await User.acreate(username="first")
+        db.after_commit(lambda: User.create(username="from-callback"))
+    assert await names(db) == {"first", "from-callback"}
+
+
+async def test_atomic_inside_manual_commit_is_refused(db):
+    with db.manual_commit(), pytest.raises(ValueError, match="manual commit"):
+        async with db.atomic():
+            pass
+    assert db.transaction_depth() == 0
+
+
+@pytest.mark.backends("sqlite")
+async def test_begin_arguments_reach_the_backend(db):
+    seen = _record(db)
+    async with db.atomic(lock_type="IMMEDIATE"):
+        await User.acreate(username="locked")
+    db.query_hooks.clear()
+    assert seen[0] == "BEGIN IMMEDIATE" and seen[-1] == "COMMIT"
+    assert await names(db) == {"locked"}
+
+
+@pytest.mark.backends("postgres")
+async def test_a_commit_that_fails_rolls_back_and_raises(db):
+    await db.aexecute_sql("DROP TABLE IF EXISTS deferred_check")
+    await db.aexecute_sql(
+        "CREATE TABLE deferred_check (v int UNIQUE DEFERRABLE INITIALLY DEFERRED)"
+    )
+    seen = _record(db)
+    with pytest.raises(peewee.IntegrityError):
+        async with db.atomic():
+            # A duplicate the deferred constraint only checks at COMMIT.
+            await db.aexecute_sql("INSERT INTO deferred_check VALUES (1), (1)")
+            await User.acreate(username="lost")
+    db.query_hooks.clear()
+    assert seen[-2:] == ["COMMIT", "ROLLBACK"]
+    assert await names(db) == set()
+    assert db.transaction_depth() == 0 and db.is_closed()
+    assert all(s.in_use == 0 for s in db.pool_stats())
+    async with db.atomic():  # the next transaction is fine
+        await User.acreate(username="next")
+    assert await names(db) == {"next"}
+    await db.aexecute_sql("DROP TABLE deferred_check")

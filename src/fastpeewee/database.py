@@ -383,6 +383,33 @@ class AsyncDatabase:
             notify_hooks(self, sql, params, start, None)
         return cursor
 
+    async def _asend(self, sql: str, ending: bool) -> Cursor:
+        """A transaction statement (BEGIN, COMMIT, SAVEPOINT ...) from async code.
+
+        ``ending``: the statement ends the transaction (COMMIT, ROLLBACK), as
+        in :meth:`commit`.
+        """
+        if _peewee_logger.isEnabledFor(logging.DEBUG):
+            log_query(self, sql, _NO_PARAMS)
+        start = time.perf_counter() if self.query_hooks else None
+        try:
+            cursor = await self._async_scope().aexecute(sql, _NO_PARAMS, ending)
+        except Exception as exc:
+            if start is not None:
+                notify_hooks(self, sql, _NO_PARAMS, start, exc)
+            raise
+        if start is not None:
+            notify_hooks(self, sql, _NO_PARAMS, start, None)
+        return cursor
+
+    def _plain_begin(self) -> bool:
+        """True when ``begin()`` without arguments only sends ``BEGIN`` (backends say)."""
+        return False
+
+    def _overrides(self, name: str) -> bool:
+        """True when this database's class replaces :class:`AsyncDatabase`'s ``name``."""
+        return getattr(type(self), name) is not getattr(AsyncDatabase, name)
+
     def cursor(self, named_cursor: Any = None) -> _CursorShim:
         """A DB-API-like cursor whose ``execute`` goes through :meth:`execute_sql`."""
         return _CursorShim(self)

@@ -1,9 +1,12 @@
 """Transactions usable both as ``with`` (sync code) and ``async with`` (async code).
 
 Nesting works as in peewee: the outermost ``atomic()`` is a transaction, inner
-ones are savepoints. ``async with`` runs peewee's own enter/exit logic through
-the greenlet bridge, so commit callbacks, savepoint naming and error handling
-are peewee's.
+ones are savepoints. ``with`` runs peewee's own code. ``async with`` follows
+the same steps in the same order (transaction stack, commit callbacks,
+savepoint names, rollback when the commit fails), awaiting each statement
+directly; a step a backend or subclass customises (``begin`` with arguments,
+an overridden ``commit``, commit callbacks that may query) runs peewee's sync
+code through the greenlet bridge instead, so its behaviour never changes.
 """
 
 from __future__ import annotations
@@ -58,10 +61,110 @@ class _AsyncTransactionMixin:
 class async_atomic(_AsyncTransactionMixin, peewee._atomic):
     """``db.atomic()``: a transaction, or a savepoint when one is already open."""
 
+    if TYPE_CHECKING:  # set by peewee's _atomic
+        _transaction_args: tuple[tuple[Any, ...], dict[str, Any]]
+        _helper: Any
+
+    async def __aenter__(self) -> Any:
+        db: Any = self.db
+        if db.transaction_depth() == 0:
+            args, kwargs = self._transaction_args
+            self._helper = db.transaction(*args, **kwargs)
+        elif isinstance(db.top_transaction(), peewee._manual):
+            raise ValueError("Cannot enter atomic commit block while in manual commit mode.")
+        else:
+            self._helper = db.savepoint()
+        return await self._helper.__aenter__()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        return await self._helper.__aexit__(exc_type, exc, tb)
+
 
 class async_transaction(_AsyncTransactionMixin, peewee._transaction):
     """``db.transaction()``: a transaction; nested ones join the outer one."""
 
+    if TYPE_CHECKING:  # from peewee's _transaction
+        _begin_args: tuple[tuple[Any, ...], dict[str, Any]]
+
+        def _begin(self) -> None: ...
+
+    async def __aenter__(self) -> Any:
+        db: Any = self.db
+        if db.transaction_depth() == 0:
+            await self._abegin()
+        db.push_transaction(self)
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        db: Any = self.db
+        depth = db.transaction_depth()
+        db.pop_transaction()
+        if exc_type and depth == 1:
+            await self.arollback(False)
+        elif depth == 1:
+            try:
+                await self.acommit(False)
+            except Exception:
+                await self.arollback(False)
+                raise
+
+    async def _abegin(self) -> None:
+        args, kwargs = self._begin_args
+        db: Any = self.db
+        if args or kwargs or not db._plain_begin():
+            await db.run(self._begin)
+        else:
+            await db._asend("BEGIN", False)
+
+    async def acommit(self, begin: bool = True) -> None:
+        """Commit now (and begin again unless ``begin=False``)."""
+        db: Any = self.db
+        if db._overrides("commit"):
+            await db.run(db.commit)
+        else:
+            await db._asend("COMMIT", True)
+        if db._state.commit_callbacks:
+            await db.run(db._run_commit_callbacks)  # callbacks may query
+        if begin:
+            await self._abegin()
+
+    async def arollback(self, begin: bool = True) -> None:
+        """Roll back now (and begin again unless ``begin=False``)."""
+        db: Any = self.db
+        if db._overrides("rollback"):
+            await db.run(db.rollback)
+        else:
+            await db._asend("ROLLBACK", True)
+        db._clear_commit_callbacks()
+        if begin:
+            await self._abegin()
+
 
 class async_savepoint(_AsyncTransactionMixin, peewee._savepoint):
     """``db.savepoint()``: a savepoint inside the open transaction."""
+
+    async def __aenter__(self) -> Any:
+        await self.db._asend(f"SAVEPOINT {self.quoted_sid};", False)
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type:
+            await self.arollback(False)
+        else:
+            try:
+                await self.acommit(begin=False)
+            except Exception:
+                await self.arollback(begin=False)
+                raise
+
+    async def acommit(self, begin: bool = True) -> None:
+        """Release the savepoint (and set it again unless ``begin=False``)."""
+        await self.db._asend(f"RELEASE SAVEPOINT {self.quoted_sid};", False)
+        if begin:
+            await self.db._asend(f"SAVEPOINT {self.quoted_sid};", False)
+
+    async def arollback(self, begin: bool = True) -> None:
+        """Roll back to the savepoint (and set it again unless ``begin=False``)."""
+        await self.db._asend(f"ROLLBACK TO SAVEPOINT {self.quoted_sid};", False)
+        if begin:
+            await self.db._asend(f"SAVEPOINT {self.quoted_sid};", False)

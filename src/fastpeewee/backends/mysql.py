@@ -281,6 +281,9 @@ class AsyncMySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):
         """Blobs travel as plain ``bytes``, which both drivers accept."""
         return bytes
 
+    def _plain_begin(self) -> bool:
+        return type(self).begin is AsyncMySQLDatabase.begin
+
     def begin(self, isolation_level: str | None = None) -> None:
         """Start a transaction, at ``isolation_level`` if given.
 

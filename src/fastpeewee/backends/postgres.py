@@ -263,6 +263,10 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
             **kwargs,
         )
 
+    def _plain_begin(self) -> bool:
+        default = getattr(self, "_isolation_level", None)  # peewee's, set in __init__
+        return not default and type(self).begin is peewee.PostgresqlDatabase.begin
+
     def _copy_supported(self) -> bool:
         return isinstance(self._scope(), AsyncScope)  # asyncpg: tasks only
 

@@ -197,6 +197,10 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
         kwargs.setdefault("check_same_thread", False)
         super().init(database, pragmas, timeout, returning_clause, **kwargs)
 
+    def _plain_begin(self) -> bool:
+        default = getattr(self, "_lock_type", None)  # peewee's, set in __init__
+        return not default and type(self).begin is peewee.SqliteDatabase.begin
+
     def _executemany_supported(self) -> bool:
         return True
 
