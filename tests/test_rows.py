@@ -41,7 +41,16 @@ QUERIES = [
     lambda: Tweet.select().order_by(Tweet.id).tuples(),
     lambda: Tweet.select(Tweet, User).join(User).order_by(Tweet.id),
     lambda: Tweet.select(peewee.fn.COUNT(Tweet.id).alias("n")),
+    lambda: Tweet.select().order_by(Tweet.id).namedtuples(),
+    lambda: Tweet.select(Tweet.content).order_by(Tweet.id).objects(lambda **kw: kw),
 ]
+
+
+@pytest.mark.parametrize("make", QUERIES)
+async def test_get_gives_what_peewee_get_gives(db, data, make):
+    fast = snapshot(await db.get(make()))
+    assert fast == snapshot(await db.run(lambda: make().get()))
+    assert type(fast) is not type(None)
 
 
 @pytest.mark.parametrize("make", QUERIES)

@@ -19,7 +19,7 @@ import peewee
 
 from .compiled import model_fingerprint
 
-__all__ = ["ModelRows", "model_rows"]
+__all__ = ["ModelRows", "first_object", "model_rows"]
 
 _ACCESSORS = (peewee.FieldAccessor, peewee.ForeignKeyAccessor)
 _SAME_PYTHON: dict[Any, type] = {
@@ -65,13 +65,12 @@ _SAVED = ("columns", "fields", "converters", "no_convert", "convert", "unique_co
 class _Layout:
     """What peewee's ``initialize`` worked out for one select of one model, kept."""
 
-    __slots__ = ("fingerprint", "plan", "select", "values")
+    __slots__ = ("fingerprint", "select", "values")
 
-    def __init__(self, fingerprint: Any, select: Any, values: tuple[Any, ...], plan: Any) -> None:
+    def __init__(self, fingerprint: Any, select: Any, values: dict[str, Any]) -> None:
         self.fingerprint = fingerprint
         self.select = select  # held: the key's ids stay those of these nodes
-        self.values = values
-        self.plan = plan
+        self.values = values  # the wrapper's attributes after initialize()
 
 
 class ModelRows(peewee.ModelObjectCursorWrapper):
@@ -94,13 +93,11 @@ class ModelRows(peewee.ModelObjectCursorWrapper):
             and layout.fingerprint == fingerprint
             and all(map(operator.is_, layout.select, select))
         ):
-            for name, value in zip(_SAVED, layout.values, strict=True):
-                setattr(self, name, value)
-            self._plan = layout.plan
+            vars(self).update(layout.values)
             return
         self._initialize()
-        values = tuple(getattr(self, name) for name in _SAVED)
-        layouts[key] = _Layout(fingerprint, select, values, self._plan)
+        values = {name: getattr(self, name) for name in (*_SAVED, "_plan")}
+        layouts[key] = _Layout(fingerprint, select, values)
 
     def _initialize(self) -> None:
         super().initialize()
@@ -136,6 +133,9 @@ class ModelRows(peewee.ModelObjectCursorWrapper):
 
 def model_rows(query: Any, cursor: Any) -> Any:
     """``query``'s cursor wrapper for ``cursor``: :class:`ModelRows` when it applies."""
+    if _one_plain_model(query):
+        # What peewee's _get_model_cursor_wrapper would wrap, without building it.
+        return ModelRows(cursor, query.model, query._returning, query.model)
     wrapper = query._get_cursor_wrapper(cursor)
     if (
         type(wrapper) is peewee.ModelObjectCursorWrapper
@@ -144,3 +144,35 @@ def model_rows(query: Any, cursor: Any) -> Any:
     ):
         return ModelRows(cursor, wrapper.model, wrapper.select, wrapper.constructor)
     return wrapper
+
+
+def _one_plain_model(query: Any) -> bool:
+    """A plain ``ModelSelect`` of one model, no joins, rows as objects of a plain model."""
+    if type(query) is not peewee.ModelSelect:
+        return False
+    attrs = vars(query)
+    return bool(
+        attrs["_row_type"] is None
+        and query.default_row_type == peewee.ROW.MODEL
+        and len(attrs["_from_list"]) == 1
+        and not attrs["_joins"]
+        and _plain_model(query.model)
+    )
+
+
+def first_object(query: Any, cursor: Any) -> Any:
+    """The first row of ``cursor`` as ``query`` would wrap it, or :data:`NO_ROW`.
+
+    What iterating the cursor wrapper gives first, without its row cache.
+    """
+    row = cursor.fetchone()
+    if row is None:
+        return NO_ROW
+    wrapper = model_rows(query, cursor)
+    wrapper.initialize()
+    wrapper.initialized = True
+    return wrapper.process_row(row)
+
+
+NO_ROW: Any = object()
+"""Returned by :func:`first_object` for an empty result."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import peewee
 
-from .rows import model_rows
+from .rows import NO_ROW, first_object, model_rows
 from .shapes import first_row_sql, select_sql
 
 __all__ = ["aexecute_select", "aget", "native"]
@@ -62,11 +62,11 @@ async def aget(db: Any, query: Any) -> Any:
     """
     sql, params = first_row_sql(db, query)
     cursor = await db.aexecute_sql(sql, params)
-    try:
-        return model_rows(query, cursor)[0]
-    except IndexError:
+    found = first_object(query, cursor)
+    if found is NO_ROW:
         clone = query.paginate(1, 1)
         sql, params = clone.sql()
         raise query.model.DoesNotExist(
             f"{clone.model} instance matching query does not exist:\nSQL: {sql}\nParams: {params}"
-        ) from None
+        )
+    return found

@@ -126,9 +126,17 @@ def shape_of(
     from_list = attrs["_from_list"]
     if len(from_list) != 1 or from_list[0] is not model or attrs["_join_ctx"] is not model:
         return None
+    returning = attrs["_returning"]
+    for field in returning:
+        if (
+            not isinstance(field, peewee.Field)
+            or isinstance(field, peewee.FieldAlias)
+            or field.model is not model
+        ):
+            return None
+    columns = tuple(map(id, returning))
     values: list[Any] = []
     try:
-        columns = tuple(_own_field(f, model) for f in attrs["_returning"])
         where = attrs["_where"]
         where_key = None if where is None else _where(where, model, values)
         order_key = _order(attrs["_order_by"], model)
