@@ -88,6 +88,7 @@ class Poolable(Protocol):
     created_at: float
     released_at: float
     broken: bool
+    dirty: bool  # its session was changed: close it on release
     pool: Any
 
     def usable(self) -> bool: ...
@@ -230,12 +231,17 @@ class Pool(Generic[C]):
                 return conn
 
     def release(self, conn: C) -> None:
-        """Give a connection back; broken or expired ones are closed instead."""
+        """Give a connection back; broken, expired or dirty ones are closed instead."""
         with self._lock:
             if conn not in self._in_use:
                 return  # already released or discarded: releasing twice is harmless
             self._in_use.discard(conn)
-            keep = not self._closed and not conn.broken and not self._expired(conn)
+            keep = (
+                not self._closed
+                and not conn.broken
+                and not conn.dirty
+                and not self._expired(conn)
+            )
             if keep:
                 conn.released_at = time.monotonic()
                 if not self._hand_over(conn):

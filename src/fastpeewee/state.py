@@ -215,6 +215,7 @@ class ThreadScope(Scope):
 
 
 def _run_sync(conn: Connection, sql: str, params: Params) -> Cursor:
+    conn.note(sql)
     try:
         with translate_errors():
             return conn.execute(sql, params)
@@ -225,6 +226,7 @@ def _run_sync(conn: Connection, sql: str, params: Params) -> Cursor:
 
 async def _run_async(conn: Connection, sql: str, params: Params, op: ConnOp | None) -> Cursor:
     # translate_errors() spelled out: this is every async statement's path.
+    conn.note(sql)
     try:
         if op is not None:
             return await op(conn)
@@ -338,6 +340,7 @@ class AsyncScope(Scope):
             conn = await self.db._async_pool_get().aacquire()
             try:
                 with translate_errors():
+                    conn.note(sql)
                     cursor = await conn.astream(sql, params, batch_size, disposable=True)
             except BaseException as exc:
                 conn.after_error(exc)
@@ -349,6 +352,7 @@ class AsyncScope(Scope):
         try:
             conn = self.conn or await self._acquire()
             with translate_errors():
+                conn.note(sql)
                 cursor = await conn.astream(sql, params, batch_size)
         except BaseException:
             self._drop_if_broken()

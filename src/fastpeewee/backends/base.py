@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..cursor import Cursor, StreamCursor
+from ..session import changes_session
 
 __all__ = ["Connection", "close_socket"]
 
@@ -20,7 +21,7 @@ class Connection:
     its driver supports; the SQLite backend implements both.
     """
 
-    __slots__ = ("broken", "created_at", "pool", "raw", "released_at")
+    __slots__ = ("broken", "created_at", "dirty", "pool", "raw", "released_at")
 
     # True when a statement that succeeds may end the open transaction
     # (MySQL commits implicitly before DDL); False when only COMMIT/ROLLBACK do.
@@ -32,6 +33,12 @@ class Connection:
         self.created_at = 0.0
         self.released_at = 0.0
         self.broken = False
+        self.dirty = False  # ran a statement that changes the session: close, never reuse
+
+    def note(self, sql: str) -> None:
+        """Mark the connection dirty when ``sql`` may change its session."""
+        if not self.dirty and changes_session(sql):
+            self.dirty = True
 
     # -- both sides ---------------------------------------------------------
 

@@ -46,18 +46,26 @@ _PEEWEE_FUNCTIONS = frozenset({"date_part", "date_trunc", "_pw_json_contains", "
 class SqliteConnection(Connection):
     """A ``sqlite3`` connection, used from the caller's thread or a worker thread."""
 
-    __slots__ = ("_busy_ms", "_executor", "_inline_ok")
+    __slots__ = ("_busy_ms", "_executor", "_inline_ok", "_whole_database")
 
     def __init__(
         self,
         raw: sqlite3.Connection,
         executor: ThreadPoolExecutor,
         inline_ok: Callable[[], bool] = lambda: False,
+        whole_database: bool = False,
     ) -> None:
         super().__init__(raw)
         self._executor = executor
         self._inline_ok = inline_ok
         self._busy_ms: int | None = None
+        # ":memory:": this one connection is the database, so it is never
+        # closed for having changed its session (there is no other to share it).
+        self._whole_database = whole_database
+
+    def note(self, sql: str) -> None:
+        if not self._whole_database:
+            super().note(sql)
 
     def usable(self) -> bool:
         try:
@@ -231,14 +239,17 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
             if existing is not None and not existing.closed:
                 return existing
         config = self.pool_config
-        if self.database == ":memory:":
+        memory = self.database == ":memory:"
+        if memory:
             # Each connection to :memory: is its own empty database: use one.
             config = dataclasses.replace(config, max_size=1, min_size=1)
         executor = ThreadPoolExecutor(config.max_size, thread_name_prefix="fastpeewee-sqlite")
 
         def open_sync(timeout: float) -> SqliteConnection:
             with translate_errors():
-                return SqliteConnection(connect_sqlite(self), executor, self._reads_inline)
+                return SqliteConnection(
+                    connect_sqlite(self), executor, self._reads_inline, memory
+                )
 
         async def open_async(timeout: float) -> SqliteConnection:
             loop = asyncio.get_running_loop()
