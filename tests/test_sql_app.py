@@ -136,6 +136,8 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
                          "headers": {"content-type": "application/x-www-form-urlencoded"}}),
     ("POST", "/users/", {"content": b'{"email": "c@example.com", "password": "12345678"}',
                          "headers": {"content-type": "text/plain"}}),
+    ("POST", "/users/", {"content": b'{"email": "' + b"a" * 100_000 + b'"}',
+                         "headers": {"content-type": "application/json"}}),  # 413
     ("POST", "/users/1/items/", {"json": {"title": "t" * 201}}),
     ("POST", "/users/1/items/", {"json": {"title": ""}}),
     ("POST", "/users/1/items/", {"json": {"title": "nul\x00byte"}}),

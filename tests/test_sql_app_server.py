@@ -127,3 +127,20 @@ async def test_ten_slow_tabs_and_concurrent_writes_all_succeed(served):
         assert len(users[0]["items"]) == TABS
         bad = await http.get("/users/", params={"limit": 10**9})
         assert bad.status_code == 422
+
+        # Oversized bodies: refused with 413 before being buffered, whether the
+        # length is declared or the body comes in chunks; the server goes on.
+        big = await http.post("/users/", content=b"x" * 10_000_000,
+                              headers={"content-type": "application/json"})  # fmt: skip
+        assert big.status_code == 413 and "detail" in big.json()
+
+        async def chunks() -> Any:
+            for _ in range(100):
+                yield b" " * 10_000  # 1 MB in all, no Content-Length
+
+        chunked = await http.post("/users/", content=chunks(),
+                                  headers={"content-type": "application/json"})  # fmt: skip
+        assert chunked.status_code == 413
+        after = await http.post("/users/", json={"email": "after@example.com",
+                                                 "password": "12345678"})  # fmt: skip
+        assert after.status_code == 201

@@ -10,6 +10,8 @@ from fastpeewee.db_url import connect
 DEFAULT_URL = "sqlite:///./sql_app.db"
 # Seconds /slowusers/ holds its connection, to show requests never share one.
 SLOW_SECONDS = float(os.environ.get("SLOW_SECONDS", "2"))
+# The largest request body accepted (413 beyond): the app's bodies are tiny.
+MAX_BODY_BYTES = 64 * 1024
 
 
 def database_from_env() -> AsyncDatabase:

@@ -11,11 +11,11 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException
 
-from fastpeewee import AsyncDatabase, DatabaseMiddleware
+from fastpeewee import AsyncDatabase, BodySizeLimitMiddleware, DatabaseMiddleware
 from fastpeewee.fastapi import add_exception_handlers, database_lifespan
 
 from . import crud, models
-from .database import SLOW_SECONDS, database_from_env
+from .database import MAX_BODY_BYTES, SLOW_SECONDS, database_from_env
 from .schemas import ItemCreate, ItemRead, Limit, Skip, UserCreate, UserId, UserRead
 
 
@@ -29,6 +29,8 @@ def create_app(db: AsyncDatabase | None = None) -> FastAPI:
         lifespan=database_lifespan(db, models.MODELS),
     )
     app.add_middleware(DatabaseMiddleware, database=db)
+    # Outermost: a body over the limit is refused before anything reads it.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     add_exception_handlers(app)  # User.DoesNotExist -> 404 "User not found", ...
 
     @app.post("/users/", response_model=UserRead, status_code=201)

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from examples.sql_app import models
-from examples.sql_app.database import SLOW_SECONDS, database_from_env
+from examples.sql_app.database import MAX_BODY_BYTES, SLOW_SECONDS, database_from_env
 from examples.sql_app.schemas import (
     ItemCreate,
     ItemRead,
@@ -18,7 +18,7 @@ from examples.sql_app.schemas import (
 )
 from fastapi import FastAPI, HTTPException
 
-from fastpeewee import AsyncDatabase, DatabaseMiddleware
+from fastpeewee import AsyncDatabase, BodySizeLimitMiddleware, DatabaseMiddleware
 from fastpeewee.fastapi import add_exception_handlers, database_lifespan
 
 from . import crud
@@ -34,6 +34,8 @@ def create_app(db: AsyncDatabase | None = None) -> FastAPI:
         lifespan=database_lifespan(db, models.MODELS),
     )
     app.add_middleware(DatabaseMiddleware, database=db)
+    # Outermost: a body over the limit is refused before anything reads it.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     add_exception_handlers(app)
 
     @app.post("/users/", response_model=UserRead, status_code=201)

@@ -17,6 +17,7 @@ from .asgi import DatabaseMiddleware
 from .backends.mysql import AsyncMySQLDatabase
 from .backends.postgres import AsyncPostgresqlDatabase
 from .backends.sqlite import AsyncSqliteDatabase
+from .body_limit import BodySizeLimitMiddleware
 from .bridge import await_, greenlet_spawn
 from .compiled import Param, Template, Uncompilable, compile_query
 from .database import AsyncDatabase
@@ -56,6 +57,7 @@ __all__ = [
     "AsyncMySQLDatabase",
     "AsyncPostgresqlDatabase",
     "AsyncSqliteDatabase",
+    "BodySizeLimitMiddleware",
     "DatabaseMiddleware",
     "MissingGreenletBridge",
     "Param",
