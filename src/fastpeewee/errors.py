@@ -97,6 +97,23 @@ def peewee_error_for(exc: BaseException) -> type[peewee.PeeweeException] | None:
     return None
 
 
+def wrap_driver_error(
+    target: type[peewee.PeeweeException], exc: BaseException
+) -> peewee.PeeweeException:
+    """``target`` for the driver exception ``exc``, built as peewee builds it
+    (``exc`` first, then its arguments), with a message when ``exc`` has none."""
+    if exc.args:
+        return target(exc, *exc.args)
+    if isinstance(exc, asyncio.TimeoutError):
+        reason = (
+            "timed out: the server did not answer within the driver's timeout "
+            "(command_timeout / read_timeout, or the connect timeout)"
+        )
+    else:
+        reason = f"{type(exc).__name__} from the database driver"
+    return target(exc, reason)
+
+
 def mask_password(dsn: str) -> str:
     """Hide the password of a connection URL: ``postgresql://ann:***@host/db``."""
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", dsn)
@@ -111,7 +128,7 @@ def translate_errors() -> Iterator[None]:
         target = peewee_error_for(exc)
         if target is None:
             raise
-        raise target(exc, *exc.args) from exc
+        raise wrap_driver_error(target, exc) from exc
 
 
 class UnloadedRelation(MissingGreenletBridge):

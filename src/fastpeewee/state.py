@@ -35,6 +35,7 @@ from .errors import (
     TransactionLost,
     peewee_error_for,
     translate_errors,
+    wrap_driver_error,
 )
 
 if TYPE_CHECKING:
@@ -236,7 +237,7 @@ async def _run_async(conn: Connection, sql: str, params: Params, op: ConnOp | No
         target = peewee_error_for(exc) if isinstance(exc, Exception) else None
         if target is None:
             raise
-        raise target(exc, *exc.args) from exc
+        raise wrap_driver_error(target, exc) from exc
 
 
 class AsyncScope(Scope):
