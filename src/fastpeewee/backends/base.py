@@ -55,8 +55,12 @@ class Connection:
         raise NotImplementedError
 
     def after_error(self, exc: BaseException) -> None:
-        """Mark the connection broken when ``exc`` left it unusable."""
-        if not self.usable():
+        """Mark the connection broken when ``exc`` left it unusable or in doubt.
+
+        A driver timeout (``command_timeout``) leaves the statement's fate
+        unknown and the driver busy cancelling it: never hand that on.
+        """
+        if isinstance(exc, TimeoutError) or not self.usable():
             self.broken = True
 
     # -- sync side ----------------------------------------------------------

@@ -115,7 +115,9 @@ class MySQLConnection(Connection):
     def after_error(self, exc: BaseException) -> None:
         if error_code(exc) == _DEADLOCK:
             self._rolled_back = True
-        if isinstance(exc, asyncio.CancelledError) or _link_gone(exc) or not self.usable():
+        # Cancelled or timed out: the reply may still be on its way; never reuse.
+        in_doubt = isinstance(exc, (asyncio.CancelledError, TimeoutError))
+        if in_doubt or _link_gone(exc) or not self.usable():
             self.broken = True
 
     def _result(self, cur: Any, rows: Sequence[Any]) -> Cursor:
