@@ -138,3 +138,13 @@ async def test_a_script_of_several_statements_runs(db, backend):
     async with db:
         await db.aexecute_sql("CREATE TEMP TABLE b (x int); INSERT INTO b VALUES (1)")
         assert (await db.aexecute_sql("SELECT count(*) FROM b")).fetchone()[0] == 1
+
+
+def test_long_statements_are_rewritten_but_never_cached():
+    from fastpeewee.backends import postgres
+
+    values = ", ".join(["(%s, %s)"] * 2000)
+    before = postgres._cached_dollar_params.cache_info().currsize
+    rewritten = to_dollar_params(f"INSERT INTO t VALUES {values}")
+    assert rewritten.endswith("($3999, $4000)")
+    assert postgres._cached_dollar_params.cache_info().currsize == before

@@ -201,3 +201,16 @@ async def test_sync_code_in_a_thread_is_covered_too(one_connection, backend):
 )
 def test_which_statements_change_the_session(sql, changes):
     assert changes_session(sql) is changes
+
+
+def test_long_statements_are_classified_but_never_cached():
+    from fastpeewee import session
+
+    values = ", ".join(["(%s, %s)"] * 2000)
+    insert = f"INSERT INTO t (a, b) VALUES {values}"
+    temp = "CREATE TEMP TABLE t AS SELECT " + ", ".join(["1"] * 3000)
+    assert len(insert) > session.CACHED_LENGTH and len(temp) > session.CACHED_LENGTH
+    before = session._cached.cache_info().currsize
+    assert changes_session(insert) is False
+    assert changes_session(temp) is True
+    assert session._cached.cache_info().currsize == before

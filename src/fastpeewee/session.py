@@ -49,7 +49,11 @@ _READING_PRAGMAS = frozenset(
 )  # fmt: skip
 
 
-@functools.lru_cache(maxsize=4096)
+# Statements longer than this (multi-row INSERTs) are classified each time
+# rather than kept in the cache, which would otherwise hold megabytes of SQL.
+CACHED_LENGTH = 4096
+
+
 def changes_session(sql: str) -> bool:
     """True when ``sql`` may leave state on the session that outlives its transaction.
 
@@ -60,6 +64,12 @@ def changes_session(sql: str) -> bool:
         changes_session("SET LOCAL statement_timeout = 5")  # False
         changes_session("CREATE TEMP TABLE t (id int)")     # True
     """
+    if len(sql) <= CACHED_LENGTH:
+        return _cached(sql)
+    return _classify(sql)
+
+
+def _classify(sql: str) -> bool:
     found = _FIRST_WORD.match(sql)
     if found is None:
         return True
@@ -73,6 +83,9 @@ def changes_session(sql: str) -> bool:
     if word not in _HARMLESS:
         return True  # LISTEN, PREPARE, DECLARE, ATTACH, USE, DO, CALL, LOCK TABLES, ...
     return _MARKERS.search(sql) is not None
+
+
+_cached = functools.lru_cache(maxsize=2048)(_classify)
 
 
 def _pragma_sets(sql: str) -> bool:

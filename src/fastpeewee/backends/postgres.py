@@ -67,16 +67,26 @@ def _import(name: str) -> Any:
         ) from None
 
 
-@functools.lru_cache(maxsize=2048)
 def to_dollar_params(sql: str) -> str:
     """Rewrite psycopg-style ``%s`` placeholders as asyncpg's ``$1, $2, ...``.
 
-    ``%%`` becomes a literal ``%``, as psycopg reads it.
+    ``%%`` becomes a literal ``%``, as psycopg reads it. Short statements are
+    cached; long ones (multi-row INSERTs) are rewritten each time, so the
+    cache never holds megabytes of SQL.
     """
+    if len(sql) <= 4096:
+        return _cached_dollar_params(sql)
+    return _dollar_params(sql)
+
+
+def _dollar_params(sql: str) -> str:
     if "%" not in sql:
         return sql
     counter = itertools.count(1)
     return re.sub(r"%%|%s", lambda m: "%" if m[0] == "%%" else f"${next(counter)}", sql)
+
+
+_cached_dollar_params = functools.lru_cache(maxsize=2048)(_dollar_params)
 
 
 def _adapt(params: Params) -> Sequence[Any]:
