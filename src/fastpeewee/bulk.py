@@ -23,7 +23,7 @@ import datetime
 import decimal
 import operator
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import peewee
@@ -58,19 +58,21 @@ class ManyRows(list):  # type: ignore[type-arg]
 class CopyRequest:
     """Rows for ``COPY table (columns) FROM STDIN``, as a backend receives them."""
 
-    __slots__ = ("columns", "records", "schema", "table")
+    __slots__ = ("columns", "count", "records", "schema", "table")
 
     def __init__(
         self,
         table: str,
         schema: str | None,
         columns: list[str],
-        records: Collection[tuple[Any, ...]],
+        records: Iterable[tuple[Any, ...]],
+        count: int,
     ) -> None:
         self.table = table
         self.schema = schema
         self.columns = columns
-        self.records = records
+        self.records = records  # iterable more than once
+        self.count = count
 
 
 def is_multi_insert(query: Any) -> bool:
@@ -181,7 +183,7 @@ def _try_copy(db: Any, query: Any, rows: list[Any], options: dict[str, Any]) -> 
         return None
     names = [c.column_name for c in columns]
     ids: list[Any] | None = None
-    copied: Collection[tuple[Any, ...]] = records
+    copied: Iterable[tuple[Any, ...]] = records
     if returning:
         positions = [i for i, c in enumerate(columns) if c is pk]  # `in` would build SQL
         if positions:
@@ -194,7 +196,7 @@ def _try_copy(db: Any, query: Any, rows: list[Any], options: dict[str, Any]) -> 
             copied = _WithIds(ids, records)
         else:
             return None
-    count = db._copy(CopyRequest(meta.table_name, meta.schema, names, copied))
+    count = db._copy(CopyRequest(meta.table_name, meta.schema, names, copied, len(records)))
     if ids is None:
         return Cursor((), count)
     return Cursor(_IdRows(ids), count, None, [(pk.column_name,)])
@@ -204,23 +206,17 @@ def _try_copy(db: Any, query: Any, rows: list[Any], options: dict[str, Any]) -> 
 # only as they are read, so they never pile up for the garbage collector.
 
 
-class _WithIds(Collection[tuple[Any, ...]]):
+class _WithIds:
     """``records`` with each one's id in front, built as COPY reads them."""
 
     __slots__ = ("_ids", "_records")
 
-    def __init__(self, ids: list[Any], records: Collection[tuple[Any, ...]]) -> None:
+    def __init__(self, ids: list[Any], records: list[tuple[Any, ...]]) -> None:
         self._ids = ids
         self._records = records
 
-    def __len__(self) -> int:
-        return len(self._ids)
-
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         return ((i, *r) for i, r in zip(self._ids, self._records, strict=True))
-
-    def __contains__(self, item: object) -> bool:
-        return any(item == record for record in self)
 
 
 class _IdRows(Sequence[tuple[Any]]):

@@ -369,19 +369,7 @@ class AsyncDatabase:
 
             cursor = await db.aexecute_sql("SELECT 1")
         """
-        params = params or _NO_PARAMS
-        if _peewee_logger.isEnabledFor(logging.DEBUG):
-            log_query(self, sql, params)
-        start = time.perf_counter() if self.query_hooks else None
-        try:
-            cursor = await self._async_scope().aexecute(sql, params)
-        except Exception as exc:
-            if start is not None:
-                notify_hooks(self, sql, params, start, exc)
-            raise
-        if start is not None:
-            notify_hooks(self, sql, params, start, None)
-        return cursor
+        return await self._aexecute(sql, params or _NO_PARAMS, False)
 
     async def _asend(self, sql: str, ending: bool) -> Cursor:
         """A transaction statement (BEGIN, COMMIT, SAVEPOINT ...) from async code.
@@ -389,17 +377,21 @@ class AsyncDatabase:
         ``ending``: the statement ends the transaction (COMMIT, ROLLBACK), as
         in :meth:`commit`.
         """
+        return await self._aexecute(sql, _NO_PARAMS, ending)
+
+    async def _aexecute(self, sql: str, params: Sequence[Any], ending: bool) -> Cursor:
+        """One statement on the current task's scope, logged and reported to the hooks."""
         if _peewee_logger.isEnabledFor(logging.DEBUG):
-            log_query(self, sql, _NO_PARAMS)
+            log_query(self, sql, params)
         start = time.perf_counter() if self.query_hooks else None
         try:
-            cursor = await self._async_scope().aexecute(sql, _NO_PARAMS, ending)
+            cursor = await self._async_scope().aexecute(sql, params, ending)
         except Exception as exc:
             if start is not None:
-                notify_hooks(self, sql, _NO_PARAMS, start, exc)
+                notify_hooks(self, sql, params, start, exc)
             raise
         if start is not None:
-            notify_hooks(self, sql, _NO_PARAMS, start, None)
+            notify_hooks(self, sql, params, start, None)
         return cursor
 
     def _plain_begin(self) -> bool:

@@ -25,6 +25,7 @@ __all__ = [
     "UnloadedRelation",
     "mask_password",
     "translate_errors",
+    "wrap_driver_error",
 ]
 
 BRIDGE_HINT = (

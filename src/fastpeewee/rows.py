@@ -19,7 +19,7 @@ import peewee
 
 from .compiled import model_fingerprint
 
-__all__ = ["ModelRows", "first_object", "model_rows"]
+__all__ = ["NO_ROW", "ModelRows", "first_object", "model_rows"]
 
 _ACCESSORS = (peewee.FieldAccessor, peewee.ForeignKeyAccessor)
 _SAME_PYTHON: dict[Any, type] = {
@@ -170,7 +170,6 @@ def first_object(query: Any, cursor: Any) -> Any:
         return NO_ROW
     wrapper = model_rows(query, cursor)
     wrapper.initialize()
-    wrapper.initialized = True
     return wrapper.process_row(row)
 
 

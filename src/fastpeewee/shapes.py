@@ -55,10 +55,17 @@ class _Unsupported(Exception):
     pass
 
 
+def _is_own_field(node: Any, model: Any) -> bool:
+    """A plain field of ``model`` itself (no alias, no other model's field)."""
+    return (
+        isinstance(node, peewee.Field)
+        and not isinstance(node, peewee.FieldAlias)
+        and node.model is model
+    )
+
+
 def _own_field(node: Any, model: Any) -> Any:
-    if not isinstance(node, peewee.Field) or isinstance(node, peewee.FieldAlias):
-        raise _Unsupported
-    if node.model is not model:
+    if not _is_own_field(node, model):
         raise _Unsupported
     return id(node)
 
@@ -128,11 +135,7 @@ def shape_of(
         return None
     returning = attrs["_returning"]
     for field in returning:
-        if (
-            not isinstance(field, peewee.Field)
-            or isinstance(field, peewee.FieldAlias)
-            or field.model is not model
-        ):
+        if not _is_own_field(field, model):
             return None
     columns = tuple(map(id, returning))
     values: list[Any] = []

@@ -119,10 +119,7 @@ class async_transaction(_AsyncTransactionMixin, peewee._transaction):
     async def acommit(self, begin: bool = True) -> None:
         """Commit now (and begin again unless ``begin=False``)."""
         db: Any = self.db
-        if db._overrides("commit"):
-            await db.run(db.commit)
-        else:
-            await db._asend("COMMIT", True)
+        await self._aend("commit", "COMMIT")
         if db._state.commit_callbacks:
             await db.run(db._run_commit_callbacks)  # callbacks may query
         if begin:
@@ -130,21 +127,25 @@ class async_transaction(_AsyncTransactionMixin, peewee._transaction):
 
     async def arollback(self, begin: bool = True) -> None:
         """Roll back now (and begin again unless ``begin=False``)."""
-        db: Any = self.db
-        if db._overrides("rollback"):
-            await db.run(db.rollback)
-        else:
-            await db._asend("ROLLBACK", True)
-        db._clear_commit_callbacks()
+        await self._aend("rollback", "ROLLBACK")
+        self.db._clear_commit_callbacks()  # type: ignore[attr-defined]
         if begin:
             await self._abegin()
+
+    async def _aend(self, method: str, sql: str) -> None:
+        """``db.commit()`` / ``db.rollback()``: their own code if a subclass replaced it."""
+        db: Any = self.db
+        if db._overrides(method):
+            await db.run(getattr(db, method))
+        else:
+            await db._asend(sql, True)
 
 
 class async_savepoint(_AsyncTransactionMixin, peewee._savepoint):
     """``db.savepoint()``: a savepoint inside the open transaction."""
 
     async def __aenter__(self) -> Any:
-        await self.db._asend(f"SAVEPOINT {self.quoted_sid};", False)
+        await self._asql("SAVEPOINT")
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -159,12 +160,16 @@ class async_savepoint(_AsyncTransactionMixin, peewee._savepoint):
 
     async def acommit(self, begin: bool = True) -> None:
         """Release the savepoint (and set it again unless ``begin=False``)."""
-        await self.db._asend(f"RELEASE SAVEPOINT {self.quoted_sid};", False)
+        await self._asql("RELEASE SAVEPOINT")
         if begin:
-            await self.db._asend(f"SAVEPOINT {self.quoted_sid};", False)
+            await self._asql("SAVEPOINT")
 
     async def arollback(self, begin: bool = True) -> None:
         """Roll back to the savepoint (and set it again unless ``begin=False``)."""
-        await self.db._asend(f"ROLLBACK TO SAVEPOINT {self.quoted_sid};", False)
+        await self._asql("ROLLBACK TO SAVEPOINT")
         if begin:
-            await self.db._asend(f"SAVEPOINT {self.quoted_sid};", False)
+            await self._asql("SAVEPOINT")
+
+    async def _asql(self, command: str) -> None:
+        """``<command> <this savepoint>;``, the statements peewee's ``_savepoint`` sends."""
+        await self.db._asend(f"{command} {self.quoted_sid};", False)

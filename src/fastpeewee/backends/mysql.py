@@ -115,10 +115,10 @@ class MySQLConnection(Connection):
     def after_error(self, exc: BaseException) -> None:
         if error_code(exc) == _DEADLOCK:
             self._rolled_back = True
-        # Cancelled or timed out: the reply may still be on its way; never reuse.
-        in_doubt = isinstance(exc, (asyncio.CancelledError, TimeoutError))
-        if in_doubt or _link_gone(exc) or not self.usable():
+        # Cancelled: the reply may still be on its way; never reuse.
+        if isinstance(exc, asyncio.CancelledError) or _link_gone(exc):
             self.broken = True
+        super().after_error(exc)  # timed out, or no longer usable
 
     def _result(self, cur: Any, rows: Sequence[Any]) -> Cursor:
         self._rolled_back = False

@@ -165,7 +165,7 @@ class AsyncpgConnection(Connection):
             columns=request.columns,
             schema_name=request.schema,
         )
-        return Cursor((), _rowcount(status.encode(), len(request.records)))
+        return Cursor((), _rowcount(status.encode(), request.count))
 
     async def arollback(self) -> None:
         await self.raw.execute("ROLLBACK")
