@@ -197,6 +197,36 @@ async def test_sync_code_in_a_thread_is_covered_too(one_connection, backend):
         ("PRAGMA cache_size(10)", True),
         ("ATTACH DATABASE 'x.db' AS x", True),
         ("-- a comment first\nSELECT 1", True),  # unknown: assume the worst
+        # Scripts: each statement counts (asyncpg, psycopg and asyncmy run them all).
+        ("SELECT 1;", False),
+        ("SELECT 1;  \n", False),
+        ("SELECT 1; SELECT 2", False),
+        ("INSERT INTO t VALUES (1); UPDATE t SET x = 2", False),
+        ("SELECT 1; SET search_path TO x", True),
+        ("SELECT 1;SET @x = 1", True),
+        ("INSERT INTO t VALUES (1); CREATE TEMP TABLE t2 (x int)", True),
+        ("SELECT 1; LISTEN chan", True),
+        ("SELECT 1; PRAGMA cache_size = 5", True),
+        ("SET LOCAL a = 1; SET b = 2", True),
+        ("SELECT 'a;b'", True),  # a ';' in a literal splits too: conservative, never a leak
+        ("SELECT 1; -- trailing comment", True),
+        # Temporary schemas named explicitly.
+        ("CREATE TABLE pg_temp.t (x int)", True),
+        ('CREATE TABLE "pg_temp".t (x int)', True),
+        ("CREATE TABLE PG_TEMP.t (x int)", True),
+        ("CREATE VIEW pg_temp.v AS SELECT 1", True),
+        ("CREATE FUNCTION pg_temp.f() RETURNS int AS 'SELECT 1' LANGUAGE sql", True),
+        ("SELECT * INTO pg_temp.t2 FROM t", True),
+        ("CREATE TABLE temp.t (x)", True),
+        ('CREATE TABLE "temp".t (x)', True),
+        ("CREATE TABLE `temp`.t (x)", True),
+        ("CREATE INDEX temp.i ON t (x)", True),
+        ("CREATE OR REPLACE TEMP VIEW v AS SELECT 1", True),
+        ("CREATE OR REPLACE TEMPORARY VIEW v AS SELECT 1", True),
+        # Tables whose names start with "temp" are ordinary tables.
+        ("INSERT INTO temperature (x) VALUES (1)", False),
+        ("INSERT INTO temp_readings (x) VALUES (1)", False),
+        ("CREATE TABLE temperature (x int)", False),
     ],
 )
 def test_which_statements_change_the_session(sql, changes):
@@ -214,3 +244,86 @@ def test_long_statements_are_classified_but_never_cached():
     assert changes_session(insert) is False
     assert changes_session(temp) is True
     assert session._cached.cache_info().currsize == before
+
+
+# Scripts and explicitly temporary schemas that leave session state behind, per
+# backend: (script, probe, the probe's value on a fresh session). SQLite runs one
+# statement at a time and PyMySQL (threads) refuses scripts; asyncpg, psycopg and
+# asyncmy run every statement of a script.
+SCRIPTS = {
+    "sqlite": [
+        ("CREATE TABLE temp.scratch (x)", "SELECT count(*) FROM temp.sqlite_master", 0),
+        ('CREATE TABLE "temp".scratch (x)', "SELECT count(*) FROM temp.sqlite_master", 0),
+        ("CREATE TABLE [temp].scratch (x)", "SELECT count(*) FROM temp.sqlite_master", 0),
+    ],
+    "postgres": [
+        ("SELECT 1; SET search_path TO fastpeewee_x", "SHOW search_path", '"$user", public'),
+        ("SELECT 1; CREATE TEMP TABLE scratch (x int)",
+         "SELECT to_regclass('pg_temp.scratch') IS NULL", True),
+        ("CREATE TABLE pg_temp.scratch (x int)",
+         "SELECT to_regclass('pg_temp.scratch') IS NULL", True),
+        ('CREATE TABLE "pg_temp".scratch (x int)',
+         "SELECT to_regclass('pg_temp.scratch') IS NULL", True),
+        ("SELECT 1; SELECT set_config('application_name', 'dirty', false)",
+         "SHOW application_name", ""),
+    ],
+    "mysql": [
+        ("SELECT 1; SET @fastpeewee_x = 42", "SELECT @fastpeewee_x", None),
+        ("SELECT 1; CREATE TEMPORARY TABLE scratch (x int)", "SELECT count(*) FROM scratch",
+         "no such table"),
+    ],
+}  # fmt: skip
+
+
+async def test_a_script_or_temp_schema_does_not_reach_the_next_owner(one_connection, backend):
+    db = one_connection
+
+    async def request(script: str | None, probe: str) -> tuple[Any, Any]:
+        async with db:  # one connection for the whole "request"
+            if script is not None:
+                await db.aexecute_sql(script)
+            try:
+                seen = await one(db, probe)
+            except peewee.DatabaseError:
+                seen = "no such table"
+            return seen, await session_id(db, backend)
+
+    for script, probe, fresh in SCRIPTS[backend]:
+        dirty, first = await asyncio.create_task(request(script, probe))
+        opened = sum(s.opened for s in db.pool_stats())
+        clean, second = await asyncio.create_task(request(None, probe))
+        assert dirty != fresh, script  # the script did change A's session...
+        assert clean == fresh, script  # ...and B, on the same slot, starts from a fresh one
+        assert sum(s.opened for s in db.pool_stats()) == opened + 1, script  # A's was closed
+        if first is not None:
+            assert first != second, script
+
+
+async def test_a_thread_running_a_script_is_covered_too(one_connection, backend):
+    if backend == "mysql":
+        pytest.skip("PyMySQL (the thread driver) refuses multi-statement scripts")
+    db = one_connection
+    script, probe, fresh = SCRIPTS[backend][0]
+
+    def dirty() -> Any:
+        with db.connection_context():
+            db.execute_sql(script)
+            return db.execute_sql(probe).fetchone()[0]
+
+    def clean() -> Any:
+        with db.connection_context():
+            return db.execute_sql(probe).fetchone()[0]
+
+    assert await asyncio.to_thread(dirty) != fresh
+    assert await asyncio.to_thread(clean) == fresh
+    await asyncio.to_thread(db.close)
+
+
+def test_the_statement_cache_is_bounded():
+    from fastpeewee import session
+
+    info = session._cached.cache_info()
+    assert info.maxsize is not None and info.maxsize <= 4096
+    for n in range(info.maxsize + 500):
+        changes_session(f"SELECT {n}; SELECT {n + 1}")
+    assert session._cached.cache_info().currsize <= info.maxsize

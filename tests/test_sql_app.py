@@ -278,3 +278,39 @@ async def test_n_slow_requests_on_a_pool_of_n_all_succeed(
         assert all(s.in_use == 0 for s in db.pool_stats())
         await db.adrop_tables(app_models.MODELS)
     db.close_all()
+
+
+# Lone surrogates reach a handler only through JSON: a "\ud800" escape, or the
+# bytes ED A0 80, which json.loads decodes with "surrogatepass".
+SURROGATES: list[tuple[str, bytes, list[Any]]] = [
+    ("/users/", b'{"email": "\\ud800@example.com", "password": "12345678"}', ["body", "email"]),
+    ("/users/", b'{"email": "s@example.com", "password": "1234567\\udfff"}',
+     ["body", "password"]),
+    ("/users/1/items/", b'{"title": "\\ud800"}', ["body", "title"]),
+    ("/users/1/items/", b'{"title": "pen", "description": "a\\udc00b"}',
+     ["body", "description"]),
+    ("/users/1/items/", b'{"title": "\\ude00\\ud83d"}', ["body", "title"]),  # pair reversed
+    ("/users/1/items/", b'{"title": "\xed\xa0\x80"}', ["body", "title"]),
+]  # fmt: skip
+
+
+async def test_lone_surrogates_are_a_422_from_the_schema_never_a_500(http):
+    owner = await http.post("/users/", json={"email": "o@example.com", "password": "12345678"})
+    assert owner.json()["id"] == 1
+    for path, body, loc in SURROGATES:
+        response = await http.post(
+            path, content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 422, (body, response.status_code, response.text)
+        errors = response.json()["detail"]
+        assert [e["loc"] for e in errors] == [loc], body
+    # A well-formed pair is one character, stored and read back as such.
+    snake = await http.post(
+        "/users/1/items/", content=b'{"title": "\\ud83d\\udc0d"}',
+        headers={"content-type": "application/json"},
+    )  # fmt: skip
+    assert snake.status_code == 201, snake.text
+    assert snake.json()["title"] == "\U0001f40d"
+    # Nothing else was written.
+    assert [u["email"] for u in (await http.get("/users/")).json()] == ["o@example.com"]
+    assert [i["title"] for i in (await http.get("/items/")).json()] == ["\U0001f40d"]

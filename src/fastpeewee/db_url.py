@@ -9,6 +9,7 @@ Query-string arguments become constructor arguments
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from playhouse.db_url import parse
 
@@ -26,6 +27,9 @@ schemes: dict[str, type[AsyncDatabase]] = {
     "mysql": AsyncMySQLDatabase,
     "mariadb": AsyncMySQLDatabase,
 }
+# Query-string values playhouse would turn into numbers, booleans or None when
+# they look like one; these are credentials, kept as the text written.
+_TEXT_PARAMS = frozenset({"user", "password", "passwd"})
 
 
 def register_scheme(database_class: type[AsyncDatabase], *names: str) -> None:
@@ -45,6 +49,9 @@ def connect(url: str, **kwargs: Any) -> AsyncDatabase:
         known = ", ".join(sorted(schemes))
         raise ValueError(f"unsupported database URL scheme {scheme!r}; known: {known}")
     params: dict[str, Any] = parse(url, unquote_password=True, unquote_user=True)
+    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if key in _TEXT_PARAMS:
+            params[key] = value
     if "passwd" in params:  # playhouse renames it for MySQL; both drivers take password
         params["password"] = params.pop("passwd")
     params.update(kwargs)

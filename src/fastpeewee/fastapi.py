@@ -27,7 +27,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from .errors import PoolClosed, PoolError
+from .errors import PoolClosed, PoolError, is_unavailable, mask_password
 
 if TYPE_CHECKING:
     from .database import AsyncDatabase
@@ -112,14 +112,19 @@ def add_exception_handlers(app: FastAPI, *, retry_after: int = 1) -> None:
     - ``IntegrityError`` (unique or foreign-key conflicts) -> 409;
     - ``DataError`` (a value the database cannot store: out of range, a NUL
       character in text, bad encoding) -> 422;
-    - pool exhausted or closed (:class:`~fastpeewee.PoolError`) -> 503 with a
-      ``Retry-After`` header of ``retry_after`` seconds;
+    - the database unavailable (:func:`~fastpeewee.errors.is_unavailable`: the
+      server down or refusing connections, a connection killed or lost,
+      :class:`~fastpeewee.TransactionLost`, the pool exhausted or closed) -> 503
+      with a ``Retry-After`` header of ``retry_after`` seconds. Other database
+      errors (a syntax error, a missing table: bugs) stay the server's usual 500;
     - request validation errors -> FastAPI's usual 422, but one that survives a
-      ``NaN``/``Infinity`` in the input (FastAPI's own handler answers 500 there,
-      as strict JSON cannot encode the offending value it echoes back).
+      ``NaN``/``Infinity`` or a lone surrogate (``"\\ud800"``) in the input
+      (FastAPI's own handler answers 500 there, as strict JSON cannot encode
+      the offending value it echoes back).
 
     The bodies are ``{"detail": ...}`` like FastAPI's own errors and never
-    carry SQL or driver messages; those go to the ``fastpeewee.fastapi`` logger.
+    carry SQL, parameters, DSNs or driver messages; those go to the
+    ``fastpeewee.fastapi`` logger, passwords masked.
     """
 
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
@@ -127,32 +132,40 @@ def add_exception_handlers(app: FastAPI, *, retry_after: int = 1) -> None:
         return JSONResponse({"detail": f"{name} not found"}, status_code=404)
 
     async def conflict(request: Request, exc: Exception) -> JSONResponse:
-        logger.info("integrity error on %s %s: %s", request.method, request.url.path, exc)
+        logger.info(
+            "integrity error on %s %s: %s", request.method, request.url.path, _describe(exc)
+        )
         return JSONResponse(
             {"detail": "The request conflicts with existing data."}, status_code=409
         )
 
     async def bad_value(request: Request, exc: Exception) -> JSONResponse:
-        logger.info("data error on %s %s: %s", request.method, request.url.path, exc)
+        logger.info("data error on %s %s: %s", request.method, request.url.path, _describe(exc))
         return JSONResponse(
             {"detail": "A value in the request cannot be stored by the database."},
             status_code=422,
         )
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
-        detail = (
-            "The database is shutting down."
-            if isinstance(exc, PoolClosed)
-            else "The database is busy; retry shortly."
+        logger.warning(
+            "database unavailable on %s %s: %s", request.method, request.url.path, _describe(exc)
         )
         return JSONResponse(
-            {"detail": detail}, status_code=503, headers={"Retry-After": str(retry_after)}
+            {"detail": _unavailable_detail(exc)},
+            status_code=503,
+            headers={"Retry-After": str(retry_after)},
         )
+
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not is_unavailable(exc):
+            # A bug, not an outage: re-raised, it takes the app's usual 500 path
+            # (ServerErrorMiddleware, the server's traceback log) unchanged.
+            raise exc
+        return await unavailable(request, exc)
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = _finite(jsonable_encoder(exc.errors()))
+        errors = _json_safe(jsonable_encoder(exc.errors()))
         return JSONResponse({"detail": errors}, status_code=422)
 
     app.add_exception_handler(RequestValidationError, invalid)
@@ -160,14 +173,37 @@ def add_exception_handlers(app: FastAPI, *, retry_after: int = 1) -> None:
     app.add_exception_handler(peewee.IntegrityError, conflict)
     app.add_exception_handler(peewee.DataError, bad_value)
     app.add_exception_handler(PoolError, unavailable)
+    # The rest of peewee's tree: 503 when the database is unavailable, else a 500.
+    app.add_exception_handler(peewee.DatabaseError, database_error)
+    app.add_exception_handler(peewee.InterfaceError, database_error)
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with non-finite floats replaced by their names (``"NaN"``)."""
+def _unavailable_detail(exc: Exception) -> str:
+    if isinstance(exc, PoolClosed):
+        return "The database is shutting down."
+    if isinstance(exc, PoolError):
+        return "The database is busy; retry shortly."
+    return "The database is unavailable; retry shortly."
+
+
+def _describe(exc: BaseException) -> str:
+    """``exc`` for the log: its class, the driver's class, the message; passwords masked."""
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    if cause is not None:
+        text += f" (from {type(cause).__module__}.{type(cause).__qualname__})"
+    return mask_password(text)
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with what strict UTF-8 JSON cannot carry spelled out: non-finite
+    floats by name (``"NaN"``), lone surrogates as escapes (``"\\ud800"``)."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value).replace("nan", "NaN").replace("inf", "Infinity")
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [_json_safe(v) for v in value]
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
     return value

@@ -10,7 +10,10 @@ handed to the next owner, who therefore always starts from a fresh session.
 The test is on the statement's text, conservative and cached: anything not
 known to be harmless counts as changing the session, and costs one reconnect.
 Transaction-scoped forms (``SET LOCAL``, ``SET TRANSACTION``,
-``pg_advisory_xact_lock``, ``NOTIFY``) do not.
+``pg_advisory_xact_lock``, ``NOTIFY``) do not. A script (``SELECT 1; SET ...``:
+asyncpg, psycopg and asyncmy run every statement of one) is harmless only when
+each of its statements is, and naming a temporary schema (``pg_temp.t``,
+SQLite's ``temp.t``) counts as creating temporary state.
 """
 
 from __future__ import annotations
@@ -32,11 +35,17 @@ _HARMLESS = frozenset(
     }
 )  # fmt: skip
 _FIRST_WORD = re.compile(r"[\s(]*([A-Za-z]+)")
-# Session state reached from inside an ordinary statement.
+# Session state reached from inside an ordinary statement, or a temporary
+# schema named explicitly: PostgreSQL's pg_temp (also "pg_temp", pg_temp_3) and
+# SQLite's temp (temp.t, "temp".t, [temp].t). Searched in the whole text.
 _MARKERS = re.compile(
-    r"set_config|advisory_lock|get_lock|:=|into\s+@|into\s+temp|dblink_connect", re.IGNORECASE
+    r"set_config|advisory_lock|get_lock|:=|into\s+@|into\s+temp(orary)?\b|dblink_connect"
+    r"|pg_temp|\btemp\b[\"`\]]?\s*\.",
+    re.IGNORECASE,
 )
-_CREATE_TEMP = re.compile(r"\s*CREATE\s+((GLOBAL|LOCAL)\s+)?TEMP(ORARY)?\b", re.IGNORECASE)
+_CREATE_TEMP = re.compile(
+    r"\s*CREATE\s+(OR\s+REPLACE\s+)?((GLOBAL|LOCAL)\s+)?TEMP(ORARY)?\b", re.IGNORECASE
+)
 _TRANSACTION_SET = re.compile(r"\s*SET\s+(LOCAL|TRANSACTION|CONSTRAINTS)\b", re.IGNORECASE)
 # PRAGMA name(arg) forms that only read.
 _READING_PRAGMAS = frozenset(
@@ -70,6 +79,25 @@ def changes_session(sql: str) -> bool:
 
 
 def _classify(sql: str) -> bool:
+    if _MARKERS.search(sql):
+        return True
+    return any(_statement_changes(statement) for statement in _statements(sql))
+
+
+def _statements(sql: str) -> list[str]:
+    """The statements of a script, cut at every ``;``.
+
+    A ``;`` inside a string literal is cut too: the piece after it then starts
+    mid-literal, reads as an unknown statement and counts as changing the
+    session, a reconnect too many but never a leak. Each real statement still
+    starts a piece, so none escapes the test of its first words.
+    """
+    if ";" not in sql:
+        return [sql]
+    return [part for part in sql.split(";") if part.strip()] or [sql]
+
+
+def _statement_changes(sql: str) -> bool:
     found = _FIRST_WORD.match(sql)
     if found is None:
         return True
@@ -80,11 +108,10 @@ def _classify(sql: str) -> bool:
         return _pragma_sets(sql)
     if word == "CREATE" and _CREATE_TEMP.match(sql):
         return True
-    if word not in _HARMLESS:
-        return True  # LISTEN, PREPARE, DECLARE, ATTACH, USE, DO, CALL, LOCK TABLES, ...
-    return _MARKERS.search(sql) is not None
+    return word not in _HARMLESS  # LISTEN, PREPARE, DECLARE, ATTACH, USE, DO, CALL, ...
 
 
+# Bounded: at most 2048 statements of at most CACHED_LENGTH characters each.
 _cached = functools.lru_cache(maxsize=2048)(_classify)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -33,10 +34,17 @@ _SPECIAL_TYPES: tuple[tuple[type[peewee.Field], Any], ...] = (
 )
 
 
-def _no_nul(value: str) -> str:
+# A lone UTF-16 surrogate ("\ud800" in JSON) is not text: no driver can encode
+# it as UTF-8. pydantic refuses one only in a str with a length limit.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _storable_text(value: str) -> str:
     # PostgreSQL cannot store NUL in text; refuse it up front on every backend.
     if "\x00" in value:
         raise ValueError("text cannot contain NUL (\\x00) characters")
+    if not value.isascii() and _SURROGATE.search(value):
+        raise ValueError("text cannot contain lone surrogates (\\ud800-\\udfff)")
     return value
 
 
@@ -80,7 +88,7 @@ def _constrained(field: peewee.Field, python: Any) -> Any:
         max_length = getattr(field, "max_length", None)
         if isinstance(max_length, int):
             python = Annotated[str, annotated_types.MaxLen(max_length)]
-        return Annotated[python, AfterValidator(_no_nul)]
+        return Annotated[python, AfterValidator(_storable_text)]
     if python is float:
         return Annotated[float, AllowInfNan(False)]
     if isinstance(field, peewee.DecimalField):
