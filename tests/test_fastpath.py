@@ -19,8 +19,8 @@ def snapshot(obj: Any) -> tuple[Any, ...]:
     return type(obj), dict(obj.__data__), set(obj._dirty), dict(obj.__rel__)
 
 
-def plans_of(model: type[Any]) -> dict[Any, Any]:
-    return fastpath._PLANS.get(model, {})
+def plans_of(model: type[Any]) -> list[Any]:
+    return list(fastpath.plans_of(model))
 
 
 async def make_thing(db: Any, name: str = "thing") -> type[Any]:

@@ -15,14 +15,25 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee
 
-__all__ = ["Param", "Template", "Uncompilable", "compile_query", "model_fingerprint"]
+__all__ = [
+    "BoundedCache",
+    "Param",
+    "Template",
+    "Uncompilable",
+    "compile_query",
+    "is_own_field",
+    "model_cache",
+    "model_fingerprint",
+]
 
 Converter = Callable[[Any], Any]
+V = TypeVar("V")
 
 
 class Uncompilable(ValueError):
@@ -127,15 +138,64 @@ def compile_query(db: Any, query: Any) -> Template:
     return Template(sql, params)
 
 
-def model_fingerprint(meta: Any, db: Any) -> tuple[Any, ...]:
-    """What the SQL built for a model depends on: its database, table name, schema,
-    primary key, and the identity and column name of every field."""
+def model_fingerprint(meta: Any) -> tuple[Any, ...]:
+    """What the SQL built for a model depends on, besides its database: its table name,
+    schema, primary key, and the identity and column name of every field."""
     fields = meta.sorted_fields
     return (
-        db,
         meta.table_name,
         meta.schema,
         id(meta.primary_key),
         tuple(map(id, fields)),
         tuple([f.column_name for f in fields]),
     )
+
+
+def is_own_field(node: Any, model: Any) -> bool:
+    """A plain field of ``model`` itself (no alias, no other model's field)."""
+    return (
+        isinstance(node, peewee.Field)
+        and not isinstance(node, peewee.FieldAlias)
+        and node.model is model
+    )
+
+
+class BoundedCache(dict[Hashable, V]):
+    """A dict of at most ``maxsize`` entries: a new entry beyond that drops the oldest.
+
+    Lookups are plain ``dict.get``, with no bookkeeping on the hot path (an
+    LRU's reordering costs more than the lookup); the bound is kept as the
+    ``re`` module keeps its own: drop the oldest insertion, and let a race
+    with another thread pass.
+    """
+
+    __slots__ = ("maxsize",)
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__()
+        self.maxsize = maxsize
+
+    def put(self, key: Hashable, value: V) -> None:
+        """Store ``value`` for ``key``, dropping the oldest entry when full."""
+        if key not in self and len(self) >= self.maxsize:
+            with contextlib.suppress(StopIteration, RuntimeError, KeyError):
+                del self[next(iter(self))]  # may race another thread's put: harmless
+        self[key] = value
+
+
+def model_cache(model: type[Any], name: str, maxsize: int) -> BoundedCache[Any]:
+    """The cache ``name`` kept on ``model``'s own ``_meta``, made on first use.
+
+    Kept on the model rather than in a module-level table keyed by it, so that
+    entries may hold the model's fields and queries: the cache goes with the
+    model, where a ``WeakKeyDictionary`` whose values refer to their key would
+    keep the model alive for ever. Each model class has its own ``_meta`` (a
+    subclass does not share its parent's), and peewee's ``Metadata`` takes new
+    attributes.
+    """
+    meta = model._meta
+    cache: BoundedCache[Any] | None = getattr(meta, name, None)
+    if cache is None:
+        cache = BoundedCache(maxsize)
+        setattr(meta, name, cache)
+    return cache

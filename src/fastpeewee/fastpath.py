@@ -6,10 +6,13 @@ and reused with new values, and the statement is awaited directly, without
 the greenlet bridge. Everything else about the call is peewee's own: the
 same query objects hydrate rows, the same dirty-field bookkeeping runs.
 
-A plan is only reused while the model's fingerprint is unchanged: its
-database, table name, schema, primary key and the identity and column name
-of every field. Adding, removing or renaming a field, renaming the table or
-binding the model to another database therefore compiles afresh. A model
+A plan is only reused on the database it was built for and while the model's
+fingerprint is unchanged: its table name, schema, primary key and the
+identity and column name of every field. Adding, removing or renaming a
+field, renaming the table or binding the model to another database
+therefore compiles afresh. Plans are kept on the model itself, at most
+:data:`PLANS_MAX` of them, and refer to their database only weakly: a
+database object no longer used is freed, whatever was compiled for it. A model
 that overrides one of the peewee methods a fast path replaces (``save``,
 ``get_by_id``, ``select``, ...) always takes the ordinary path, so hooks such
 as ``playhouse.signals`` keep firing.
@@ -24,38 +27,54 @@ from typing import Any
 import peewee
 
 from ._peewee import prepare_insert
-from .compiled import Param, Template, Uncompilable, compile_query, model_fingerprint
+from .compiled import (
+    BoundedCache,
+    Param,
+    Template,
+    Uncompilable,
+    compile_query,
+    model_cache,
+    model_fingerprint,
+)
 from .rows import model_rows
 
-__all__ = ["MISSING", "Plan", "can_save", "get_by_id", "plan_for", "save"]
+__all__ = ["MISSING", "PLANS_MAX", "Plan", "can_save", "get_by_id", "plan_for", "plans_of", "save"]
 
 _UNSAFE_KEYS = (peewee.Node, list, tuple, set, frozenset, dict)
 _PK = ("fastpeewee", "pk")  # the primary key's placeholder name: no field can have it
 
 
 class Plan:
-    """A compiled statement for one operation of one model, and the query it came from."""
+    """A compiled statement for one operation of one model, and the query it came from.
 
-    __slots__ = ("checked", "fingerprint", "pk_converter", "query", "template")
+    The query is unbound from its database: the plan lives as long as the
+    model, which may outlive the database.
+    """
+
+    __slots__ = ("checked", "database", "fingerprint", "pk_converter", "query", "template")
 
     def __init__(
-        self, fingerprint: tuple[Any, ...], query: Any, template: Template | None
+        self, db: Any, fingerprint: tuple[Any, ...], query: Any, template: Template | None
     ) -> None:
+        self.database = weakref.ref(db)
         self.fingerprint = fingerprint
-        self.query = query
+        self.query: Any = None if query is None else query.bind(None)
         self.template = template
         self.checked = False  # compared once with peewee's own SQL (where a caller does)
         # Inserts returning just the primary key: how to read it (see _run_insert).
         self.pk_converter: Any = None
 
 
-# model class -> {(operation and shape, database id): Plan (template None: not compilable)}
-_PLANS: weakref.WeakKeyDictionary[type, dict[Hashable, Plan]] = (
-    weakref.WeakKeyDictionary()
-)
+PLANS_MAX = 256
+"""Plans kept per model, the oldest dropped first: one per operation shape (get by
+id, insert or update of a set of fields, select shape) and database. A plan is
+about 3 KB, so a model's plans never take more than about 0.75 MB."""
+_PLANS = "_fastpeewee_plans"  # the attribute of model._meta holding them
 
 
-_fingerprint = model_fingerprint
+def plans_of(model: type[Any]) -> BoundedCache[Plan]:
+    """The plans kept for ``model``, keyed by (operation and shape, database id)."""
+    return model_cache(model, _PLANS, PLANS_MAX)
 
 
 def plain_pk(model: type[Any]) -> Any:
@@ -88,14 +107,17 @@ def plan_for(
     Returns None when the query cannot be compiled; the caller then takes
     peewee's ordinary path.
     """
-    fingerprint = _fingerprint(model._meta, db)
-    plans = _PLANS.get(model)
+    meta = model._meta
+    fingerprint = model_fingerprint(meta)
+    plans = getattr(meta, _PLANS, None)  # plans_of(), inline: this is a hot path
     if plans is None:
-        plans = _PLANS.setdefault(model, {})
+        plans = plans_of(model)
     full_key = (key, id(db))
     plan = plans.get(full_key)
-    if plan is None or plan.fingerprint != fingerprint:
-        plan = plans[full_key] = _compile(fingerprint, db, build, constants)
+    # The id of a database that was freed may be reused: check it is this one.
+    if plan is None or plan.database() is not db or plan.fingerprint != fingerprint:
+        plan = _compile(fingerprint, db, build, constants)
+        plans.put(full_key, plan)
     return plan if plan.template is not None else None
 
 
@@ -106,10 +128,10 @@ def _compile(
         query = build()
         template: Template | None = compile_query(db, query)
     except (Uncompilable, peewee.PeeweeException, KeyError, ValueError, TypeError):
-        return Plan(fingerprint, None, None)  # remembered: not compilable
+        return Plan(db, fingerprint, None, None)  # remembered: not compilable
     if template is not None and template.has_constants and not constants:
         template = None
-    return Plan(fingerprint, query, template)
+    return Plan(db, fingerprint, query, template)
 
 
 # -- the operations ------------------------------------------------------------

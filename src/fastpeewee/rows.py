@@ -7,19 +7,25 @@ selected columns are all plain fields, the result of that is fully known:
 ``__data__`` holds the converted values in the same order, ``_dirty`` is
 empty and ``__rel__`` is empty. :class:`ModelRows` builds exactly that
 directly; any other case keeps peewee's wrapper.
+
+What peewee works out from the selected columns before the first row (their
+names, fields and converters) is kept per select *shape*: the selected
+fields, and for an expression, a function or an alias only what peewee
+reads of it, never its values. ``User.select(User.id, (User.id + n).alias("x"))``
+therefore shares one entry for every ``n``. At most :data:`LAYOUTS_MAX`
+shapes are kept per model, on the model itself.
 """
 
 from __future__ import annotations
 
-import operator
-import weakref
+from collections.abc import Hashable
 from typing import Any
 
 import peewee
 
-from .compiled import model_fingerprint
+from .compiled import BoundedCache, is_own_field, model_cache, model_fingerprint
 
-__all__ = ["NO_ROW", "ModelRows", "first_object", "model_rows"]
+__all__ = ["LAYOUTS_MAX", "NO_ROW", "ModelRows", "first_object", "layouts_of", "model_rows"]
 
 _ACCESSORS = (peewee.FieldAccessor, peewee.ForeignKeyAccessor)
 _SAME_PYTHON: dict[Any, type] = {
@@ -57,20 +63,101 @@ def _plain_model(model: Any) -> bool:
     )
 
 
-# model -> {(selected node ids, result column names): _Layout}
-_LAYOUTS: weakref.WeakKeyDictionary[type, dict[Any, _Layout]] = weakref.WeakKeyDictionary()
+LAYOUTS_MAX = 128
+"""Select shapes whose layout is kept per model, the oldest dropped first (about
+2.5 KB each: 0.3 MB a model at most)."""
+_LAYOUTS = "_fastpeewee_layouts"  # the attribute of model._meta holding them
 _SAVED = ("columns", "fields", "converters", "no_convert", "convert", "unique_columns", "ncols")
 
 
+def layouts_of(model: type[Any]) -> BoundedCache[_Layout]:
+    """The layouts kept for ``model``, keyed by (select shape, result column names)."""
+    return model_cache(model, _LAYOUTS, LAYOUTS_MAX)
+
+
 class _Layout:
-    """What peewee's ``initialize`` worked out for one select of one model, kept."""
+    """What peewee's ``initialize`` worked out for one select shape of one model, kept."""
 
-    __slots__ = ("fingerprint", "select", "values")
+    __slots__ = ("fields", "fingerprint", "values")
 
-    def __init__(self, fingerprint: Any, select: Any, values: dict[str, Any]) -> None:
+    def __init__(self, fingerprint: Any, fields: tuple[Any, ...], values: dict[str, Any]) -> None:
         self.fingerprint = fingerprint
-        self.select = select  # held: the key's ids stay those of these nodes
+        self.fields = fields  # held: the key's ids stay those of these fields
         self.values = values  # the wrapper's attributes after initialize()
+
+
+class _Uncached(Exception):
+    """The layout of this column depends on more than its shape (e.g. a converter)."""
+
+
+def _column_key(raw: Any, model: Any, held: list[Any]) -> Hashable:
+    """What peewee's ``_resolve_model_columns`` reads of one selected node, and the
+    model's own fields it uses (appended to ``held``). A plain field is its id,
+    so that a select of plain fields has the key ``tuple(map(id, select))``."""
+    if is_own_field(raw, model):
+        held.append(raw)
+        return id(raw)
+    if _kind(raw) == "value":
+        raise _Uncached
+    alias = raw.is_alias()
+    node = raw.unwrap()
+    kind = _kind(node)
+    if kind == "field":
+        if not is_own_field(node, model):
+            raise _Uncached  # another model's field: not kept from this one
+        held.append(node)
+        return ("field", id(node), alias, bool(raw._coerce))
+    if kind in _COLUMN_BASES and raw._converter:
+        raise _Uncached  # the query's own converter
+    if kind == "function" and node._coerce:
+        return ("function", alias, _function_key(raw, node, model, held))
+    if kind in ("column", "value"):
+        raise _Uncached  # a column's source decides; rare in a model select
+    return ("other", alias, bool(node._coerce))
+
+
+_COLUMN_BASES = frozenset({"function", "column", "expression"})
+
+
+def _kind(node: Any) -> str:
+    """The branch of peewee's column resolution that ``node``'s type leads to."""
+    if isinstance(node, peewee.Field):
+        return "field"
+    if isinstance(node, peewee.Function):
+        return "function"
+    if isinstance(node, peewee.Column):
+        return "column"
+    if isinstance(node, peewee.ColumnBase):
+        return "expression"
+    return "node" if isinstance(node, peewee.Node) else "value"
+
+
+def _function_key(raw: Any, node: Any, model: Any, held: list[Any]) -> Hashable:
+    """Where peewee takes a function's converter from."""
+    if raw._coerce is False:
+        return "raw"
+    if node._python_value is not None:
+        raise _Uncached
+    arguments = node.arguments
+    if not arguments or not isinstance(arguments[0], peewee.Node):
+        return "none"
+    first = arguments[0].unwrap()
+    if isinstance(first, peewee.Entity):
+        return ("named", first._path[-1])  # looked up by name among the model's fields
+    if not isinstance(first, peewee.Field):
+        return "none"
+    if not is_own_field(first, model):
+        raise _Uncached
+    held.append(first)
+    return ("field", id(first))
+
+
+def _shape_key(select: Any, model: Any, held: list[Any]) -> Hashable | None:
+    """The columns part of a layout key for ``select``, or None: not kept."""
+    try:
+        return tuple([_column_key(raw, model, held) for raw in select])
+    except _Uncached:
+        return None
 
 
 class ModelRows(peewee.ModelObjectCursorWrapper):
@@ -80,24 +167,23 @@ class ModelRows(peewee.ModelObjectCursorWrapper):
 
     def initialize(self) -> None:
         model = self.model
-        select = tuple(self.select)
-        description = self.cursor.description
-        key = (tuple(map(id, select)), tuple([d[0] for d in description or ()]))
-        layouts = _LAYOUTS.get(model)
-        if layouts is None:
-            layouts = _LAYOUTS.setdefault(model, {})
-        fingerprint = model_fingerprint(model._meta, None)
-        layout = layouts.get(key)
-        if (
-            layout is not None
-            and layout.fingerprint == fingerprint
-            and all(map(operator.is_, layout.select, select))
-        ):
-            vars(self).update(layout.values)
-            return
-        self._initialize()
-        values = {name: getattr(self, name) for name in (*_SAVED, "_plan")}
-        layouts[key] = _Layout(fingerprint, select, values)
+        select = self.select
+        names = tuple([d[0] for d in self.cursor.description or ()])
+        layouts = layouts_of(model)
+        fingerprint = model_fingerprint(model._meta)
+        # Plain fields first: their key is their ids, quick to build.
+        layout = layouts.get((tuple(map(id, select)), names))
+        if layout is None or layout.fingerprint != fingerprint:
+            held: list[Any] = []
+            shape = _shape_key(select, model, held)
+            layout = None if shape is None else layouts.get((shape, names))
+            if layout is None or layout.fingerprint != fingerprint:
+                self._initialize()
+                if shape is not None:
+                    values = {name: getattr(self, name) for name in (*_SAVED, "_plan")}
+                    layouts.put((shape, names), _Layout(fingerprint, tuple(held), values))
+                return
+        vars(self).update(layout.values)
 
     def _initialize(self) -> None:
         super().initialize()

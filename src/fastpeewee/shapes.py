@@ -10,8 +10,10 @@ its default, else (joins, GROUP BY, subqueries, functions, ``IN`` lists,
 The first query of a shape is compiled with :class:`~fastpeewee.compiled.Param`
 placeholders in place of its values and checked against the SQL and
 parameters peewee builds for it; only a template that reproduces them is
-kept. Plans live per model and database and are dropped when the model's
-fingerprint changes (see :mod:`fastpeewee.fastpath`).
+kept. Plans live per model and database, at most
+:data:`~fastpeewee.fastpath.PLANS_MAX` a model, and are dropped when the
+model's fingerprint changes (see :mod:`fastpeewee.fastpath`). A shape key
+holds no values, so queries that differ only in their values share one plan.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import peewee
 
-from .compiled import Param
+from .compiled import Param, is_own_field
 from .fastpath import Plan, plan_for
 
 __all__ = ["first_row_sql", "select_sql", "shape_of"]
@@ -55,17 +57,8 @@ class _Unsupported(Exception):
     pass
 
 
-def _is_own_field(node: Any, model: Any) -> bool:
-    """A plain field of ``model`` itself (no alias, no other model's field)."""
-    return (
-        isinstance(node, peewee.Field)
-        and not isinstance(node, peewee.FieldAlias)
-        and node.model is model
-    )
-
-
 def _own_field(node: Any, model: Any) -> Any:
-    if not _is_own_field(node, model):
+    if not is_own_field(node, model):
         raise _Unsupported
     return id(node)
 
@@ -135,7 +128,7 @@ def shape_of(
         return None
     returning = attrs["_returning"]
     for field in returning:
-        if not _is_own_field(field, model):
+        if not is_own_field(field, model):
             return None
     columns = tuple(map(id, returning))
     values: list[Any] = []

@@ -18,6 +18,7 @@ import peewee
 from pydantic import BaseModel, TypeAdapter
 
 from .._peewee import load_tree, query_limit, returns_models
+from ..compiled import model_cache
 from ._relations import Relation, relations_of
 
 __all__ = ["MATERIALIZE_MAX", "as_query", "not_found", "prepare", "validate"]
@@ -39,9 +40,19 @@ class _Node:
     loads: tuple[tuple[Relation, _Node], ...]  # one query each (peewee.Load)
 
 
-@functools.lru_cache(maxsize=512)
+# Plans kept per model (on the model: a module-level cache keyed by the model would
+# keep a model made at runtime alive), the oldest dropped first.
+PLANS_MAX = 64
+_PLANS = "_fastpeewee_schema_plans"
+
+
 def _plan(schema: type[BaseModel], model: type[peewee.Model]) -> _Node:
-    return _plan_in(schema, model, ())
+    plans = model_cache(model, _PLANS, PLANS_MAX)
+    plan: _Node | None = plans.get(schema)
+    if plan is None:
+        plan = _plan_in(schema, model, ())
+        plans.put(schema, plan)
+    return plan
 
 
 def _plan_in(schema: type[BaseModel], model: type[peewee.Model], seen: tuple[Any, ...]) -> _Node:
@@ -123,7 +134,8 @@ def prepare(query: Any, schema: type[BaseModel], prefetch_type: int | None = Non
     return _shape(query, _plan(schema, query.model), prefetch_type)
 
 
-@functools.lru_cache(maxsize=512)
+# Keyed by the schema alone: a schema holds no model, database or query.
+@functools.lru_cache(maxsize=128)
 def _adapter(schema: type[BaseModel]) -> TypeAdapter[list[Any]]:
     return TypeAdapter(list[schema])  # type: ignore[valid-type]
 

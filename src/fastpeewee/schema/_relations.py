@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
-import functools
 import types
 from dataclasses import dataclass
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -21,6 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from ..bridge import in_bridge
+from ..compiled import model_cache
 from ..errors import UnloadedRelation
 
 __all__ = ["Relation", "check_loaded", "relations_of"]
@@ -106,9 +106,23 @@ def _relation(model: type[peewee.Model], attr: str, annotation: Any) -> Relation
     return None
 
 
-@functools.lru_cache(maxsize=512)
+RELATIONS_MAX = 64
+"""Schemas whose relations are kept per model (on the model, so that a model made
+at runtime is freed with them), the oldest dropped first."""
+_RELATIONS = "_fastpeewee_relations"
+
+
 def relations_of(schema: type[BaseModel], model: type[peewee.Model]) -> tuple[Relation, ...]:
     """The relations of ``model`` that ``schema`` reads, in field order."""
+    cache = model_cache(model, _RELATIONS, RELATIONS_MAX)
+    found = cache.get(schema)
+    if found is None:
+        found = _relations_of(schema, model)
+        cache.put(schema, found)
+    return found
+
+
+def _relations_of(schema: type[BaseModel], model: type[peewee.Model]) -> tuple[Relation, ...]:
     found = []
     for name, info in schema.model_fields.items():
         relation = _relation(model, _attribute(name, info), info.annotation)
