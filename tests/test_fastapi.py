@@ -330,7 +330,11 @@ async def test_websocket_connections_are_scoped_too(db):
     async def ws(websocket: WebSocket) -> None:
         await websocket.accept()
         count = await db.count(User.select())
-        await websocket.send_json({"users": count, "in_use": in_use(db)})
+        idle = in_use(db)  # a socket keeps no connection between statements...
+        async with db.atomic():
+            await User.acreate(username="bob")
+            held = in_use(db)  # ...only while its transaction is open
+        await websocket.send_json({"users": count, "idle": idle, "held": held})
         await websocket.close()
 
     incoming = [{"type": "websocket.connect"}]
@@ -351,7 +355,8 @@ async def test_websocket_connections_are_scoped_too(db):
     await asyncio.wait_for(app(scope, receive, send), 5)
 
     texts = [m["text"] for m in sent if m["type"] == "websocket.send"]
-    assert [json.loads(t) for t in texts] == [{"users": 1, "in_use": 1}]
+    assert [json.loads(t) for t in texts] == [{"users": 1, "idle": 0, "held": 1}]
+    assert await db.count(User.select()) == 2
     await settle(db)
     assert in_use(db) == 0
 

@@ -9,7 +9,6 @@ itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
@@ -19,60 +18,16 @@ import pytest
 from fastpeewee import AsyncPostgresqlDatabase, PoolTimeout
 
 from .conftest import settle
+from .proxy import Proxy
 
 ACQUIRE_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 1.0
 PARTITION = 2.0
 
 
-class PausingProxy:
-    """Forwards TCP to ``port``; while paused, nothing crosses in either direction."""
-
-    def __init__(self, port: int) -> None:
-        self.upstream = port
-        self.open = asyncio.Event()
-        self.open.set()
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.writers.append(writer)
-        await self.open.wait()
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
-        self.writers.append(up_writer)
-        pipes = [
-            asyncio.create_task(self._pipe(src, dst))
-            for src, dst in ((reader, up_writer), (up_reader, writer))
-        ]
-        self.tasks.update(pipes)
-        await asyncio.gather(*pipes, return_exceptions=True)
-        self.tasks.difference_update(pipes)
-
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while data := await src.read(65536):
-                await self.open.wait()
-                dst.write(data)
-                await dst.drain()
-        dst.close()
-
-    async def close(self) -> None:
-        self.server.close()
-        for writer in self.writers:
-            writer.close()
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.server.wait_closed()
-
-
 @pytest.mark.backends("postgres")
 async def test_requests_end_in_bounded_time_and_the_pool_heals(postgres_server, backend):
-    proxy = PausingProxy(postgres_server.port)
+    proxy = Proxy(postgres_server.port)
     port = await proxy.start()
     params = {**postgres_server.connect_params, "port": port}
     db = AsyncPostgresqlDatabase(

@@ -2,9 +2,11 @@
 
 ``DatabaseMiddleware`` wraps every HTTP request and WebSocket connection in
 :meth:`AsyncDatabase.scope`. Everything that runs for the request then shares
-one connection and one transaction stack: ``async def`` endpoints and
-dependencies, tasks they start, and the sync ``def`` endpoints and
-dependencies that FastAPI/Starlette run in their threadpool.
+one connection: ``async def`` endpoints and dependencies, tasks they start,
+and the sync ``def`` endpoints and dependencies that FastAPI/Starlette run in
+their threadpool. A transaction belongs to the task that began it and the
+threads it runs; sibling tasks never join it (see :meth:`AsyncDatabase.scope`).
+A WebSocket holds a connection only while a transaction is open on it.
 
 The connection is taken on the first query, so a request that fails
 validation or never touches the database takes no pool slot. It goes back to
@@ -59,11 +61,14 @@ class DatabaseMiddleware:
         if scope["type"] not in _SCOPED_TYPES:
             await self.app(scope, receive, send)
             return
+        # A request keeps its connection from its first query to its end; a
+        # WebSocket, which may idle for hours, only while a transaction is open.
+        hold = scope["type"] == "http"
         if len(self.databases) == 1:
-            async with self.databases[0].scope():
+            async with self.databases[0].scope(hold=hold):
                 await self.app(scope, receive, send)
             return
         async with AsyncExitStack() as stack:
             for db in self.databases:
-                await stack.enter_async_context(db.scope())
+                await stack.enter_async_context(db.scope(hold=hold))
             await self.app(scope, receive, send)

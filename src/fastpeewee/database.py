@@ -16,7 +16,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,7 +29,15 @@ from .bulk import CopyRequest, execute_insert, is_multi_insert
 from .cursor import Cursor
 from .errors import BRIDGE_HINT, MissingGreenletBridge, mask_password
 from .pool import Pool, PoolConfig, PoolStats
-from .state import AsyncScope, Scope, SharedScope, TaskScope, ThreadScope, ThreadScopes
+from .state import (
+    AsyncScope,
+    Reroute,
+    Scope,
+    SharedScope,
+    TaskScope,
+    ThreadScope,
+    ThreadScopes,
+)
 from .transactions import async_atomic, async_savepoint, async_transaction
 
 __all__ = ["AsyncDatabase"]
@@ -38,6 +46,12 @@ logger = logging.getLogger("fastpeewee")
 _peewee_logger = logging.getLogger("peewee")  # where peewee (and log_query) logs SQL
 T = TypeVar("T")
 _NO_PARAMS: tuple[Any, ...] = ()
+
+
+class _Caller:
+    """Identifies a thread's context as a caller inside a shared scope."""
+
+    __slots__ = ()
 
 
 class _CursorShim:
@@ -92,6 +106,7 @@ class AsyncDatabase:
         max_idle: float | None = 300.0,
         max_lifetime: float | None = 3600.0,
         check_idle_after: float | None = 5.0,
+        ping_timeout: float = 2.0,
         max_waiting: int = 0,
         **kwargs: Any,
     ) -> None:
@@ -102,10 +117,16 @@ class AsyncDatabase:
             max_idle=max_idle,
             max_lifetime=max_lifetime,
             check_idle_after=check_idle_after,
+            ping_timeout=ping_timeout,
             max_waiting=max_waiting,
         )
         self._cv: contextvars.ContextVar[AsyncScope] = contextvars.ContextVar(
             f"fastpeewee-{id(self):x}"
+        )
+        # Who is calling, inside a shared scope: the task, or a token of the
+        # thread's context (see SharedScope). Threads inherit their task's.
+        self._who: contextvars.ContextVar[object] = contextvars.ContextVar(
+            f"fastpeewee-who-{id(self):x}"
         )
         self._threads = ThreadScopes()
         self._pools_lock = threading.Lock()
@@ -131,8 +152,16 @@ class AsyncDatabase:
         loop = asyncio._get_running_loop()
         if loop is not None:
             task = asyncio.current_task(loop)
-            if scope is not None and scope.serves(loop, task):
-                return scope
+            if scope is not None:
+                if type(scope) is SharedScope:
+                    if scope.loop is loop and task is not None:
+                        if self._who.get(None) is not task:
+                            self._who.set(task)  # its threads act for it
+                        found = scope.resolve(task)
+                        if found is not None:
+                            return found
+                elif scope.serves(loop, task):
+                    return scope
             if task is None:
                 raise peewee.InterfaceError(
                     "database used on the event-loop thread outside any asyncio task; "
@@ -142,7 +171,15 @@ class AsyncDatabase:
             self._cv.set(scope)
             return scope
         if scope is not None and scope.serves_thread():
-            return scope
+            if type(scope) is not SharedScope:
+                return scope
+            who = self._who.get(None)
+            if who is None:
+                who = _Caller()
+                self._who.set(who)  # for the rest of this thread's context
+            found = scope.resolve(who)
+            if found is not None:
+                return found
         return self._thread_scope()
 
     def _thread_scope(self) -> ThreadScope:
@@ -158,8 +195,8 @@ class AsyncDatabase:
         return scope
 
     @asynccontextmanager
-    async def scope(self) -> AsyncIterator[None]:
-        """Share one connection (and transaction) with everything started inside.
+    async def scope(self, *, hold: bool = True) -> AsyncIterator[None]:
+        """Share one connection with everything started inside.
 
         Tasks created inside the block and sync code sent to worker threads
         (``asyncio.to_thread``, FastAPI's threadpool) all run their queries on
@@ -169,6 +206,14 @@ class AsyncDatabase:
             async with db.scope():
                 await asyncio.to_thread(sync_report)   # same connection
 
+        A transaction belongs to the task that began it (and the threads it
+        runs): other tasks of the block never run inside it, and their own
+        ``atomic()`` blocks are transactions of their own, on connections of
+        their own. A task whose transaction is still open when the block
+        exits keeps it, with its connection, until the task ends.
+
+        ``hold=False`` gives the connection back after each statement outside
+        a transaction, for long-lived scopes that mostly idle (a WebSocket).
         Nested blocks (a middleware and a dependency, say) share the outer
         block's scope.
         """
@@ -177,11 +222,13 @@ class AsyncDatabase:
         if isinstance(current, SharedScope) and current.serves(loop, None):
             yield
             return
-        scope = SharedScope(self, loop)
+        scope = SharedScope(self, loop, hold)
         token = self._cv.set(scope)
+        who = self._who.set(asyncio.current_task(loop) or _Caller())
         try:
             yield
         finally:
+            self._who.reset(who)
             self._cv.reset(token)
             await scope.finish()
 
@@ -263,12 +310,22 @@ class AsyncDatabase:
     def _release_later(self, scope: AsyncScope, conn: Any) -> None:
         """Give back the connection of a task that ended without closing it."""
         try:
-            task = scope.loop.create_task(scope._return(conn))
+            self._spawn_release(scope._return(conn), scope.loop)
         except RuntimeError:  # the loop is closing: close outright
             conn.pool.discard(conn)
-            return
+
+    def _spawn_release(
+        self, coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop | None = None
+    ) -> asyncio.Task[None]:
+        """Run a connection's way back to the pool as a task of its own.
+
+        It finishes even if whoever started it is cancelled, and
+        :meth:`close_pool` waits for it.
+        """
+        task = (loop or asyncio.get_running_loop()).create_task(coro)
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
+        return task
 
     async def close_pool(self) -> None:
         """Close the pools: wait up to ``acquire_timeout`` for checked-out
@@ -343,13 +400,17 @@ class AsyncDatabase:
         log_query(self, sql, params)
         start = time.perf_counter() if self.query_hooks else None
         try:
-            scope = self._scope()
-            if isinstance(scope, ThreadScope):
-                cursor = scope.execute(sql, params, ending)
-            else:
+            while True:
+                scope = self._scope()
+                if isinstance(scope, ThreadScope):
+                    cursor = scope.execute(sql, params, ending)
+                    break
                 assert isinstance(scope, AsyncScope)
                 try:
                     cursor = scope.call(scope.aexecute(sql, params, ending, op))
+                    break
+                except Reroute:
+                    continue  # the shared connection is in another caller's transaction
                 except MissingGreenletBridge:
                     raise MissingGreenletBridge(
                         f"blocking query on the event-loop thread: {sql}. {BRIDGE_HINT}"
@@ -385,7 +446,10 @@ class AsyncDatabase:
             log_query(self, sql, params)
         start = time.perf_counter() if self.query_hooks else None
         try:
-            cursor = await self._async_scope().aexecute(sql, params, ending)
+            try:
+                cursor = await self._async_scope().aexecute(sql, params, ending)
+            except Reroute:  # the shared connection is in another caller's transaction
+                cursor = await self._rerouted(sql, params, ending)
         except Exception as exc:
             if start is not None:
                 notify_hooks(self, sql, params, start, exc)
@@ -393,6 +457,13 @@ class AsyncDatabase:
         if start is not None:
             notify_hooks(self, sql, params, start, None)
         return cursor
+
+    async def _rerouted(self, sql: str, params: Sequence[Any], ending: bool) -> Cursor:
+        while True:
+            try:
+                return await self._async_scope().aexecute(sql, params, ending)
+            except Reroute:
+                continue
 
     def _plain_begin(self) -> bool:
         """True when ``begin()`` without arguments only sends ``BEGIN`` (backends say)."""
@@ -437,6 +508,12 @@ class AsyncDatabase:
 
     def is_closed(self) -> bool:
         """True when this thread or task holds no connection."""
+        if (
+            self._cv.get(None) is None
+            and (asyncio._get_running_loop() is not None or self._threads.scope is None)
+            and not self._overrides("_scope")
+        ):
+            return True  # no state here yet: do not make some just to say so
         return self._scope().closed
 
     def is_connection_usable(self) -> bool:
@@ -554,8 +631,13 @@ class AsyncDatabase:
         """
         query.bind(self)
         sql, params = query.sql()
-        scope = self._async_scope()
-        cursor, finish = await scope.astream(sql, params or _NO_PARAMS, buffer_size or 100)
+        while True:
+            try:
+                scope = self._async_scope()
+                cursor, finish = await scope.astream(sql, params or _NO_PARAMS, buffer_size or 100)
+                break
+            except Reroute:
+                continue
         try:
             rows = query._get_cursor_wrapper(cursor).iterator()
             while await cursor.fill():

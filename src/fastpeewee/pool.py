@@ -46,6 +46,10 @@ class PoolConfig:
     """Close connections this old when they come back; None keeps them."""
     check_idle_after: float | None = 5.0
     """Ping a connection idle this long before handing it out; None never pings."""
+    ping_timeout: float = 2.0
+    """Seconds that ping may take, and never more than half of what is left of
+    ``acquire_timeout``: a connection that does not answer in time is dropped,
+    as are those idle longer than it, and a fresh one opened in the other half."""
     max_waiting: int = 0
     """Most callers queued for a connection; 0 means no limit."""
 
@@ -59,6 +63,8 @@ class PoolConfig:
             )
         if self.acquire_timeout <= 0:
             raise ValueError(f"acquire_timeout must be > 0, got {self.acquire_timeout}")
+        if self.ping_timeout <= 0:
+            raise ValueError(f"ping_timeout must be > 0, got {self.ping_timeout}")
         if self.max_waiting < 0:
             raise ValueError(f"max_waiting must be >= 0, got {self.max_waiting}")
 
@@ -89,11 +95,13 @@ class Poolable(Protocol):
     released_at: float
     broken: bool
     dirty: bool  # its session was changed: close it on release
+    unsettled: bool  # a statement of it was interrupted: settle it or close it
     pool: Any
 
     def usable(self) -> bool: ...
+    def usable_idle(self) -> bool: ...
     def close(self) -> None: ...
-    def ping(self) -> None: ...
+    def ping(self, timeout: float) -> None: ...
     async def aping(self) -> None: ...
 
 
@@ -181,6 +189,8 @@ class Pool(Generic[C]):
         self._size = 0
         self._closed = False
         self._opened = self._closed_count = self._timeouts = 0
+        # Connections of threads that ended holding them (see orphan()).
+        self._orphans: deque[C] = deque()
 
     # -- public -------------------------------------------------------------
 
@@ -191,6 +201,7 @@ class Pool(Generic[C]):
 
     def stats(self) -> PoolStats:
         """Return the current counters."""
+        self._reap_orphans()
         with self._lock:
             return PoolStats(
                 name=self.name,
@@ -208,6 +219,7 @@ class Pool(Generic[C]):
         """Take a connection, blocking this thread up to ``acquire_timeout`` seconds."""
         if self._open_sync is None:
             raise TypeError(f"pool {self.name!r} serves asyncio tasks only")
+        self._reap_orphans()
         deadline = time.monotonic() + self.config.acquire_timeout
         while True:
             item = self._take(None)
@@ -221,6 +233,7 @@ class Pool(Generic[C]):
         """Take a connection, waiting on the running loop up to ``acquire_timeout`` seconds."""
         if self._open_async is None:
             raise TypeError(f"pool {self.name!r} serves threads only")
+        self._reap_orphans()
         deadline = time.monotonic() + self.config.acquire_timeout
         while True:
             item = self._take(None)
@@ -229,6 +242,41 @@ class Pool(Generic[C]):
             conn = await self._ready_async(item, deadline)
             if conn is not None:
                 return conn
+
+    def replace(self, conn: C) -> C:
+        """Close ``conn`` (checked out, found dead) and open a new connection in its slot.
+
+        For the one retry of a statement that failed before it was sent
+        (:mod:`fastpeewee.retry`): a connection opened now, not an idle one that
+        may have died the same way. Opening it is bounded by ``acquire_timeout``.
+        """
+        if self._open_sync is None:
+            raise TypeError(f"pool {self.name!r} serves asyncio tasks only")
+        if not self._vacate(conn):
+            return self.acquire()
+        return self._open_conn_sync(time.monotonic() + self.config.acquire_timeout)
+
+    async def areplace(self, conn: C) -> C:
+        """:meth:`replace` for asyncio tasks."""
+        if self._open_async is None:
+            raise TypeError(f"pool {self.name!r} serves threads only")
+        if not self._vacate(conn):
+            return await self.aacquire()
+        return await self._open_conn_async(time.monotonic() + self.config.acquire_timeout)
+
+    def _vacate(self, conn: C) -> bool:
+        """Close checked-out ``conn``, keeping its slot; False when there is no slot to keep
+        (the pool closed, or ``conn`` already given back)."""
+        with self._lock:
+            keep = not self._closed and conn in self._in_use
+            if keep:
+                self._in_use.discard(conn)
+        if not keep:
+            self.discard(conn)
+            return False
+        conn.broken = True
+        self._close(conn)
+        return True
 
     def release(self, conn: C) -> None:
         """Give a connection back; broken, expired or dirty ones are closed instead."""
@@ -240,6 +288,7 @@ class Pool(Generic[C]):
                 not self._closed
                 and not conn.broken
                 and not conn.dirty
+                and not conn.unsettled
                 and not self._expired(conn)
             )
             if keep:
@@ -251,6 +300,25 @@ class Pool(Generic[C]):
         self._close(conn)
         if self._closed:
             self._finish_if_drained()
+
+    def orphan(self, conn: C) -> None:
+        """Take back a connection whose owner is gone (a thread that ended holding it).
+
+        Safe from a finalizer: it takes no lock. The connection is closed, never
+        reused (its session may hold anything), at the pool's next acquire or
+        :meth:`stats`.
+        """
+        conn.broken = True
+        self._orphans.append(conn)
+
+    def _reap_orphans(self) -> None:
+        orphans = self._orphans
+        while orphans:
+            try:
+                conn = orphans.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            self.release(conn)
 
     def discard(self, conn: C) -> None:
         """Close a checked-out connection and free its slot."""
@@ -386,10 +454,11 @@ class Pool(Generic[C]):
         if not self._healthy(conn):
             return self._drop(conn)
         if self._needs_ping(conn):
+            budget = self._ping_budget(conn, deadline)
             try:
-                conn.ping()
-            except Exception:
-                return self._drop(conn, "failed its ping")
+                conn.ping(budget)
+            except Exception as exc:
+                return self._drop_unanswered(conn, exc, budget)
         return conn
 
     async def _ready_async(self, item: object, deadline: float) -> C | None:
@@ -399,14 +468,15 @@ class Pool(Generic[C]):
         if not self._healthy(conn):
             return self._drop(conn)
         if self._needs_ping(conn):
+            budget = self._ping_budget(conn, deadline)
             try:
-                async with asyncio.timeout_at(_to_loop_time(deadline)):
+                async with asyncio.timeout(budget):
                     await conn.aping()
             except asyncio.CancelledError:
                 self.discard(conn)
                 raise
-            except Exception:
-                return self._drop(conn, "failed its ping")
+            except Exception as exc:
+                return self._drop_unanswered(conn, exc, budget)
         return conn
 
     def _open_conn_sync(self, deadline: float) -> C:
@@ -452,7 +522,7 @@ class Pool(Generic[C]):
         return remaining
 
     def _healthy(self, conn: C) -> bool:
-        return conn.usable() and not self._expired(conn)
+        return conn.usable_idle() and not self._expired(conn)
 
     def _needs_ping(self, conn: C) -> bool:
         after = self.config.check_idle_after
@@ -463,6 +533,50 @@ class Pool(Generic[C]):
         logger.info("pool %r: dropping a connection that %s", self.name, why)
         self.discard(conn)
         return None
+
+    def _ping_budget(self, conn: C, deadline: float) -> float:
+        """Seconds a ping may take: ``ping_timeout``, at most half of what is left of
+        the acquire, the other half being for a fresh connection if it went silent.
+
+        With nothing left, ``conn`` goes back unpinged and the acquire times out.
+        """
+        budget = min(self.config.ping_timeout, (deadline - time.monotonic()) / 2)
+        if budget > 0:
+            return budget
+        self.release(conn)
+        with self._lock:
+            self._timeouts += 1
+        raise self._timeout_error()
+
+    def _drop_unanswered(self, conn: C, exc: Exception, budget: float) -> C | None:
+        """Drop a connection that failed its ping; after a timeout, those idle longer too.
+
+        A link that went silent (a NAT or load balancer forgot it: no FIN, no
+        RST) shows only as a ping that times out. NATs forget the oldest links
+        first, so the connections idle longer than this one have most likely
+        gone the same way: pinging each in turn would cost a ``ping_timeout``
+        apiece, so the caller opens a fresh connection instead.
+        """
+        if not isinstance(exc, TimeoutError):
+            return self._drop(conn, f"failed its ping ({type(exc).__name__})")
+        self._evict_quiet(conn.released_at)
+        return self._drop(conn, f"did not answer its ping within {budget:.2f} s")
+
+    def _evict_quiet(self, since: float) -> None:
+        """Close the idle connections released at ``since`` or earlier."""
+        with self._lock:
+            quiet = [conn for conn in self._idle if conn.released_at <= since]
+            for conn in quiet:
+                self._idle.remove(conn)
+                self._free_slot()
+        if quiet:
+            logger.info(
+                "pool %r: dropping %d connection(s) idle longer than one that went silent",
+                self.name,
+                len(quiet),
+            )
+        for conn in quiet:
+            self._close(conn)
 
     def _timeout_error(self) -> PoolTimeout:
         cfg = self.config

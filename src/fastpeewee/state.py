@@ -12,9 +12,17 @@ callbacks. The rules, the same for every kind of scope:
   ``connection_context()``) hold a connection until ``close()``.
 - A task's held connection goes back when the task ends; an open transaction
   is rolled back first.
-- When the connection under an open transaction breaks, the transaction is
-  *lost*: every statement but a rollback raises :class:`TransactionLost` until
-  the transaction block ends. There is never a silent reconnect inside it.
+- When the connection under an open transaction breaks, or a statement of it
+  is interrupted (cancelled, timed out), the transaction is *lost*: every
+  statement but a rollback raises :class:`TransactionLost` until the
+  transaction block ends. There is never a silent reconnect inside it.
+- A connection whose statement was interrupted is *unsettled*: its fate on the
+  server is unknown (a ``BEGIN`` may still land), so it is never handed on
+  before :meth:`Connection.asettle` brought it back to a known idle state, or
+  it is closed.
+- In a shared scope (a request) a transaction belongs to whoever began it (a
+  task, with the threads it runs): the others never run inside it, and use a
+  scope of their own while it is open.
 """
 
 from __future__ import annotations
@@ -37,12 +45,21 @@ from .errors import (
     translate_errors,
     wrap_driver_error,
 )
+from .retry import may_retry
 
 if TYPE_CHECKING:
     from .backends.base import Connection, Params
     from .database import AsyncDatabase
 
-__all__ = ["AsyncScope", "Scope", "SharedScope", "TaskScope", "ThreadScope"]
+__all__ = [
+    "AsyncScope",
+    "PrivateScope",
+    "Reroute",
+    "Scope",
+    "SharedScope",
+    "TaskScope",
+    "ThreadScope",
+]
 
 logger = logging.getLogger("fastpeewee.state")
 T = TypeVar("T")
@@ -71,6 +88,17 @@ class Scope:
     def closed(self) -> bool:
         """True when this scope holds no connection (peewee's ``_state.closed``)."""
         return self.conn is None and not self.held
+
+    @property
+    def busy(self) -> bool:
+        """True while anything is open here: a connection, a transaction, a lost one."""
+        return (
+            self.conn is not None
+            or self.held
+            or self.lost
+            or bool(self.transactions)
+            or bool(self.ctx)
+        )
 
     def set_connection(self, conn: Any) -> None:
         raise peewee.InterfaceError("fastpeewee databases manage their own connections")
@@ -104,7 +132,7 @@ class Scope:
 
     def _keep_after_borrow(self, conn: Connection) -> bool:
         """A borrowed connection stays with the scope while it is in a transaction."""
-        return not conn.broken and conn.in_transaction()
+        return not conn.broken and not conn.unsettled and conn.in_transaction()
 
     def _check_pinned(self, conn: Connection, ending: bool, failed: bool = False) -> bool:
         """After a statement on the scope's connection, return True to let it go.
@@ -114,7 +142,7 @@ class Scope:
         succeeds may commit implicitly (DDL): the connection then stays, as in
         peewee; one that fails and ends the transaction (a deadlock) loses it.
         """
-        if conn.broken:
+        if conn.broken or conn.unsettled:
             self.lost = self.lost or bool(self.transactions)
             return True
         in_txn = conn.in_transaction()
@@ -145,6 +173,16 @@ class ThreadScope(Scope):
 
     __slots__ = ()
 
+    def __del__(self) -> None:
+        # Freed with its thread's thread-local state: a thread that ended
+        # holding a connection (a close hook skipped by an exception, or never
+        # written) gives the slot back, as a task does when it ends. No lock or
+        # I/O here: the pool closes it on its next use.
+        conn = self.conn
+        if conn is not None and conn.pool is not None:
+            self.conn = None
+            conn.pool.orphan(conn)
+
     def execute(self, sql: str, params: Params, ending: bool = False) -> Cursor:
         """Run one statement on this scope's connection, or on a borrowed one."""
         skipped = self._lost_guard(sql, ending)
@@ -155,9 +193,16 @@ class ThreadScope(Scope):
             conn = self.conn = self.db._sync_pool_get().acquire()
         if conn is not None:
             return self._on_pinned(conn, sql, params, ending)
-        conn = self.db._sync_pool_get().acquire()
+        pool = self.db._sync_pool_get()
+        conn = pool.acquire()
         try:
-            cursor = _run_sync(conn, sql, params)
+            try:
+                cursor = _run_sync(conn, sql, params)
+            except Exception as exc:
+                if not may_retry(conn, exc):
+                    raise
+                conn = pool.replace(conn)  # dead before it was sent: once more, on a new one
+                cursor = _run_sync(conn, sql, params)
         except BaseException:
             self._return(conn)
             raise
@@ -288,13 +333,22 @@ class AsyncScope(Scope):
             lock = self._locked()
             await self._acquire_busy(lock)
             try:
+                fresh = self.conn is None
                 conn = self.conn or await self._acquire()
-                return await self._on_pinned(conn, sql, params, ending, op)
+                return await self._on_pinned(conn, sql, params, ending, op, fresh)
             finally:
                 lock.release()
-        conn = await self.db._async_pool_get().aacquire()
+        pool = self.db._async_pool_get()
+        conn = await pool.aacquire()
         try:
-            cursor = await _run_async(conn, sql, params, op)
+            try:
+                cursor = await _run_async(conn, sql, params, op)
+            except Exception as exc:
+                if not may_retry(conn, exc):
+                    raise
+                # Dead before the statement was sent: once more, on a new connection.
+                conn = await pool.areplace(conn)
+                cursor = await _run_async(conn, sql, params, op)
         except BaseException:
             await self._return(conn)
             raise
@@ -305,11 +359,24 @@ class AsyncScope(Scope):
         return cursor
 
     async def _on_pinned(
-        self, conn: Connection, sql: str, params: Params, ending: bool, op: ConnOp | None
+        self,
+        conn: Connection,
+        sql: str,
+        params: Params,
+        ending: bool,
+        op: ConnOp | None,
+        fresh: bool = False,
     ) -> Cursor:
+        """Run on the scope's connection; ``fresh``: taken from the pool for this statement."""
         try:
             cursor = await _run_async(conn, sql, params, op)
-        except BaseException:
+        except BaseException as exc:
+            if fresh and not self.transactions and self.conn is conn and may_retry(conn, exc):
+                # Dead before the statement was sent: once more, on a new connection.
+                self.conn = None
+                conn = await conn.pool.areplace(conn)
+                self._pin(conn)
+                return await self._on_pinned(conn, sql, params, ending, op)
             if self._check_pinned(conn, ending, failed=True) and self.conn is conn:
                 self.conn = None
                 await self._return(conn)
@@ -435,20 +502,39 @@ class AsyncScope(Scope):
         """peewee's ``close()`` through the bridge."""
         return self.call(self.aclose())
 
+    async def _retire(self) -> None:
+        """Once no statement runs here, give the connection back (rolled back).
+
+        A transaction still open here is lost for whoever owns it.
+        """
+        async with self._locked():
+            self.lost = self.lost or bool(self.transactions)
+            conn, self.conn = self.conn, None
+            self.held = False
+        if conn is not None:
+            await self._return(conn)
+
     async def _return(self, conn: Connection) -> None:
-        """Release ``conn``; a rollback it needs finishes even if we are cancelled."""
-        if conn.broken or not conn.usable() or not conn.in_transaction():
+        """Release ``conn``; the rollback or settling it needs finishes even if we
+        are cancelled (it runs in a task of its own, which ``close_pool`` waits for).
+        """
+        if conn.broken or not conn.usable():
+            conn.pool.release(conn)  # closed by the pool
+            return
+        if not conn.unsettled and not conn.in_transaction():
             conn.pool.release(conn)
             return
-        await asyncio.shield(_rollback_and_release(conn))
+        await asyncio.shield(self.db._spawn_release(_settle_and_release(conn)))
 
 
-async def _rollback_and_release(conn: Connection) -> None:
+async def _settle_and_release(conn: Connection) -> None:
+    """Bring ``conn`` back to idle (rolling back whatever is open), then release it."""
     try:
         async with asyncio.timeout(RELEASE_TIMEOUT):
-            await conn.arollback()
+            await conn.asettle()
+        conn.unsettled = False
     except BaseException:
-        logger.warning("rollback before release failed; closing the connection", exc_info=True)
+        logger.warning("settling a connection before release failed; closing it", exc_info=True)
         conn.broken = True
     conn.pool.release(conn)
 
@@ -483,49 +569,195 @@ class TaskScope(AsyncScope):
         self.db._release_later(self, conn)
 
 
+class Reroute(Exception):
+    """Internal: the shared connection is in another caller's transaction.
+
+    Raised by :class:`SharedScope` before anything was sent; the choke points
+    resolve the caller's scope again (now its own) and run the statement there.
+    """
+
+
+class PrivateScope(AsyncScope):
+    """The own scope of a thread's caller inside a shared scope, used while the
+    shared connection is in somebody else's transaction: it borrows a
+    connection per statement and keeps one only for its own transaction.
+    """
+
+    __slots__ = ()
+
+    def serves(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> bool:
+        return loop is self.loop
+
+
 class SharedScope(AsyncScope):
-    """An explicit scope shared by every task and thread started inside it (a request)."""
+    """An explicit scope shared by every task and thread started inside it (a request).
 
-    __slots__ = ("finished",)
+    One connection serves them all, taken on the first statement. Its
+    transaction belongs to the caller that began it, ``owner``: a task (with
+    the worker threads it runs), or the caller token of a thread. Everybody
+    else runs in a scope of their own (``others``) meanwhile, so siblings
+    never share a transaction stack, and an autocommit statement of one never
+    lands in another's transaction.
+    """
 
-    def __init__(self, db: AsyncDatabase, loop: asyncio.AbstractEventLoop) -> None:
+    __slots__ = ("closing", "finished", "others", "owner")
+
+    def __init__(
+        self, db: AsyncDatabase, loop: asyncio.AbstractEventLoop, hold: bool = True
+    ) -> None:
         super().__init__(db, loop)
-        self.finished = False
-        # One connection for the whole scope, taken on the first statement:
-        # concurrent users (tasks, threads) then serialise on it instead of
-        # each borrowing and racing to pin one.
-        self.held = True
+        self.finished = False  # no new statement runs here
+        self.closing = False  # finished, but a statement still runs: wait for it
+        # hold: keep the connection between statements (a request); False
+        # gives it back after each statement outside a transaction (a
+        # WebSocket, which may idle for hours).
+        self.held = hold
+        self.owner: object | None = None
+        self.others: dict[object, AsyncScope] = {}
 
     def serves(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> bool:
         return loop is self.loop and not self.finished
 
     def serves_thread(self) -> bool:
-        return not self.finished and self.loop.is_running()
+        return self.loop.is_running() and (
+            not self.finished or self.closing or bool(self.others)
+        )
+
+    def resolve(self, who: object) -> AsyncScope | None:
+        """The scope the caller ``who`` uses, or None once this scope is over for it."""
+        others = self.others
+        if others:
+            other = others.get(who)
+            if other is not None:
+                if other.busy:
+                    return other
+                del others[who]
+        if self.finished and not self.closing:
+            return None
+        owner = self.owner
+        if owner is None or owner is who:
+            return self
+        if isinstance(who, asyncio.Task):
+            other = TaskScope(self.db, self.loop, who)
+        else:
+            other = PrivateScope(self.db, self.loop)
+        others[who] = other
+        return other
+
+    def _claim(self, who: object) -> None:
+        """After a statement: the transaction open on the connection is ``who``'s."""
+        conn = self.conn
+        if self.transactions or self.lost or (conn is not None and conn.in_transaction()):
+            if self.owner is None:
+                self.owner = who
+        else:
+            self.owner = None
+
+    async def aexecute(
+        self, sql: str, params: Params, ending: bool = False, op: ConnOp | None = None
+    ) -> Cursor:
+        who = self.db._who.get(None)
+        owner = self.owner
+        if owner is not None and owner is not who:
+            raise Reroute
+        lock = self._locked()
+        await self._acquire_busy(lock)
+        try:
+            owner = self.owner
+            if self.finished or (owner is not None and owner is not who):
+                raise Reroute
+            try:
+                skipped = self._lost_guard(sql, ending)
+                if skipped is not None:
+                    return skipped
+                fresh = self.conn is None
+                conn = self.conn or await self._acquire()
+                return await self._on_pinned(conn, sql, params, ending, op, fresh)
+            finally:
+                self._claim(who)
+        finally:
+            lock.release()
+
+    async def astream(
+        self, sql: str, params: Params, batch_size: int
+    ) -> tuple[StreamCursor, Coroutine[Any, Any, None]]:
+        who = self.db._who.get(None)
+        owner = self.owner
+        if self.finished or (owner is not None and owner is not who):
+            raise Reroute
+        if self.conn is None and not self.held:
+            return await super().astream(sql, params, batch_size)  # a connection of its own
+        cursor, finish = await super().astream(sql, params, batch_size)
+        if self.owner is None:
+            self.owner = who  # the stream's transaction: siblings go elsewhere meanwhile
+        return cursor, self._end_owned_stream(finish)
+
+    async def _end_owned_stream(self, finish: Coroutine[Any, Any, None]) -> None:
+        try:
+            await finish
+        finally:
+            self._claim(None)
 
     async def finish(self) -> None:
-        """End the scope: roll back what is open and give the connection back.
+        """End the scope: give its connections back, rolling back what is open.
 
-        A statement still running for one of the scope's threads is given
-        :data:`RELEASE_TIMEOUT` seconds to finish first.
+        A transaction still open for a live task other than the caller goes on
+        with that task (on the same connection, given back when it ends);
+        any other one is lost for its owner (a worker thread still inside its
+        block: its next statement raises :class:`TransactionLost`). While a
+        statement still runs on the connection, all this waits for it, in the
+        background: the connection is never handed on mid-statement.
         """
-        self.finished = True
-        try:
-            await self._wait_idle()
-        finally:
-            conn = self._forget()
-            if conn is not None:
-                await self._return(conn)
-
-    async def _wait_idle(self) -> None:
+        self.finished = self.closing = True
+        current = asyncio.current_task()
         lock = self._lock
-        if lock is None or not lock.locked():
+        if lock is not None and lock.locked():
+            self.db._spawn_release(self._close_when_idle(current))
             return
-        try:
-            async with asyncio.timeout(RELEASE_TIMEOUT):
-                await lock.acquire()
-            lock.release()
-        except TimeoutError:
-            logger.warning("scope ended while a statement was still running on it")
+        conn = self._close(current)
+        if conn is not None:
+            await self._return(conn)
+
+    async def _close_when_idle(self, current: asyncio.Task[Any] | None) -> None:
+        async with self._locked():
+            conn = self._close(current)
+        if conn is not None:
+            await self._return(conn)
+
+    def _close(self, current: asyncio.Task[Any] | None) -> Connection | None:
+        """Decide what becomes of what is open (no statement runs); return the
+        connection to give back, if any."""
+        owner = self.owner  # set only while a transaction is open (or lost) here
+        if owner is not None:
+            if isinstance(owner, asyncio.Task) and owner is not current and not owner.done():
+                self._hand_over(owner)
+            else:
+                gone = PrivateScope(self.db, self.loop)
+                gone.lost = True
+                gone.transactions = list(self.transactions)
+                self.others[owner] = gone
+        self.owner = None
+        self.closing = False
+        for other in list(self.others.values()):
+            if isinstance(other, TaskScope) and not other.owner.done():
+                continue  # it gives its connection back when its task ends
+            if other.conn is not None:
+                self.db._spawn_release(other._retire())
+        return self._forget()
+
+    def _hand_over(self, owner: asyncio.Task[Any]) -> None:
+        """Move the open transaction, connection and all, to ``owner``'s own scope."""
+        scope = TaskScope(self.db, self.loop, owner)
+        scope.transactions, self.transactions = self.transactions, []
+        scope.commit_callbacks, self.commit_callbacks = self.commit_callbacks, []
+        scope.ctx, self.ctx = self.ctx, []
+        scope.lost, self.lost = self.lost, False
+        scope._lock, scope.streaming = self._lock, self.streaming
+        conn, self.conn = self.conn, None
+        self.held = False
+        if conn is not None:
+            scope._pin(conn)
+        self.others[owner] = scope
 
 
 class ThreadScopes(threading.local):

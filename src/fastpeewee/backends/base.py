@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import Sequence
 from typing import Any
 
 from ..cursor import Cursor, StreamCursor
 from ..session import changes_session
 
-__all__ = ["Connection", "close_socket"]
+__all__ = ["Connection", "close_socket", "readable", "transport_readable", "writable"]
 
 Params = Sequence[Any]
 
@@ -21,7 +22,7 @@ class Connection:
     its driver supports; the SQLite backend implements both.
     """
 
-    __slots__ = ("broken", "created_at", "dirty", "pool", "raw", "released_at")
+    __slots__ = ("broken", "created_at", "dirty", "pool", "raw", "released_at", "unsettled")
 
     # True when a statement that succeeds may end the open transaction
     # (MySQL commits implicitly before DDL); False when only COMMIT/ROLLBACK do.
@@ -34,6 +35,9 @@ class Connection:
         self.released_at = 0.0
         self.broken = False
         self.dirty = False  # ran a statement that changes the session: close, never reuse
+        # A statement was interrupted (cancelled) mid-flight: what the server did
+        # with it is unknown until asettle() ran. Never handed on before that.
+        self.unsettled = False
 
     def note(self, sql: str) -> None:
         """Mark the connection dirty when ``sql`` may change its session."""
@@ -45,6 +49,14 @@ class Connection:
     def usable(self) -> bool:
         """Cheap check, no I/O: False once the driver knows the link is gone."""
         raise NotImplementedError
+
+    def usable_idle(self) -> bool:
+        """:meth:`usable`, for an idle connection about to be handed out.
+
+        Still no round trip, but a backend may look further: at most a poll
+        of the socket for what the server sent unasked (a FATAL, a close).
+        """
+        return self.usable()
 
     def in_transaction(self) -> bool:
         """True while the server holds an open (or failed) transaction for us."""
@@ -58,17 +70,25 @@ class Connection:
         """Mark the connection broken when ``exc`` left it unusable or in doubt.
 
         A driver timeout (``command_timeout``) leaves the statement's fate
-        unknown and the driver busy cancelling it: never hand that on.
+        unknown and the driver busy cancelling it: never hand that on. A
+        cancellation (or any other interruption that is not an error reported
+        by the server) leaves the connection *unsettled*.
         """
         if isinstance(exc, TimeoutError) or not self.usable():
             self.broken = True
+        elif not isinstance(exc, Exception):
+            self.unsettled = True
 
     # -- sync side ----------------------------------------------------------
 
     def execute(self, sql: str, params: Params) -> Cursor:
         raise TypeError(f"{type(self).__name__} cannot be used from a thread")
 
-    def ping(self) -> None:
+    def ping(self, timeout: float) -> None:
+        """Round trip to the server, raising if no answer came within ``timeout`` s.
+
+        The default suits a local database (SQLite): no network to wait on.
+        """
         self.execute("SELECT 1", ())
 
     def rollback(self) -> None:
@@ -85,6 +105,17 @@ class Connection:
     async def arollback(self) -> None:
         await self.aexecute("ROLLBACK", ())
 
+    async def asettle(self) -> None:
+        """After an interrupted statement: wait until the connection is idle, with
+        no transaction open. The caller bounds it in time and closes the
+        connection if it fails.
+
+        The default suits drivers that finish (or close) an interrupted
+        statement before they return: roll back what may have begun.
+        """
+        if self.in_transaction():
+            await self.arollback()
+
     async def astream(
         self, sql: str, params: Params, batch_size: int, disposable: bool = False
     ) -> StreamCursor:
@@ -94,6 +125,45 @@ class Connection:
         left early may drop the connection rather than read off the rest.
         """
         raise NotImplementedError
+
+
+def readable(fd: int, timeout: float = 0.0) -> bool:
+    """True when ``fd`` has bytes to read, or its peer closed, within ``timeout`` s.
+
+    ``poll``, not ``select``: ``select`` refuses descriptors past 1023, which a
+    busy process reaches. A descriptor that is no longer valid counts as readable
+    (the link is gone).
+    """
+    return _poll(fd, select.POLLIN, timeout)
+
+
+def writable(fd: int, timeout: float = 0.0) -> bool:
+    """True when ``fd`` can take more bytes (or failed) within ``timeout`` s."""
+    return _poll(fd, select.POLLOUT, timeout)
+
+
+def _poll(fd: int, events: int, timeout: float) -> bool:
+    poller = select.poll()
+    poller.register(fd, events)
+    try:
+        return bool(poller.poll(max(0, round(timeout * 1000))))
+    except OSError:
+        return True
+
+
+def transport_readable(raw: Any) -> bool:
+    """True when bytes (or the close) from the server wait unread on ``raw``'s socket.
+
+    ``raw`` is an asyncio driver connection (asyncpg's or asyncmy's, both keep
+    their transport as ``_transport``). The event loop reads such a socket as
+    soon as it is readable; an idle connection whose socket is readable at
+    hand-out got something unasked since the loop last ran: in practice the
+    server's last words (PostgreSQL's FATAL "terminating connection") and its
+    close. Without a socket the link is gone.
+    """
+    transport = raw._transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    return sock is None or readable(sock.fileno())
 
 
 def close_socket(raw: Any) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import select
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -26,7 +25,7 @@ from .._peewee import set_mysql_server_version
 from ..cursor import Cursor, StreamCursor
 from ..database import AsyncDatabase
 from ..errors import translate_errors
-from .base import Connection, Params, close_socket
+from .base import Connection, Params, close_socket, readable, transport_readable
 
 __all__ = ["AsyncMySQLDatabase", "AsyncmyConnection", "MySQLConnection", "PyMySQLConnection"]
 
@@ -86,14 +85,6 @@ def _link_gone(exc: BaseException) -> bool:
     return error_code(exc) in _LINK_GONE
 
 
-def _readable(fd: int) -> bool:
-    try:
-        readable, _, _ = select.select([fd], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
 class MySQLConnection(Connection):
     """What the asyncmy and PyMySQL connections share: transaction status, error triage."""
 
@@ -139,6 +130,17 @@ class AsyncmyConnection(MySQLConnection):
         # asyncmy notes the server's EOF or a transport error at once, without
         # I/O; its flag for that has no public name.
         return bool(raw.connected) and not getattr(raw, "_stream_broken", False)
+
+    def usable_idle(self) -> bool:
+        # An idle connection has nothing to read, unless the server spoke
+        # unasked: an error packet before it closes the link (MySQL 8's
+        # ER_CLIENT_INTERACTION_TIMEOUT), or the close itself, still in the
+        # socket when the loop was busy. Sending a statement on it would only
+        # read that reply and fail with 2013, the statement's fate unknown.
+        if not self.usable():
+            return False
+        proto = self.raw._proto  # asyncmy's receive buffer: what the loop read
+        return proto.length == proto.pos and not transport_readable(self.raw)
 
     def close(self) -> None:
         try:
@@ -232,7 +234,7 @@ class PyMySQLConnection(MySQLConnection):
         # (killed, or timed out): one poll syscall, no round trip.
         if not raw.server_status & _IN_TRANS:
             sock = getattr(raw, "_sock", None)
-            return sock is not None and not _readable(sock.fileno())
+            return sock is not None and not readable(sock.fileno())
         return True
 
     def close(self) -> None:
@@ -251,8 +253,22 @@ class PyMySQLConnection(MySQLConnection):
         finally:
             cur.close()
 
-    def ping(self) -> None:
-        self.raw.ping(reconnect=False)
+    def ping(self, timeout: float) -> None:
+        # PyMySQL waits read_timeout / write_timeout for the server, by default
+        # for ever: bound both for the ping, then restore them.
+        raw = self.raw
+        saved = raw._read_timeout, raw._write_timeout
+        raw._read_timeout = min(timeout, saved[0] or timeout)
+        raw._write_timeout = min(timeout, saved[1] or timeout)
+        try:
+            raw.ping(reconnect=False)
+        except Exception as exc:
+            # PyMySQL reports its socket timeout as a lost connection (2013).
+            if isinstance(exc.__context__, TimeoutError):
+                raise TimeoutError(f"no answer to the ping within {timeout:.2f} s") from exc
+            raise
+        finally:
+            raw._read_timeout, raw._write_timeout = saved
 
 
 class AsyncMySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):

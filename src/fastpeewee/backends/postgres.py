@@ -12,7 +12,7 @@ import functools
 import itertools
 import json
 import re
-import select
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,8 +22,9 @@ from ..bulk import CopyRequest, quote_name
 from ..cursor import Cursor, StreamCursor
 from ..database import AsyncDatabase
 from ..errors import translate_errors
+from ..retry import NotSent
 from ..state import AsyncScope
-from .base import Connection, Params, close_socket
+from .base import Connection, Params, close_socket, readable, transport_readable, writable
 
 __all__ = ["AsyncPostgresqlDatabase", "AsyncpgConnection", "PsycopgConnection"]
 
@@ -127,6 +128,15 @@ class AsyncpgConnection(Connection):
     def usable(self) -> bool:
         return not self.raw.is_closed()
 
+    def usable_idle(self) -> bool:
+        # asyncpg learns that the server ended the session only when the loop
+        # reads the FATAL and, a few ms later, the close. Either may still wait
+        # unread in the socket when the pool hands the connection out (the loop
+        # was busy): one poll catches that. A FATAL already read but not yet
+        # followed by the close leaves asyncpg refusing every command before
+        # sending it, with no public sign: see fastpeewee.retry.
+        return self.usable() and not transport_readable(self.raw)
+
     def in_transaction(self) -> bool:
         return bool(self.raw.is_in_transaction())
 
@@ -146,6 +156,7 @@ class AsyncpgConnection(Connection):
         try:
             rows, status, _ = await self.raw._execute(sql, params, 0, None, return_status=True)
         except Exception as exc:
+            _check_refused(exc)
             if params or "multiple commands" not in str(exc):
                 raise
             # A script of several statements: the simple protocol runs it (no rows).
@@ -159,15 +170,26 @@ class AsyncpgConnection(Connection):
 
     async def acopy(self, request: CopyRequest) -> Cursor:
         """Binary COPY of ``request``'s records into its table."""
-        status = await self.raw.copy_records_to_table(
-            request.table,
-            records=request.records,
-            columns=request.columns,
-            schema_name=request.schema,
-        )
+        try:
+            status = await self.raw.copy_records_to_table(
+                request.table,
+                records=request.records,
+                columns=request.columns,
+                schema_name=request.schema,
+            )
+        except Exception as exc:
+            _check_refused(exc)
+            raise
         return Cursor((), _rowcount(status.encode(), request.count))
 
     async def arollback(self) -> None:
+        await self.raw.execute("ROLLBACK")
+
+    async def asettle(self) -> None:
+        # asyncpg queues the next command behind the cancellation of an
+        # interrupted one, and its transaction flag is only as new as the last
+        # reply: a ROLLBACK both waits for the server and ends whatever the
+        # interrupted statement began (a mere warning when nothing did).
         await self.raw.execute("ROLLBACK")
 
     async def astream(
@@ -179,14 +201,18 @@ class AsyncpgConnection(Connection):
         raw = self.raw
         # Server-side cursors live inside a transaction; open one if needed.
         own_txn = not raw.is_in_transaction()
-        if own_txn:
-            await raw.execute("BEGIN")
         try:
-            stmt = await raw.prepare(sql)
-            cur = await stmt.cursor(*params)
-        except BaseException:
-            if own_txn and not raw.is_closed():
-                await raw.execute("ROLLBACK")
+            if own_txn:
+                await raw.execute("BEGIN")
+            try:
+                stmt = await raw.prepare(sql)
+                cur = await stmt.cursor(*params)
+            except BaseException:
+                if own_txn and not raw.is_closed():
+                    await raw.execute("ROLLBACK")
+                raise
+        except Exception as exc:
+            _check_refused(exc)
             raise
 
         async def cleanup() -> None:
@@ -197,12 +223,57 @@ class AsyncpgConnection(Connection):
         return StreamCursor(cur.fetch, cleanup, description, batch_size)
 
 
-def _readable(fd: int) -> bool:
-    try:
-        readable, _, _ = select.select([fd], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
+def _check_refused(exc: Exception) -> None:
+    """Raise :class:`~fastpeewee.retry.NotSent` (from ``exc``) when asyncpg refused a
+    command because the server had ended the session.
+
+    asyncpg reads PostgreSQL's FATAL ("terminating connection") as soon as it
+    arrives; read while idle, it sends the protocol into its error-consuming
+    state (PROTOCOL_ERROR_CONSUME, 2), to wait for a ReadyForQuery that never
+    comes. Until the close arrives, a few ms later, the connection looks open,
+    and every command fails in ``CoreProtocol._set_state()`` *before* anything
+    is written, as an ``InternalClientError`` that peewee would call an
+    InternalError. It is a lost link, and nothing was sent.
+    """
+    if type(exc).__name__ == "InternalClientError" and _REFUSED in str(exc):
+        raise NotSent(
+            "the server ended this session (asyncpg had read its FATAL message; "
+            "the close had not arrived yet): the statement was not sent"
+        ) from exc
+
+
+_REFUSED = "another operation (2) is in progress"
+
+
+def _ping_within(pgconn: Any, timeout: float) -> None:
+    """``SELECT 1`` through libpq's non-blocking calls, waiting at most ``timeout`` s.
+
+    psycopg waits for a reply without any bound, and ``statement_timeout``
+    cannot help when the server never gets the query (a link black-holed by a
+    NAT): only a bounded wait on the socket can.
+    """
+    deadline = time.monotonic() + timeout
+    fd = pgconn.socket
+    pgconn.send_query(b"SELECT 1")
+    while pgconn.flush():  # psycopg's connections are non-blocking: 1 = more to send
+        _wait(fd, deadline, write=True)
+    pgconn.consume_input()
+    while pgconn.is_busy():
+        _wait(fd, deadline)
+        pgconn.consume_input()
+    failure = None
+    while (result := pgconn.get_result()) is not None:
+        if result.error_message:
+            failure = result.error_message
+    if failure:
+        raise peewee.OperationalError(failure.decode(errors="replace").strip())
+
+
+def _wait(fd: int, deadline: float, write: bool = False) -> None:
+    remaining = deadline - time.monotonic()
+    ready = writable if write else readable
+    if remaining <= 0 or not ready(fd, remaining):
+        raise TimeoutError("no answer to the liveness ping within its timeout")
 
 
 class PsycopgConnection(Connection):
@@ -217,7 +288,7 @@ class PsycopgConnection(Connection):
         # An idle connection has nothing to read, unless the server closed it
         # (a FATAL notice then EOF): one poll syscall, no round trip.
         if raw.info.transaction_status == 0:
-            return not _readable(raw.fileno())
+            return not readable(raw.fileno())
         return True
 
     def in_transaction(self) -> bool:
@@ -226,6 +297,9 @@ class PsycopgConnection(Connection):
 
     def close(self) -> None:
         self.raw.close()
+
+    def ping(self, timeout: float) -> None:
+        _ping_within(self.raw.pgconn, timeout)
 
     def execute(self, sql: str, params: Params) -> Cursor:
         cur = self.raw.execute(sql, params or None)
