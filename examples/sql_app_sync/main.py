@@ -41,7 +41,7 @@ def create_app(db: AsyncDatabase | None = None) -> FastAPI:
     @app.post("/users/", response_model=UserRead, status_code=201)
     def create_user(user: UserCreate) -> Any:  # type: ignore[valid-type]
         if crud.email_taken(user.email):
-            raise HTTPException(status_code=400, detail="Email already registered")
+            raise HTTPException(status_code=409, detail="Email already registered")
         return crud.create_user(user.email, user.password)
 
     @app.get("/users/", response_model=list[UserRead])
