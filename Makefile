@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run quickstart test lint bench clean
+.PHONY: run quickstart test lint bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ bench: $(BENCH_STAMP)  ## W1-W6 and H1-H3 against the peers (QUICK=1: about 2 mi
 		     || echo "could not install wrk: H1-H3 will be skipped"; } \
 		|| echo "wrk is missing and we are not root: H1-H3 will be skipped (apt-get install wrk)"; }
 	$(PY) -m benchmarks.run $(if $(QUICK),--quick,) $(BENCH_ARGS)
+
+SOAK_SECONDS ?= 300
+
+# tests/test_soak.py runs the same for 30 s in `make test`.
+soak: $(STAMP)  ## the reference app on PostgreSQL at pool saturation under faults (SOAK_SECONDS=300)
+	$(PY) -m benchmarks.soak --seconds $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

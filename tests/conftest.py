@@ -50,6 +50,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backends(*names): run only on these backends")
+    config.addinivalue_line("markers", "soak: the 30 s soak of the reference app (-m 'not soak')")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

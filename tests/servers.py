@@ -72,13 +72,28 @@ class PostgresServer:
         run = _as_user("postgres", [str(bindir / "initdb"), "-D", str(datadir), "-A", "trust",
                                     "-U", "postgres", "-E", "UTF8", "--no-sync"])
         _check(run, "initdb")
-        options = (f"-p {server.port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        start = _as_user("postgres", [str(bindir / "pg_ctl"), "-D", str(datadir), "-o", options,
-                                      "-l", str(tmp / "log"), "-w", "-t", "60", "start"])
-        _check(start, "pg_ctl start", tmp / "log")
+        server._pg_ctl_start()
         server._psql(f"CREATE DATABASE {server.database}")
         return server
+
+    def _pg_ctl_start(self) -> None:
+        tmp = self.datadir.parent
+        options = (f"-p {self.port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        start = _as_user("postgres", [str(self.bindir / "pg_ctl"), "-D", str(self.datadir),
+                                      "-o", options, "-l", str(tmp / "log"), "-w", "-t", "60",
+                                      "start"])
+        _check(start, "pg_ctl start", tmp / "log")
+
+    def restart(self, down_seconds: float = 1.0) -> None:
+        """Stop the cluster as an operator would (``pg_ctl -m fast``: sessions are
+        terminated, the data is kept), stay down ``down_seconds``, then start it
+        again on the same port and data directory."""
+        stop = _as_user("postgres", [str(self.bindir / "pg_ctl"), "-D", str(self.datadir),
+                                     "-m", "fast", "-w", "-t", "60", "stop"])
+        _check(stop, "pg_ctl stop", self.datadir.parent / "log")
+        time.sleep(down_seconds)
+        self._pg_ctl_start()
 
     def _psql(self, sql: str) -> str:
         argv = [str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U",

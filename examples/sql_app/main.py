@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
@@ -36,7 +37,7 @@ def create_app(db: AsyncDatabase | None = None) -> FastAPI:
     @app.post("/users/", response_model=UserRead, status_code=201)
     async def create_user(user: UserCreate) -> Any:  # type: ignore[valid-type]
         if await crud.email_taken(user.email):
-            raise HTTPException(status_code=400, detail="Email already registered")
+            raise HTTPException(status_code=409, detail="Email already registered")
         return await crud.create_user(user.email, user.password)
 
     @app.get("/users/", response_model=list[UserRead])
@@ -63,6 +64,11 @@ def create_app(db: AsyncDatabase | None = None) -> FastAPI:
         await crud.count_users()
         await asyncio.sleep(SLOW_SECONDS)
         return await crud.get_users(skip=skip, limit=limit)
+
+    @app.get("/health")
+    async def health() -> Any:
+        # The pools' counters (in_use, waiting, timeouts...), for monitoring; takes no connection.
+        return {"pools": [dataclasses.asdict(stats) for stats in db.pool_stats()]}
 
     return app
 
