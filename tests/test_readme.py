@@ -30,3 +30,18 @@ def test_quick_look_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         for value in namespace.values():
             if isinstance(value, AsyncDatabase):
                 value.close_all()
+
+
+PINS = README.read_text().split("### Promises, and the tests that pin them", 1)[1]
+PINS = PINS.split("\n#", 1)[0]
+
+
+def test_every_promise_names_tests_that_exist() -> None:
+    named = re.findall(r"`(test_\w+\.py)::(test_\w+)`", PINS)
+    assert len(named) >= 25
+    tests = Path(__file__).resolve().parent
+    for module, function in named:
+        source = (tests / module).read_text()
+        assert re.search(rf"^(async )?def {function}\(", source, flags=re.M), (
+            f"README pins a promise on {module}::{function}, which does not exist"
+        )

@@ -29,6 +29,7 @@ from .errors import (
     TooManyWaiters,
     TransactionLost,
     UnloadedRelation,
+    is_unavailable,
 )
 from .model import AsyncModel, AsyncModelMixin
 from .pool import PoolConfig, PoolStats
@@ -82,6 +83,7 @@ __all__ = [
     "fetch",
     "fetch_one",
     "greenlet_spawn",
+    "is_unavailable",
     "schema_type",
     "schemas",
     "to_pydantic",
