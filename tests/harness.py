@@ -17,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import peewee
 
 from fastpeewee import AsyncDatabase, AsyncMySQLDatabase, AsyncPostgresqlDatabase
 
-from .conftest import assert_no_leaks, settle
+from .conftest import assert_no_leaks, model_database, settle
 
 # One table of its own, so the harness never depends on the test models.
 LEDGER = "harness_ledger"
@@ -148,6 +150,21 @@ class Outside:
     def tags(self) -> dict[str, int]:
         """How many ledger rows each tag has, as committed on the server."""
         return dict(self.query(f"SELECT tag, count(*) FROM {LEDGER} GROUP BY tag"))
+
+
+@asynccontextmanager
+async def ledger_database(
+    backend: str, request: Any, tmp_path: Path, **options: Any
+) -> AsyncIterator[tuple[Any, Outside]]:
+    """A database (checked for leaks at the end, as ``model_database``'s) with a
+    fresh ledger table, and its :class:`Outside` view."""
+    async with model_database(backend, request, tmp_path, **options) as db:
+        outside = Outside(db)
+        try:
+            await asyncio.to_thread(outside.create_ledger)
+            yield db, outside
+        finally:
+            outside.close()
 
 
 def _sqlite_idle_in_transaction(db: AsyncDatabase) -> int:

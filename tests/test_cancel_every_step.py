@@ -23,7 +23,6 @@ from fastapi import FastAPI
 
 from fastpeewee import DatabaseMiddleware
 
-from .conftest import model_database
 from .harness import (
     LEDGER,
     Outside,
@@ -32,6 +31,7 @@ from .harness import (
     check_invariants,
     insert,
     insert_sync,
+    ledger_database,
 )
 
 _tags = itertools.count()
@@ -49,14 +49,9 @@ async def env(backend, request, tmp_path) -> AsyncIterator[tuple[Any, Outside]]:
     options: dict[str, Any] = {"pool_size": 3, "acquire_timeout": 5.0}
     if backend == "sqlite":  # no fsync per commit: hundreds of runs per test
         options["pragmas"] = {"journal_mode": "wal", "synchronous": "off"}
-    async with model_database(backend, request, tmp_path, **options) as db:
-        outside = Outside(db)
-        try:
-            await asyncio.to_thread(outside.create_ledger)
-            Ledger.bind(db)
-            yield db, outside
-        finally:
-            outside.close()
+    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
+        Ledger.bind(db)
+        yield db, outside
 
 
 Op = Callable[[dict[str, bool]], Awaitable[Any]]

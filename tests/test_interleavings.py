@@ -22,8 +22,7 @@ from typing import Any
 import peewee
 import pytest
 
-from .conftest import model_database
-from .harness import Outside, check_invariants, insert, insert_sync
+from .harness import check_invariants, insert, insert_sync, ledger_database
 
 SEEDS = range(24)
 
@@ -168,13 +167,8 @@ async def env(backend, request, tmp_path):
     if backend == "sqlite":
         options["pragmas"] = {"journal_mode": "wal", "synchronous": "off"}
         options["timeout"] = 15  # one writer at a time: siblings wait for each other
-    async with model_database(backend, request, tmp_path, **options) as db:
-        outside = Outside(db)
-        try:
-            await asyncio.to_thread(outside.create_ledger)
-            yield db, outside
-        finally:
-            outside.close()
+    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
+        yield db, outside
 
 
 async def test_seeded_schedules_commit_exactly_what_was_acknowledged(env):

@@ -18,8 +18,7 @@ from typing import Any
 import peewee
 import pytest
 
-from .conftest import model_database
-from .harness import Outside, check_invariants, insert
+from .harness import Outside, check_invariants, insert, ledger_database
 
 pytestmark = pytest.mark.backends("postgres", "mysql")
 
@@ -49,13 +48,8 @@ def kill_all(outside: Outside) -> int:
 @pytest.fixture
 async def env(backend, request, tmp_path):
     options: dict[str, Any] = {"pool_size": 3, "acquire_timeout": 5.0, "check_idle_after": 0.0}
-    async with model_database(backend, request, tmp_path, **options) as db:
-        outside = Outside(db)
-        try:
-            await asyncio.to_thread(outside.create_ledger)
-            yield db, outside
-        finally:
-            outside.close()
+    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
+        yield db, outside
 
 
 async def kill_at_every_step(db: Any, outside: Outside, body: Any, rows: int) -> int:

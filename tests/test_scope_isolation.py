@@ -23,7 +23,7 @@ from fastapi import FastAPI, WebSocket
 from fastpeewee import DatabaseMiddleware, TransactionLost
 
 from .conftest import assert_no_leaks, model_database, settle
-from .harness import Outside, check_invariants, insert, insert_sync
+from .harness import check_invariants, insert, insert_sync, ledger_database
 
 
 @pytest.fixture
@@ -31,13 +31,8 @@ async def env(backend, request, tmp_path):
     options: dict[str, Any] = {"pool_size": 4, "acquire_timeout": 5.0}
     if backend == "sqlite":  # siblings write from connections of their own
         options["pragmas"] = {"journal_mode": "wal"}
-    async with model_database(backend, request, tmp_path, **options) as db:
-        outside = Outside(db)
-        try:
-            await asyncio.to_thread(outside.create_ledger)
-            yield db, outside
-        finally:
-            outside.close()
+    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
+        yield db, outside
 
 
 async def test_sibling_transactions_in_one_scope_are_their_own(env):
@@ -148,14 +143,14 @@ async def test_a_thread_transaction_is_its_own_beside_a_task_transaction(env):
         await asyncio.to_thread(thread_work)
 
     async with db.scope():
-        await asyncio.gather(
-            asyncio.create_task(task_work()), asyncio.create_task(start_thread())
-        )
+        await asyncio.gather(asyncio.create_task(task_work()), asyncio.create_task(start_thread()))
     assert await asyncio.to_thread(outside.tags) == {"thread": 1}
     await check_invariants(db, outside, "probe")
 
 
-async def test_a_task_transaction_spanning_the_end_of_its_request_stays_whole(env):
+@pytest.mark.parametrize("fails", [False, True], ids=["commits", "fails"])
+async def test_a_task_transaction_spanning_the_end_of_its_request_stays_whole(env, fails):
+    """All of it is committed when the task's block ends well, none when it fails."""
     db, outside = env
     started = asyncio.Event()
     go_on = asyncio.Event()
@@ -166,36 +161,18 @@ async def test_a_task_transaction_spanning_the_end_of_its_request_stays_whole(en
             started.set()
             await go_on.wait()  # the request ends here
             await insert(db, "bg")
+            if fails:
+                raise ValueError
 
     async with db.scope():
         task = asyncio.create_task(background())
         await started.wait()
     go_on.set()
-    await task
-    assert await asyncio.to_thread(outside.tags) == {"bg": 2}
-    await check_invariants(db, outside, "probe")
-
-
-async def test_a_task_failing_after_its_request_ended_commits_nothing(env):
-    db, outside = env
-    started = asyncio.Event()
-    go_on = asyncio.Event()
-
-    async def background() -> None:
-        async with db.atomic():
-            await insert(db, "bg")
-            started.set()
-            await go_on.wait()
-            await insert(db, "bg")
-            raise ValueError
-
-    async with db.scope():
-        task = asyncio.create_task(background())
-        await started.wait()
-    go_on.set()
-    with pytest.raises(ValueError):
+    try:
         await task
-    assert await asyncio.to_thread(outside.tags) == {}
+    except ValueError:
+        assert fails
+    assert await asyncio.to_thread(outside.tags) == ({} if fails else {"bg": 2})
     await check_invariants(db, outside, "probe")
 
 
