@@ -201,7 +201,8 @@ class Pool(Generic[C]):
 
     def stats(self) -> PoolStats:
         """Return the current counters."""
-        self._reap_orphans()
+        if self._orphans:
+            self._reap_orphans()
         with self._lock:
             return PoolStats(
                 name=self.name,
@@ -219,7 +220,8 @@ class Pool(Generic[C]):
         """Take a connection, blocking this thread up to ``acquire_timeout`` seconds."""
         if self._open_sync is None:
             raise TypeError(f"pool {self.name!r} serves asyncio tasks only")
-        self._reap_orphans()
+        if self._orphans:
+            self._reap_orphans()
         deadline = time.monotonic() + self.config.acquire_timeout
         while True:
             item = self._take(None)
@@ -233,7 +235,8 @@ class Pool(Generic[C]):
         """Take a connection, waiting on the running loop up to ``acquire_timeout`` seconds."""
         if self._open_async is None:
             raise TypeError(f"pool {self.name!r} serves threads only")
-        self._reap_orphans()
+        if self._orphans:
+            self._reap_orphans()
         deadline = time.monotonic() + self.config.acquire_timeout
         while True:
             item = self._take(None)

@@ -9,7 +9,7 @@ from typing import Any
 from ..cursor import Cursor, StreamCursor
 from ..session import changes_session
 
-__all__ = ["Connection", "close_socket", "readable", "transport_readable", "writable"]
+__all__ = ["Connection", "TransportWatch", "close_socket", "readable", "writable"]
 
 Params = Sequence[Any]
 
@@ -151,19 +151,38 @@ def _poll(fd: int, events: int, timeout: float) -> bool:
         return True
 
 
-def transport_readable(raw: Any) -> bool:
-    """True when bytes (or the close) from the server wait unread on ``raw``'s socket.
+class TransportWatch:
+    """Tells whether bytes (or the close) from the server wait unread on the socket
+    of an asyncio driver connection (asyncpg's or asyncmy's: both keep their
+    transport as ``_transport``).
 
-    ``raw`` is an asyncio driver connection (asyncpg's or asyncmy's, both keep
-    their transport as ``_transport``). The event loop reads such a socket as
-    soon as it is readable; an idle connection whose socket is readable at
-    hand-out got something unasked since the loop last ran: in practice the
-    server's last words (PostgreSQL's FATAL "terminating connection") and its
-    close. Without a socket the link is gone.
+    The event loop reads such a socket as soon as it is readable; an idle
+    connection whose socket is readable at hand-out got something unasked
+    since the loop last ran: in practice the server's last words
+    (PostgreSQL's FATAL "terminating connection") and its close. The poll
+    object is made once per connection (one per check cost ten Python calls
+    on every statement). Without a socket the link is gone.
     """
-    transport = raw._transport
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    return sock is None or readable(sock.fileno())
+
+    __slots__ = ("_poller",)
+
+    def __init__(self, raw: Any) -> None:
+        transport = raw._transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        self._poller: Any = None
+        if sock is not None:
+            self._poller = select.poll()
+            self._poller.register(sock.fileno(), select.POLLIN)
+
+    def readable(self) -> bool:
+        """True when something waits unread, or the socket is gone."""
+        poller = self._poller
+        if poller is None:
+            return True
+        try:
+            return bool(poller.poll(0))
+        except OSError:
+            return True
 
 
 def close_socket(raw: Any) -> None:

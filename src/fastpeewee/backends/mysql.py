@@ -25,7 +25,7 @@ from .._peewee import set_mysql_server_version
 from ..cursor import Cursor, StreamCursor
 from ..database import AsyncDatabase
 from ..errors import translate_errors
-from .base import Connection, Params, close_socket, readable, transport_readable
+from .base import Connection, Params, TransportWatch, close_socket, readable
 
 __all__ = ["AsyncMySQLDatabase", "AsyncmyConnection", "MySQLConnection", "PyMySQLConnection"]
 
@@ -119,10 +119,11 @@ class MySQLConnection(Connection):
 class AsyncmyConnection(MySQLConnection):
     """An asyncmy connection (tasks only)."""
 
-    __slots__ = ("_killer",)
+    __slots__ = ("_killer", "_watch")
 
     def __init__(self, raw: Any, killer: Callable[[int], Awaitable[None]]) -> None:
         super().__init__(raw)
+        self._watch = TransportWatch(raw)
         self._killer = killer  # KILLs a server thread from a side connection
 
     def usable(self) -> bool:
@@ -140,7 +141,7 @@ class AsyncmyConnection(MySQLConnection):
         if not self.usable():
             return False
         proto = self.raw._proto  # asyncmy's receive buffer: what the loop read
-        return proto.length == proto.pos and not transport_readable(self.raw)
+        return proto.length == proto.pos and not self._watch.readable()
 
     def close(self) -> None:
         try:

@@ -24,7 +24,7 @@ from ..database import AsyncDatabase
 from ..errors import translate_errors
 from ..retry import NotSent
 from ..state import AsyncScope
-from .base import Connection, Params, close_socket, readable, transport_readable, writable
+from .base import Connection, Params, TransportWatch, close_socket, readable, writable
 
 __all__ = ["AsyncPostgresqlDatabase", "AsyncpgConnection", "PsycopgConnection"]
 
@@ -123,7 +123,11 @@ def _rowcount(status: bytes | None, rows: int) -> int:
 class AsyncpgConnection(Connection):
     """An asyncpg connection (tasks only)."""
 
-    __slots__ = ()
+    __slots__ = ("_watch",)
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__(raw)
+        self._watch = TransportWatch(raw)
 
     def usable(self) -> bool:
         return not self.raw.is_closed()
@@ -135,7 +139,7 @@ class AsyncpgConnection(Connection):
         # was busy): one poll catches that. A FATAL already read but not yet
         # followed by the close leaves asyncpg refusing every command before
         # sending it, with no public sign: see fastpeewee.retry.
-        return self.usable() and not transport_readable(self.raw)
+        return self.usable() and not self._watch.readable()
 
     def in_transaction(self) -> bool:
         return bool(self.raw.is_in_transaction())
