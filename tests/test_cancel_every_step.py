@@ -160,19 +160,29 @@ async def test_savepoint_rolled_back_inside_a_transaction(env, backend):
     await run_every_step(db, outside, make, allowed)
 
 
-async def test_iterate_then_write(env, backend):
+@pytest.mark.parametrize("where", ["task", "request scope"])
+async def test_iterate_then_write(env, backend, where):
+    """A stream on a connection of its own (a task), or on the held connection
+    of a request scope, then a write."""
     db, outside = env
     for _ in range(5):
         await insert(db, "stream")
 
+    async def stream_then_write(tag: str) -> None:
+        seen = 0
+        async for _row in db.iterate(Ledger.select().where(Ledger.tag == "stream"), 2):
+            seen += 1
+            if seen == 3:
+                break
+        await insert(db, tag)
+
     def make(tag: str) -> Op:
         async def body(marks: dict[str, bool]) -> None:
-            seen = 0
-            async for _row in db.iterate(Ledger.select().where(Ledger.tag == "stream"), 2):
-                seen += 1
-                if seen == 3:
-                    break
-            await insert(db, tag)
+            if where == "task":
+                await stream_then_write(tag)
+                return
+            async with db.scope():
+                await stream_then_write(tag)
 
         return body
 

@@ -64,7 +64,7 @@ class StreamCursor(Cursor):
     ``fetchone`` never does I/O: the async iterator calls ``await fill()`` first.
     """
 
-    __slots__ = ("_buffer", "_cleanup", "_exhausted", "_fetch", "batch_size")
+    __slots__ = ("_buffer", "_cleanup", "_exhausted", "_fetch", "_watcher", "batch_size")
 
     def __init__(
         self,
@@ -78,15 +78,30 @@ class StreamCursor(Cursor):
         self._cleanup: Callable[[], Awaitable[None]] | None = cleanup
         self._buffer: deque[Row] = deque()
         self._exhausted = False
+        self._watcher: Callable[[BaseException], None] | None = None
         self.batch_size = batch_size
+
+    def watch(self, watcher: Callable[[BaseException], None]) -> None:
+        """Call ``watcher`` with whatever interrupts a fetch or the close, before it
+        propagates (the connection records it: an interrupted fetch leaves it in
+        doubt)."""
+        self._watcher = watcher
 
     async def fill(self) -> bool:
         """Make sure a row is buffered; return False once the result is exhausted."""
         if not self._buffer and not self._exhausted:
-            rows = await self._fetch(self.batch_size)
+            try:
+                rows = await self._fetch(self.batch_size)
+            except BaseException as exc:
+                self._report(exc)
+                raise
             self._buffer.extend(rows)
             self._exhausted = len(rows) < self.batch_size
         return bool(self._buffer)
+
+    def _report(self, exc: BaseException) -> None:
+        if self._watcher is not None:
+            self._watcher(exc)
 
     def fetchone(self) -> Row | None:
         return self._buffer.popleft() if self._buffer else None
@@ -100,4 +115,8 @@ class StreamCursor(Cursor):
         cleanup, self._cleanup = self._cleanup, None
         self._buffer.clear()
         if cleanup is not None:
-            await cleanup()
+            try:
+                await cleanup()
+            except BaseException as exc:
+                self._report(exc)
+                raise

@@ -270,6 +270,22 @@ def _run_sync(conn: Connection, sql: str, params: Params) -> Cursor:
         raise
 
 
+async def _open_stream(
+    conn: Connection, sql: str, params: Params, batch_size: int, disposable: bool = False
+) -> StreamCursor:
+    """``conn.astream``; whatever interrupts the open, a fetch or the close is
+    recorded on ``conn`` (``after_error``), as for any statement."""
+    conn.note(sql)
+    try:
+        with translate_errors():
+            cursor = await conn.astream(sql, params, batch_size, disposable=disposable)
+    except BaseException as exc:
+        conn.after_error(exc)
+        raise
+    cursor.watch(conn.after_error)
+    return cursor
+
+
 async def _run_async(conn: Connection, sql: str, params: Params, op: ConnOp | None) -> Cursor:
     # translate_errors() spelled out: this is every async statement's path.
     conn.note(sql)
@@ -407,11 +423,8 @@ class AsyncScope(Scope):
         if self.conn is None and not self.held:
             conn = await self.db._async_pool_get().aacquire()
             try:
-                with translate_errors():
-                    conn.note(sql)
-                    cursor = await conn.astream(sql, params, batch_size, disposable=True)
-            except BaseException as exc:
-                conn.after_error(exc)
+                cursor = await _open_stream(conn, sql, params, batch_size, disposable=True)
+            except BaseException:
                 await self._return(conn)
                 raise
             return cursor, self._end_stream(cursor, conn, None)
@@ -419,12 +432,12 @@ class AsyncScope(Scope):
         await self._acquire_busy(lock)
         try:
             conn = self.conn or await self._acquire()
-            with translate_errors():
-                conn.note(sql)
-                cursor = await conn.astream(sql, params, batch_size)
+            cursor = await _open_stream(conn, sql, params, batch_size)
         except BaseException:
-            self._drop_if_broken()
-            lock.release()
+            try:
+                await self._let_go_if_unfit()
+            finally:
+                lock.release()
             raise
         self.streaming = True
         return cursor, self._end_stream(cursor, None, lock)
@@ -447,26 +460,38 @@ class AsyncScope(Scope):
     ) -> None:
         try:
             await asyncio.shield(cursor.aclose())
+        except BaseException:
+            # Interrupted while the close still runs on the connection: it
+            # cannot be settled now, so it is closed rather than handed on.
+            conn = borrowed or self.conn
+            if conn is not None:
+                conn.broken = True
+            raise
         finally:
             if borrowed is not None:
                 await self._return(borrowed)
             if lock is not None:
-                self._drop_if_broken()
-                self.streaming = False
-                lock.release()
+                try:
+                    await self._let_go_if_unfit()
+                finally:
+                    self.streaming = False
+                    lock.release()
 
-    def _drop_if_broken(self) -> None:
-        """Let go of a held connection a stream left unusable (e.g. cancelled mid-fetch).
+    async def _let_go_if_unfit(self) -> None:
+        """Let go of a held connection a stream left unfit: broken, or unsettled
+        (a statement of it interrupted). It is settled or closed on its way back.
 
         Outside a transaction the next statement takes a fresh connection;
         inside one, the transaction is lost.
         """
         conn = self.conn
-        if conn is not None and (conn.broken or not conn.usable()):
-            self.lost = self.lost or bool(self.transactions)
-            self.conn = None
+        if conn is None or not (conn.broken or conn.unsettled or not conn.usable()):
+            return
+        self.lost = self.lost or bool(self.transactions)
+        self.conn = None
+        if not conn.usable():
             conn.broken = True
-            conn.pool.release(conn)
+        await self._return(conn)
 
     # -- connect / close ----------------------------------------------------
 
@@ -584,9 +609,6 @@ class PrivateScope(AsyncScope):
     """
 
     __slots__ = ()
-
-    def serves(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> bool:
-        return loop is self.loop
 
 
 class SharedScope(AsyncScope):
