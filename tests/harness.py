@@ -215,6 +215,52 @@ async def check_invariants(db: AsyncDatabase, outside: Outside, probe: str) -> N
     assert_no_leaks(db)
 
 
+class Boom(Exception):
+    """A failure a test raises on purpose."""
+
+
+async def siblings_one_failing(db: AsyncDatabase) -> list[BaseException | None]:
+    """Two sibling tasks, each in its own ``atomic()``: ``a`` writes "a" and fails
+    after ``b`` wrote "b" and committed. Returns what each ended with."""
+    a_inside = asyncio.Event()
+
+    async def a() -> None:
+        async with db.atomic():
+            await insert(db, "a")
+            a_inside.set()
+            await asyncio.sleep(0.05)  # b begins and commits meanwhile
+            raise Boom("a fails")
+
+    async def b() -> None:
+        await a_inside.wait()
+        async with db.atomic():  # SQLite: waits for a's write lock, then goes on
+            await insert(db, "b")
+
+    return await asyncio.gather(a(), b(), return_exceptions=True)
+
+
+async def sibling_savepoint_failing(db: AsyncDatabase) -> None:
+    """A task commits "outer" while a sibling's own block, writing "sibling", fails."""
+    step = asyncio.Event()
+
+    async def outer() -> None:
+        async with db.atomic():
+            await insert(db, "outer")
+            step.set()
+            await asyncio.sleep(0.05)  # the sibling's block fails meanwhile
+
+    async def sibling() -> None:
+        await step.wait()
+        try:
+            async with db.atomic():
+                await insert(db, "sibling")
+                raise Boom
+        except Boom:
+            pass
+
+    await asyncio.gather(outer(), sibling())
+
+
 @dataclass
 class StepResult:
     """How one cancelled run ended."""

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
+
+from fastpeewee import AsyncDatabase, AsyncMySQLDatabase, AsyncPostgresqlDatabase
 
 
 class _Link:
@@ -110,3 +113,24 @@ class Proxy:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def proxied_database(
+    server: Any, backend: str, **options: Any
+) -> AsyncIterator[tuple[AsyncDatabase, Proxy]]:
+    """A database of ``backend`` ("postgres" or "mysql") reaching ``server``
+    through a new :class:`Proxy`; both closed afterwards."""
+    proxy = Proxy(server.port)
+    params: dict[str, Any] = {**server.connect_params, "port": await proxy.start()}
+    db: AsyncDatabase
+    if backend == "postgres":
+        db = AsyncPostgresqlDatabase(server.database, **params, **options)
+    else:  # the test server has no TLS
+        db = AsyncMySQLDatabase(server.database, ssl_disabled=True, **params, **options)
+    try:
+        yield db, proxy
+    finally:
+        await db.close_pool()
+        db.close_all()
+        await proxy.close()

@@ -21,12 +21,11 @@ from typing import Any
 
 import pytest
 
-import fastpeewee.state
-from fastpeewee import AsyncDatabase, AsyncMySQLDatabase, AsyncPostgresqlDatabase
+from fastpeewee import AsyncDatabase, PoolConfig
 from fastpeewee.retry import NotSent, may_retry
 
 from .conftest import assert_no_leaks, settle
-from .proxy import Proxy
+from .proxy import proxied_database
 
 pytestmark = pytest.mark.backends("postgres", "mysql")
 
@@ -212,12 +211,7 @@ async def test_fatal_message_read_before_the_close_arrives(backend, request, sid
     # not know the link is gone: the next command fails in asyncpg *before
     # anything is sent*. The proxy holds the close back to keep that window open.
     server = _server(backend, request)
-    proxy = Proxy(server.port)
-    port = await proxy.start()
-    db = AsyncPostgresqlDatabase(
-        server.database, **{**server.connect_params, "port": port}, pool_size=POOL
-    )
-    try:
+    async with proxied_database(server, backend, pool_size=POOL) as (db, proxy):
         pids = await warm(db, backend)
         proxy.hold_eof()
         await asyncio.to_thread(side.kill, pids)
@@ -227,10 +221,6 @@ async def test_fatal_message_read_before_the_close_arrives(backend, request, sid
             assert not set(fresh) & set(pids)
         await settle(db)
         assert_no_leaks(db)
-    finally:
-        await db.close_pool()
-        db.close_all()
-        await proxy.close()
 
 
 async def test_statement_refused_before_sending_may_retry(db, backend, side):
@@ -259,13 +249,8 @@ async def test_command_refused_after_an_unread_fatal_may_retry(backend, request,
     # The FATAL is read, the close held back: asyncpg refuses the command
     # before sending it (its protocol waits for a ReadyForQuery that never comes).
     server = _server(backend, request)
-    proxy = Proxy(server.port)
-    port = await proxy.start()
-    db = AsyncPostgresqlDatabase(
-        server.database, **{**server.connect_params, "port": port}, pool_size=1
-    )
-    pool = db._async_pool_get()
-    try:
+    async with proxied_database(server, backend, pool_size=1) as (db, proxy):
+        pool = db._async_pool_get()
         (pid,) = await warm(db, backend, 1)
         proxy.hold_eof()
         await asyncio.to_thread(side.kill, [pid])
@@ -281,10 +266,6 @@ async def test_command_refused_after_an_unread_fatal_may_retry(backend, request,
             assert (await conn.aexecute(PID[backend], ())).fetchone()[0] != pid
         finally:
             pool.release(conn)
-    finally:
-        await db.close_pool()
-        db.close_all()
-        await proxy.close()
 
 
 async def test_replace_keeps_the_slot_for_a_new_connection(db, backend):
@@ -329,24 +310,11 @@ async def test_statement_that_reached_the_server_is_never_retried(db, backend, s
 @pytest.fixture
 async def proxied_db(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     """A database reaching its server through a proxy, pinging connections idle 50 ms."""
-    server = _server(backend, request)
-    proxy = Proxy(server.port)
-    port = await proxy.start()
-    params: dict[str, Any] = {**server.connect_params, "port": port}
     options: dict[str, Any] = {"pool_size": 2, "acquire_timeout": 5.0, "check_idle_after": 0.05}
-    database: AsyncDatabase
-    if backend == "postgres":
-        database = AsyncPostgresqlDatabase(server.database, **params, **options)
-    else:
-        database = AsyncMySQLDatabase(server.database, ssl_disabled=True, **params, **options)
-    database.pool_config = dataclasses.replace(database.pool_config, ping_timeout=0.5)
-    database.proxy = proxy  # type: ignore[attr-defined]
-    try:
-        yield database
-    finally:
-        await proxy.close()
-        await database.close_pool()
-        database.close_all()
+    async with proxied_database(_server(backend, request), backend, **options) as (db, proxy):
+        db.pool_config = dataclasses.replace(db.pool_config, ping_timeout=0.5)
+        db.proxy = proxy  # type: ignore[attr-defined]
+        yield db
 
 
 async def test_blackholed_idle_connection_costs_one_ping_timeout(proxied_db, backend):
@@ -388,7 +356,7 @@ async def test_all_idle_connections_blackholed_cost_one_ping_timeout(proxied_db,
 
 def test_ping_timeout_must_be_positive():
     with pytest.raises(ValueError, match="ping_timeout"):
-        fastpeewee.PoolConfig(ping_timeout=0)
+        PoolConfig(ping_timeout=0)
 
 
 async def test_blackholed_idle_sync_connection_costs_one_ping_timeout(proxied_db, backend):

@@ -22,7 +22,7 @@ from typing import Any
 import peewee
 import pytest
 
-from .harness import check_invariants, insert, insert_sync, ledger_database
+from .harness import Boom, check_invariants, insert, insert_sync, ledger_database
 
 SEEDS = range(24)
 
@@ -42,10 +42,6 @@ def plan(rng: random.Random, name: str) -> Script:
         kind = rng.choice(["auto", "txn", "txn", "nested"])
         steps.append((kind, rng.randint(1, 3), rng.random() < 0.35))
     return Script(name, steps)
-
-
-class Boom(Exception):
-    """A failure the script raises on purpose."""
 
 
 async def run_async(db: Any, script: Script, rng: random.Random, prefix: str) -> None:

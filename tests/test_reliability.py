@@ -132,9 +132,16 @@ from fastpeewee import (
 from fastpeewee.fastapi import add_exception_handlers, database_lifespan
 
 from .conftest import make_database, model_database, settle
-from .harness import LEDGER, Outside, check_invariants, insert
+from .harness import (
+    LEDGER,
+    Outside,
+    check_invariants,
+    insert,
+    sibling_savepoint_failing,
+    siblings_one_failing,
+)
 from .models import MODELS, User
-from .proxy import Proxy
+from .proxy import Proxy, proxied_database
 
 # Statements that run until interrupted: a server-side sleep, or (SQLite, which
 # has no sleep) a recursive CTE that never ends.
@@ -441,31 +448,19 @@ async def through_proxy(
     """The default setup, reaching the server through the loopback proxy of
     tests/proxy.py (which cuts, black-holes or holds back closes), with the
     checks after every test."""
-    server = server_of(backend, request)
-    proxy = Proxy(server.port)
-    params: dict[str, Any] = {**server.connect_params, "port": await proxy.start()}
     options = {"pool_size": 2, "acquire_timeout": 0.5, **options}
-    db: AsyncDatabase
     if backend == "postgres":
         # ssl=False: the test server has no TLS. With asyncpg's default (prefer), a
         # connect cut during its SSL request leaves an exception in asyncpg's own
         # future that nobody retrieves ("unexpected connection_lost() call"), which
         # the loop reports (see the report on issue 10).
-        db = AsyncPostgresqlDatabase(
-            server.database, **params, **options, command_timeout=COMMAND_TIMEOUT, ssl=False
-        )
+        options.update(command_timeout=COMMAND_TIMEOUT, ssl=False)
     else:
-        db = AsyncMySQLDatabase(
-            server.database, **params, **options, ssl_disabled=True, read_timeout=COMMAND_TIMEOUT
-        )
-    try:
+        options.update(read_timeout=COMMAND_TIMEOUT)
+    async with proxied_database(server_of(backend, request), backend, **options) as (db, proxy):
         with loop_errors_recorded() as errors:
             yield db, proxy
             await after_every_test(Env(db, None, backend, errors))
-    finally:
-        await db.close_pool()
-        db.close_all()
-        await proxy.close()
 
 
 # -- R1-R3: exhaustion, bounded waits, cancelled waiters -----------------------------------
@@ -1179,46 +1174,16 @@ async def test_r17_sibling_transactions_in_one_request_are_their_own(env):
 
     @app.post("/siblings")
     async def siblings() -> list[str]:
-        a_inside = asyncio.Event()
-
-        async def a() -> None:
-            async with db.atomic():
-                await insert(db, "a")
-                a_inside.set()
-                await asyncio.sleep(0.05)  # b begins and commits meanwhile
-                raise Failed("a fails")
-
-        async def b() -> None:
-            await a_inside.wait()
-            async with db.atomic():  # SQLite: waits for a's write lock, then goes on
-                await insert(db, "b")
-
-        results = await asyncio.gather(a(), b(), return_exceptions=True)
-        return [type(r).__name__ for r in results]
+        return [type(r).__name__ for r in await siblings_one_failing(db)]
 
     @app.post("/savepoint-of-a-sibling")
     async def savepoint_of_a_sibling() -> None:
-        step = asyncio.Event()
-
-        async def outer() -> None:
-            async with db.atomic():
-                await insert(db, "outer")
-                step.set()
-                await asyncio.sleep(0.05)  # the sibling's block fails meanwhile
-
-        async def sibling() -> None:
-            await step.wait()
-            with contextlib.suppress(Failed):
-                async with db.atomic():
-                    await insert(db, "sibling")
-                    raise Failed
-
-        await asyncio.gather(outer(), sibling())
+        await sibling_savepoint_failing(db)
 
     async with client(app) as http:
         response = await http.post("/siblings")
         assert response.status_code == 200, response.text
-        assert response.json() == ["Failed", "NoneType"]
+        assert response.json() == ["Boom", "NoneType"]
         # Each all or nothing on its own: the failed branch's row gone, the other's
         # committed.
         assert await asyncio.to_thread(outside.tags) == {"b": 1}

@@ -23,7 +23,15 @@ from fastapi import FastAPI, WebSocket
 from fastpeewee import DatabaseMiddleware, TransactionLost
 
 from .conftest import assert_no_leaks, model_database, settle
-from .harness import check_invariants, insert, insert_sync, ledger_database
+from .harness import (
+    Boom,
+    check_invariants,
+    insert,
+    insert_sync,
+    ledger_database,
+    sibling_savepoint_failing,
+    siblings_one_failing,
+)
 
 
 @pytest.fixture
@@ -37,23 +45,9 @@ async def env(backend, request, tmp_path):
 
 async def test_sibling_transactions_in_one_scope_are_their_own(env):
     db, outside = env
-    a_inside = asyncio.Event()
-
-    async def a() -> None:
-        async with db.atomic():
-            await insert(db, "a")
-            a_inside.set()
-            await asyncio.sleep(0.05)  # b begins and commits meanwhile
-            raise ValueError("a fails")
-
-    async def b() -> None:
-        await a_inside.wait()
-        async with db.atomic():  # SQLite: waits for a's write lock, then goes on
-            await insert(db, "b")
-
     async with db.scope():
-        results = await asyncio.gather(a(), b(), return_exceptions=True)
-    assert isinstance(results[0], ValueError)
+        results = await siblings_one_failing(db)
+    assert isinstance(results[0], Boom)
     assert results[1] is None
     assert await asyncio.to_thread(outside.tags) == {"b": 1}
     await check_invariants(db, outside, "probe")
@@ -61,25 +55,8 @@ async def test_sibling_transactions_in_one_scope_are_their_own(env):
 
 async def test_failed_savepoint_of_a_sibling_is_not_committed_by_another(env):
     db, outside = env
-    step = asyncio.Event()
-
-    async def outer() -> None:
-        async with db.atomic():
-            await insert(db, "outer")
-            step.set()
-            await asyncio.sleep(0.05)  # the sibling's block fails meanwhile
-
-    async def sibling() -> None:
-        await step.wait()
-        try:
-            async with db.atomic():
-                await insert(db, "sibling")
-                raise ValueError
-        except ValueError:
-            pass
-
     async with db.scope():
-        await asyncio.gather(outer(), sibling())
+        await sibling_savepoint_failing(db)
     assert await asyncio.to_thread(outside.tags) == {"outer": 1}
     await check_invariants(db, outside, "probe")
 

@@ -446,10 +446,12 @@ class AsyncDatabase:
             log_query(self, sql, params)
         start = time.perf_counter() if self.query_hooks else None
         try:
-            try:
-                cursor = await self._async_scope().aexecute(sql, params, ending)
-            except Reroute:  # the shared connection is in another caller's transaction
-                cursor = await self._rerouted(sql, params, ending)
+            while True:
+                try:
+                    cursor = await self._async_scope().aexecute(sql, params, ending)
+                    break
+                except Reroute:
+                    continue  # the shared connection is in another caller's transaction
         except Exception as exc:
             if start is not None:
                 notify_hooks(self, sql, params, start, exc)
@@ -457,13 +459,6 @@ class AsyncDatabase:
         if start is not None:
             notify_hooks(self, sql, params, start, None)
         return cursor
-
-    async def _rerouted(self, sql: str, params: Sequence[Any], ending: bool) -> Cursor:
-        while True:
-            try:
-                return await self._async_scope().aexecute(sql, params, ending)
-            except Reroute:
-                continue
 
     def _plain_begin(self) -> bool:
         """True when ``begin()`` without arguments only sends ``BEGIN`` (backends say)."""

@@ -113,8 +113,11 @@ class SqliteConnection(Connection):
             self.raw.total_changes  # noqa: B018 (raises once closed)
         except sqlite3.ProgrammingError:
             return False
+        return True
+
+    def usable_idle(self) -> bool:
         path = self._file
-        return path is None or self._same_file(path)
+        return self.usable() and (path is None or self._same_file(path))
 
     def _same_file(self, path: str) -> bool:
         """Is the file at ``path`` still the one we opened (not deleted, not replaced)?
