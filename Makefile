@@ -43,7 +43,7 @@ bench: $(BENCH_STAMP)  ## W1-W6 and H1-H3 against the peers (QUICK=1: about 2 mi
 
 SOAK_SECONDS ?= 300
 
-# tests/test_soak.py runs the same for 30 s in `make test`.
+# tests/faults/test_soak.py runs the same for 30 s in `make test`.
 soak: $(STAMP)  ## the reference app on PostgreSQL at pool saturation under faults (SOAK_SECONDS=300)
 	$(PY) -m benchmarks.soak --seconds $(SOAK_SECONDS)
 

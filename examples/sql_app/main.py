@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 
 from fastpeewee import AsyncDatabase, BodySizeLimitMiddleware, DatabaseMiddleware
-from fastpeewee.fastapi import add_exception_handlers, database_lifespan
+from fastpeewee.integrations.fastapi import add_exception_handlers, database_lifespan
 
 from . import crud, models
 from .database import MAX_BODY_BYTES, SLOW_SECONDS, database_from_env

@@ -19,7 +19,7 @@ from examples.sql_app.schemas import (
 from fastapi import FastAPI, HTTPException
 
 from fastpeewee import AsyncDatabase, BodySizeLimitMiddleware, DatabaseMiddleware
-from fastpeewee.fastapi import add_exception_handlers, database_lifespan
+from fastpeewee.integrations.fastapi import add_exception_handlers, database_lifespan
 
 from . import crud
 

@@ -13,13 +13,10 @@ Example::
     ann = await User.acreate(name="ann")
 """
 
-from .asgi import DatabaseMiddleware
 from .backends.mysql import AsyncMySQLDatabase
 from .backends.postgres import AsyncPostgresqlDatabase
 from .backends.sqlite import AsyncSqliteDatabase
-from .body_limit import BodySizeLimitMiddleware
 from .bridge import await_, greenlet_spawn
-from .compiled import Param, Template, Uncompilable, compile_query
 from .database import AsyncDatabase
 from .errors import (
     MissingGreenletBridge,
@@ -31,6 +28,9 @@ from .errors import (
     UnloadedRelation,
     is_unavailable,
 )
+from .fast.compiled import Param, Template, Uncompilable, compile_query
+from .integrations.asgi import DatabaseMiddleware
+from .integrations.body_limit import BodySizeLimitMiddleware
 from .model import AsyncModel, AsyncModelMixin
 from .pool import PoolConfig, PoolStats
 from .schema import (

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
-from . import selects
-from ._peewee import log_query, notify_hooks
 from .bridge import greenlet_spawn
-from .bulk import CopyRequest, execute_insert, is_multi_insert
+from .contracts.peewee import log_query, notify_hooks
 from .cursor import Cursor
+from .drivers.base import CopyRequest
 from .errors import BRIDGE_HINT, MissingGreenletBridge, mask_password
+from .fast import selects
+from .fast.bulk import execute_insert, is_multi_insert
 from .pool import Pool, PoolConfig, PoolStats
 from .state import (
     AsyncScope,

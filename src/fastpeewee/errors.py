@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import peewee
 
-from ._peewee import DRIVER_ERRORS
+from .contracts.peewee import DRIVER_ERRORS
 
 __all__ = [
     "MissingGreenletBridge",

@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 
 import peewee
 
-from . import fastpath
 from .database import AsyncDatabase
+from .fast import fastpath
 
 __all__ = ["AsyncModel", "AsyncModelMixin"]
 

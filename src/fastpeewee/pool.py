@@ -250,7 +250,7 @@ class Pool(Generic[C]):
         """Close ``conn`` (checked out, found dead) and open a new connection in its slot.
 
         For the one retry of a statement that failed before it was sent
-        (:mod:`fastpeewee.retry`): a connection opened now, not an idle one that
+        (:mod:`fastpeewee.drivers.retry`): a connection opened now, not an idle one that
         may have died the same way. Opening it is bounded by ``acquire_timeout``.
         """
         if self._open_sync is None:

@@ -37,6 +37,7 @@ import peewee
 
 from .bridge import await_, in_bridge
 from .cursor import Cursor, StreamCursor
+from .drivers.retry import may_retry
 from .errors import (
     BRIDGE_HINT,
     MissingGreenletBridge,
@@ -45,11 +46,10 @@ from .errors import (
     translate_errors,
     wrap_driver_error,
 )
-from .retry import may_retry
 
 if TYPE_CHECKING:
-    from .backends.base import Connection, Params
     from .database import AsyncDatabase
+    from .drivers.base import Connection, Params
 
 __all__ = [
     "AsyncScope",

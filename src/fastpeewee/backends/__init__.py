@@ -1,1 +1,5 @@
-"""One module per driver family; each holds its connection wrapper and database class."""
+"""The database classes, one per backend.
+
+Each configures its drivers (see :mod:`fastpeewee.drivers`) under
+:class:`~fastpeewee.database.AsyncDatabase`.
+"""

@@ -6,7 +6,7 @@ from typing import Any
 
 from playhouse.postgres_ext import PostgresqlExtDatabase as _PlayhouseExt
 
-from ..backends.postgres import AsyncpgConnection, PsycopgConnection
+from ..drivers.postgres import AsyncpgConnection, PsycopgConnection
 from ..errors import translate_errors
 from ._databases import PooledPostgresqlDatabase
 

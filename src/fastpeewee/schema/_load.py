@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import peewee
 from pydantic import BaseModel, TypeAdapter
 
-from .._peewee import load_tree, query_limit, returns_models
-from ..compiled import model_cache
+from ..contracts.peewee import load_tree, query_limit, returns_models
+from ..fast.compiled import model_cache
 from ._relations import Relation, relations_of
 
 __all__ = ["MATERIALIZE_MAX", "as_query", "not_found", "prepare", "validate"]

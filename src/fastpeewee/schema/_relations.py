@@ -20,8 +20,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from ..bridge import in_bridge
-from ..compiled import model_cache
 from ..errors import UnloadedRelation
+from ..fast.compiled import model_cache
 
 __all__ = ["Relation", "check_loaded", "relations_of"]
 

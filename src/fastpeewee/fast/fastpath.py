@@ -1,0 +1,337 @@
+"""Native async fast paths for the hottest model calls, on compiled SQL.
+
+``aget_by_id``, ``acreate`` and ``asave`` of a plain model run here: the SQL
+peewee would build is compiled once per (model, database, operation shape)
+and reused with new values, and the statement is awaited directly, without
+the greenlet bridge. Everything else about the call is peewee's own: the
+same query objects hydrate rows, the same dirty-field bookkeeping runs.
+
+A plan is only reused on the database it was built for and while the model's
+fingerprint is unchanged: its table name, schema, primary key and the
+identity and column name of every field. Adding, removing or renaming a
+field, renaming the table or binding the model to another database
+therefore compiles afresh. Plans are kept on the model itself, at most
+:data:`PLANS_MAX` of them, and refer to their database only weakly: a
+database object no longer used is freed, whatever was compiled for it. A model
+that overrides one of the peewee methods a fast path replaces (``save``,
+``get_by_id``, ``select``, ...) always takes the ordinary path, so hooks such
+as ``playhouse.signals`` keep firing.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import peewee
+
+from ..contracts.peewee import prepare_insert
+from .compiled import (
+    BoundedCache,
+    Param,
+    Template,
+    Uncompilable,
+    compile_query,
+    model_cache,
+    model_fingerprint,
+)
+from .rows import model_rows
+
+__all__ = ["MISSING", "PLANS_MAX", "Plan", "can_save", "get_by_id", "plan_for", "plans_of", "save"]
+
+_UNSAFE_KEYS = (peewee.Node, list, tuple, set, frozenset, dict)
+_PK = ("fastpeewee", "pk")  # the primary key's placeholder name: no field can have it
+
+
+class Plan:
+    """A compiled statement for one operation of one model, and the query it came from.
+
+    The query is unbound from its database: the plan lives as long as the
+    model, which may outlive the database.
+    """
+
+    __slots__ = ("checked", "database", "fingerprint", "pk_converter", "query", "template")
+
+    def __init__(
+        self, db: Any, fingerprint: tuple[Any, ...], query: Any, template: Template | None
+    ) -> None:
+        self.database = weakref.ref(db)
+        self.fingerprint = fingerprint
+        self.query: Any = None if query is None else query.bind(None)
+        self.template = template
+        self.checked = False  # compared once with peewee's own SQL (where a caller does)
+        # Inserts returning just the primary key: how to read it (see _run_insert).
+        self.pk_converter: Any = None
+
+
+PLANS_MAX = 256
+"""Plans kept per model, the oldest dropped first: one per operation shape (get by
+id, insert or update of a set of fields, select shape) and database. A plan is
+about 3 KB, so a model's plans never take more than about 0.75 MB."""
+_PLANS = "_fastpeewee_plans"  # the attribute of model._meta holding them
+
+
+def plans_of(model: type[Any]) -> BoundedCache[Plan]:
+    """The plans kept for ``model``, keyed by (operation and shape, database id)."""
+    return model_cache(model, _PLANS, PLANS_MAX)
+
+
+def plain_pk(model: type[Any]) -> Any:
+    """The model's single-column primary key field, or None (composite or no key)."""
+    pk = model._meta.primary_key
+    if pk is False or isinstance(pk, peewee.CompositeKey):
+        return None
+    return pk
+
+
+def overrides(model: type[Any], *names: str) -> bool:
+    """True when ``model`` replaces any of peewee's ``Model`` methods ``names``."""
+    base = peewee.Model.__dict__
+    for name in names:
+        attr = base[name]
+        func = getattr(attr, "__func__", attr)
+        mine = getattr(model, name)
+        if getattr(mine, "__func__", mine) is not func:
+            return True
+    return False
+
+
+def plan_for(
+    model: type[Any], db: Any, key: Hashable, build: Callable[[], Any], constants: bool = False
+) -> Plan | None:
+    """The cached plan ``key`` of ``model`` on ``db``, built and compiled on first use.
+
+    ``constants``: allow parameters fixed at build time (else such a query,
+    e.g. an insert that filled in a column default, is not cached).
+    Returns None when the query cannot be compiled; the caller then takes
+    peewee's ordinary path.
+    """
+    meta = model._meta
+    fingerprint = model_fingerprint(meta)
+    plans = getattr(meta, _PLANS, None)  # plans_of(), inline: this is a hot path
+    if plans is None:
+        plans = plans_of(model)
+    full_key = (key, id(db))
+    plan = plans.get(full_key)
+    # The id of a database that was freed may be reused: check it is this one.
+    if plan is None or plan.database() is not db or plan.fingerprint != fingerprint:
+        plan = _compile(fingerprint, db, build, constants)
+        plans.put(full_key, plan)
+    return plan if plan.template is not None else None
+
+
+def _compile(
+    fingerprint: tuple[Any, ...], db: Any, build: Callable[[], Any], constants: bool
+) -> Plan:
+    try:
+        query = build()
+        template: Template | None = compile_query(db, query)
+    except (Uncompilable, peewee.PeeweeException, KeyError, ValueError, TypeError):
+        return Plan(db, fingerprint, None, None)  # remembered: not compilable
+    if template is not None and template.has_constants and not constants:
+        template = None
+    return Plan(db, fingerprint, query, template)
+
+
+# -- the operations ------------------------------------------------------------
+
+
+def get_by_id_plan(model: type[Any], db: Any, pk_value: Any) -> Plan | None:
+    """Plan for ``Model.get_by_id(pk)``: ``select().where(pk == ?).paginate(1, 1)``."""
+    if pk_value is None or isinstance(pk_value, _UNSAFE_KEYS):
+        return None  # `pk == None` renders IS NULL; nodes and lists render as SQL
+    pk = plain_pk(model)
+    if pk is None or overrides(model, "get_by_id", "get", "select"):
+        return None
+
+    def build() -> Any:
+        return model.select().where(pk == Param("pk")).paginate(1, 1)
+
+    return plan_for(model, db, "get_by_id", build, constants=True)
+
+
+def _values_ok(model: type[Any], field_dict: dict[str, Any]) -> bool:
+    fields = model._meta.fields
+    for name, value in field_dict.items():
+        # A model instance for a foreign key converts to its key; any other
+        # node is rendered as SQL: peewee's path handles those.
+        if isinstance(value, peewee.Node) and not (
+            isinstance(value, peewee.Model)
+            and isinstance(fields.get(name), peewee.ForeignKeyField)
+        ):
+            return False
+    return True
+
+
+def insert_plan(model: type[Any], db: Any, field_dict: dict[str, Any]) -> Plan | None:
+    """Plan for ``Model.insert(**field_dict).execute()`` (as ``save`` sends it)."""
+    if not field_dict or not _values_ok(model, field_dict) or overrides(model, "insert"):
+        return None
+    names = tuple(field_dict)
+    fields = model._meta.fields
+
+    def build() -> Any:
+        data = {name: Param(name, fields[name].db_value) for name in names}
+        return prepare_insert(model.insert(**data), db)
+
+    plan = plan_for(model, db, ("insert", names), build)
+    if plan is not None and not plan.checked:
+        plan.pk_converter = _returned_pk_converter(model, db, plan.query)
+        plan.checked = True
+    return plan
+
+
+def _returned_pk_converter(model: type[Any], db: Any, query: Any) -> Any:
+    """``pk.python_value`` (or ``_identity``) when the insert returns exactly the
+    primary key the way peewee reads one back; None: use peewee's wrapper."""
+    pk = plain_pk(model)
+    returning = query._returning
+    if pk is None or not returning or len(returning) != 1 or returning[0] is not pk:
+        return None
+    if query._return_cursor or query._as_rowcount or query._row_type is not None:
+        return None
+    if query._query_type != peewee.Insert.SIMPLE or not db.returning_clause:
+        return None
+    if type(db).last_insert_id is not peewee.Database.last_insert_id:
+        return None
+    if query.default_row_type != peewee.ROW.TUPLE:
+        return None
+    return pk.python_value if pk._coerce else _identity
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def update_plan(model: type[Any], db: Any, field_dict: dict[str, Any]) -> Plan | None:
+    """Plan for ``self.update(**field_dict).where(self._pk_expr())`` (as ``save`` sends it)."""
+    pk = plain_pk(model)
+    if pk is None or not field_dict or not _values_ok(model, field_dict):
+        return None
+    if overrides(model, "update", "_pk_expr"):
+        return None
+    names = tuple(field_dict)
+    fields = model._meta.fields
+    for name in names:
+        # peewee converts update values with Field.to_value; a field that
+        # overrides it may render differently.
+        if type(fields[name]).to_value is not peewee.Field.to_value:
+            return None
+
+    def build() -> Any:
+        data = {name: Param(name, fields[name].db_value) for name in names}
+        return model.update(**data).where(pk == Param(_PK))
+
+    return plan_for(model, db, ("update", names), build)
+
+
+# -- running them ----------------------------------------------------------------
+
+MISSING: Any = object()
+_MISSING = MISSING
+
+
+async def get_by_id(model: type[Any], db: Any, pk_value: Any) -> Any:
+    """``Model.get_by_id(pk)`` on compiled SQL, or ``_MISSING`` when it does not apply."""
+    plan = get_by_id_plan(model, db, pk_value)
+    if plan is None:
+        return _MISSING
+    template = plan.template
+    assert template is not None
+    params = template.bind({"pk": pk_value})
+    if params is None:
+        return _MISSING
+    cursor = await db.aexecute_sql(template.sql, params)
+    try:
+        return model_rows(plan.query, cursor)[0]
+    except IndexError:
+        raise model.DoesNotExist(
+            f"{model} instance matching query does not exist:\n"
+            f"SQL: {template.sql}\nParams: {params}"
+        ) from None
+
+
+def _bind(plan: Plan | None, values: dict[Any, Any]) -> tuple[str, list[Any]] | None:
+    if plan is None or plan.template is None:
+        return None
+    params = plan.template.bind(values)
+    return None if params is None else (plan.template.sql, params)
+
+
+async def _run_insert(inst: Any, db: Any, field_dict: dict[str, Any]) -> Any:
+    plan = insert_plan(type(inst), db, field_dict)
+    bound = _bind(plan, field_dict)
+    if plan is None or bound is None:
+        return await db.run(lambda: inst.insert(**field_dict).execute())
+    query = plan.query
+    cursor = await db.aexecute_sql(*bound)
+    if plan.pk_converter is not None:
+        # What peewee's tuple wrapper and last_insert_id() make of the one
+        # RETURNING column: the first row's key, through python_value.
+        row = cursor.fetchone()
+        return None if row is None else plan.pk_converter(row[0])
+    if query._returning:
+        cursor = query._get_cursor_wrapper(cursor)
+    return query.handle_result(db, cursor)
+
+
+async def _run_update(inst: Any, db: Any, field_dict: dict[str, Any]) -> Any:
+    plan = update_plan(type(inst), db, field_dict)
+    bound = _bind(plan, {**field_dict, _PK: inst._pk})
+    if plan is None or bound is None:
+        return await db.run(lambda: inst.update(**field_dict).where(inst._pk_expr()).execute())
+    cursor = await db.aexecute_sql(*bound)
+    return plan.query.handle_result(db, cursor)
+
+
+def can_save(model: type[Any]) -> bool:
+    """True when ``save`` is peewee's own, so :func:`save` may stand in for it."""
+    return not overrides(
+        model, "save", "_prune_fields", "_populate_unsaved_relations", "insert", "update"
+    )
+
+
+async def save(inst: Any, db: Any, force_insert: bool, only: Any) -> Any:
+    """``Model.save`` step for step (peewee 4.5), its two statements on compiled SQL."""
+    meta = inst._meta
+    field_dict = inst.__data__.copy()
+    if meta.primary_key is not False:
+        pk_field = meta.primary_key
+        pk_value = inst._pk
+    else:
+        pk_field = pk_value = None
+    if only is not None:
+        field_dict = inst._prune_fields(field_dict, only)
+    elif meta.only_save_dirty and not force_insert:
+        field_dict = inst._prune_fields(field_dict, inst.dirty_fields)
+        if not field_dict:
+            inst._dirty.clear()
+            return False
+
+    inst._populate_unsaved_relations(field_dict)
+    rows = 1
+
+    if meta.auto_increment and pk_value is None:
+        field_dict.pop(pk_field.name, None)
+
+    if pk_value is not None and not force_insert:
+        if meta.composite_key:
+            for pk_part_name in pk_field.field_names:
+                field_dict.pop(pk_part_name, None)
+        else:
+            field_dict.pop(pk_field.name, None)
+        if not field_dict:
+            raise ValueError("no data to save!")
+        rows = await _run_update(inst, db, field_dict)
+    elif pk_field is not None:
+        pk = await _run_insert(inst, db, field_dict)
+        if pk is not None and (meta.auto_increment or pk_value is None):
+            inst._pk = pk
+            # Although we set the primary-key, do not mark it as dirty.
+            inst._dirty.discard(pk_field.name)
+    else:
+        await _run_insert(inst, db, field_dict)
+
+    inst._dirty -= set(field_dict)  # Remove any fields we saved.
+    return rows

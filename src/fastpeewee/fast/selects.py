@@ -1,0 +1,72 @@
+"""SELECTs awaited natively: ``db.list``, ``db.get`` and ``aexecute`` of a select.
+
+peewee's own path (``list(query)``, ``query.get()``) only builds SQL, runs it
+through ``execute_sql`` and wraps the cursor; here the same steps run on the
+event loop directly, without the greenlet bridge, with SQL from the shape
+cache (:mod:`fastpeewee.fast.shapes`) and rows from :mod:`fastpeewee.fast.rows`. The
+query object ends up exactly as peewee leaves it (its cursor wrapper cached
+on it). Queries this does not cover (prefetching ``with_related``, foreign
+databases, already executed, custom query classes) take peewee's path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+
+from .rows import NO_ROW, first_object, model_rows
+from .shapes import first_row_sql, select_sql
+
+__all__ = ["aexecute_select", "aget", "native"]
+
+_BASES: Any = (peewee.SelectBase, peewee.BaseModelSelect)
+_EXECUTES = tuple(base._execute for base in _BASES)
+
+
+def _is_select(query: Any) -> bool:
+    return isinstance(query, peewee.SelectBase)
+
+
+def native(db: Any, query: Any) -> bool:
+    """True when ``query`` is a select this module runs exactly as peewee would."""
+    return (
+        _is_select(query)
+        and type(query)._execute in _EXECUTES
+        and query._database is db
+        and query._cursor_wrapper is None
+        and not getattr(query, "_load_tree", None)
+    )
+
+
+async def aexecute_select(db: Any, query: Any) -> Any:
+    """``query.execute()`` awaited: the cursor wrapper, also cached on the query."""
+    sql, params = select_sql(db, query)
+    cursor = await db.aexecute_sql(sql, params)
+    wrapper = model_rows(query, cursor)
+    query._cursor_wrapper = wrapper
+    return wrapper
+
+
+def gets_like_peewee(query: Any) -> bool:
+    """True when ``query.get()`` is peewee's ``BaseModelSelect.get``."""
+    return type(query).get is peewee.BaseModelSelect.get
+
+
+async def aget(db: Any, query: Any) -> Any:
+    """``query.get()`` awaited (``BaseModelSelect.get``): first row or ``DoesNotExist``.
+
+    peewee runs ``query.paginate(1, 1)``, a clone; its SQL comes from the shape
+    cache without building the clone, and its rows wrap the same way (paging
+    changes neither the columns nor the row type).
+    """
+    sql, params = first_row_sql(db, query)
+    cursor = await db.aexecute_sql(sql, params)
+    found = first_object(query, cursor)
+    if found is NO_ROW:
+        clone = query.paginate(1, 1)
+        sql, params = clone.sql()
+        raise query.model.DoesNotExist(
+            f"{clone.model} instance matching query does not exist:\nSQL: {sql}\nParams: {params}"
+        )
+    return found

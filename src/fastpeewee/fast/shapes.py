@@ -1,0 +1,219 @@
+"""SQL of common SELECT shapes, compiled once and reused with new values.
+
+A ``Model.select()`` (all fields or some of its own fields) with a WHERE made
+of ``field <op> value`` comparisons joined by AND/OR, an ORDER BY of its own
+fields, and LIMIT/OFFSET has a *shape*: everything but the values. The shape
+is read from the query's attributes; every other attribute must still hold
+its default, else (joins, GROUP BY, subqueries, functions, ``IN`` lists,
+``None`` values that render ``IS NULL``, ...) peewee builds the SQL as usual.
+
+The first query of a shape is compiled with :class:`~fastpeewee.fast.compiled.Param`
+placeholders in place of its values and checked against the SQL and
+parameters peewee builds for it; only a template that reproduces them is
+kept. Plans live per model and database, at most
+:data:`~fastpeewee.fast.fastpath.PLANS_MAX` a model, and are dropped when the
+model's fingerprint changes (see :mod:`fastpeewee.fast.fastpath`). A shape key
+holds no values, so queries that differ only in their values share one plan.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import peewee
+
+from .compiled import Param, is_own_field
+from .fastpath import Plan, plan_for
+
+__all__ = ["first_row_sql", "select_sql", "shape_of"]
+
+_SCALARS = frozenset(
+    {int, float, str, bytes, bool, decimal.Decimal, datetime.datetime, datetime.date,
+     datetime.time, uuid.UUID}
+)
+_COMPARE = frozenset({"=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE"})
+_BOOLEAN = frozenset({"AND", "OR"})
+# Attributes that do not change the SQL (row type, the database it runs on) or
+# that the shape reads itself.
+_READ = frozenset(
+    {"_where", "_order_by", "_limit", "_offset", "_returning", "_from_list", "_join_ctx",
+     "_is_default", "model", "_database", "_cursor_wrapper", "_hash", "_row_type",
+     "_constructor"}
+)
+# Attributes that must keep their default (None, or an empty dict for _joins).
+_NONE = frozenset(
+    {"_alias", "_cte_list", "_distinct", "_for_update", "_group_by", "_having", "_lateral",
+     "_simple_distinct", "_windows"}
+)
+_EXPRESSION_ATTRS = frozenset({"lhs", "op", "rhs", "flat"})
+_ORDERING_ATTRS = frozenset({"node", "_coerce", "_converter", "direction", "collation", "nulls"})
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _own_field(node: Any, model: Any) -> Any:
+    if not is_own_field(node, model):
+        raise _Unsupported
+    return id(node)
+
+
+def _where(node: Any, model: Any, values: list[Any]) -> tuple[Any, ...]:
+    if type(node) is not peewee.Expression or vars(node).keys() != _EXPRESSION_ATTRS:
+        raise _Unsupported
+    op = node.op
+    if op in _BOOLEAN:
+        lhs = _where(node.lhs, model, values)
+        return ("B", op, node.flat, lhs, _where(node.rhs, model, values))
+    if op not in _COMPARE or type(node.rhs) not in _SCALARS:
+        raise _Unsupported
+    key = ("C", _own_field(node.lhs, model), op, node.flat)
+    values.append(node.rhs)
+    return key
+
+
+def _order(items: Any, model: Any) -> tuple[Any, ...] | None:
+    if items is None:
+        return None
+    keys: list[Any] = []
+    for item in items:
+        if type(item) is peewee.Ordering:
+            attrs = vars(item)
+            if attrs.keys() != _ORDERING_ATTRS or attrs["_converter"] is not None:
+                raise _Unsupported
+            keys.append(("O", _own_field(attrs["node"], model), attrs["direction"],
+                         attrs["collation"], attrs["nulls"], attrs["_coerce"]))
+        else:
+            keys.append(("F", _own_field(item, model)))
+    return tuple(keys)
+
+
+def _bound(value: Any, values: list[Any]) -> bool:
+    if value is None:
+        return False
+    if type(value) is not int:
+        raise _Unsupported
+    values.append(value)
+    return True
+
+
+def shape_of(
+    query: Any, page: tuple[int, int] | None = None
+) -> tuple[tuple[Any, ...], list[Any]] | None:
+    """The shape key of a simple model select and its values in parameter order.
+
+    ``page``: (limit, offset) to use instead of the query's own, i.e. the
+    shape of ``query.paginate(...)`` without building that clone.
+    """
+    if type(query) is not peewee.ModelSelect:
+        return None
+    attrs = vars(query)
+    model = query.model
+    for name, value in attrs.items():
+        if name in _NONE:
+            if value is not None:
+                return None
+        elif name == "_joins":
+            if value:
+                return None
+        elif name not in _READ:
+            return None
+    from_list = attrs["_from_list"]
+    if len(from_list) != 1 or from_list[0] is not model or attrs["_join_ctx"] is not model:
+        return None
+    returning = attrs["_returning"]
+    for field in returning:
+        if not is_own_field(field, model):
+            return None
+    columns = tuple(map(id, returning))
+    values: list[Any] = []
+    try:
+        where = attrs["_where"]
+        where_key = None if where is None else _where(where, model, values)
+        order_key = _order(attrs["_order_by"], model)
+        bounds = (attrs["_limit"], attrs["_offset"]) if page is None else page
+        limit = _bound(bounds[0], values)
+        offset = _bound(bounds[1], values)
+    except _Unsupported:
+        return None
+    key = ("select", columns, attrs["_is_default"], where_key, order_key, limit, offset)
+    return key, values
+
+
+def _with_params(node: Any, counter: list[int]) -> Any:
+    if node.op in _BOOLEAN:
+        lhs = _with_params(node.lhs, counter)
+        return peewee.Expression(lhs, node.op, _with_params(node.rhs, counter), node.flat)
+    slot = counter[0]
+    counter[0] += 1
+    return peewee.Expression(node.lhs, node.op, Param(slot), node.flat)
+
+
+def _template_query(query: Any, limit: bool, offset: bool) -> Any:
+    clone = query.clone()
+    counter = [0]
+    if clone._where is not None:
+        clone._where = _with_params(clone._where, counter)
+    if limit:
+        clone._limit = Param(counter[0])
+        counter[0] += 1
+    if offset:
+        clone._offset = Param(counter[0])
+    return clone
+
+
+def _same(mine: list[Any] | None, theirs: list[Any]) -> bool:
+    if mine is None or len(mine) != len(theirs):
+        return False
+    return all(type(a) is type(b) and a == b for a, b in zip(mine, theirs, strict=True))
+
+
+def _render(db: Any, query: Any) -> tuple[str, list[Any]]:
+    sql, params = db.get_sql_context().sql(query).query()
+    return sql, params
+
+
+def select_sql(db: Any, query: Any) -> tuple[str, list[Any]]:
+    """The SQL and parameters of ``query`` on ``db``, from the shape cache when it applies."""
+    return _cached(db, query, shape_of(query), lambda: query)
+
+
+def first_row_sql(db: Any, query: Any) -> tuple[str, list[Any]]:
+    """The SQL and parameters of ``query.paginate(1, 1)``, without cloning when cached."""
+    return _cached(db, query, shape_of(query, (1, 0)), lambda: query.paginate(1, 1))
+
+
+def _cached(
+    db: Any, query: Any, found: Any, actual: Callable[[], Any]
+) -> tuple[str, list[Any]]:
+    if found is None:
+        return _render(db, actual())
+    key, values = found
+    limit, offset = key[5], key[6]
+    plan = plan_for(
+        query.model, db, key, lambda: _template_query(actual(), limit, offset), constants=True
+    )
+    if plan is None or plan.template is None:
+        return _render(db, actual())
+    if not plan.checked:
+        return _check(db, actual(), plan, values)
+    params = plan.template.bind(values)
+    if params is None:
+        return _render(db, actual())
+    return plan.template.sql, params
+
+
+def _check(db: Any, query: Any, plan: Plan, values: list[Any]) -> tuple[str, list[Any]]:
+    """First use of a plan: keep it only if it reproduces peewee's SQL and parameters."""
+    sql, params = _render(db, query)
+    template = plan.template
+    assert template is not None
+    if template.sql != sql or not _same(template.bind(values), params):
+        plan.template = None  # peewee renders this shape differently: never reuse it
+    plan.checked = True
+    return sql, params

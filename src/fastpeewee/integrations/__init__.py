@@ -1,0 +1,1 @@
+"""Integrations with web frameworks: the ASGI middleware (framework-neutral) and FastAPI."""
