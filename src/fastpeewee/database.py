@@ -377,7 +377,7 @@ class AsyncDatabase:
         return self._execute_in_scope(sql, params or _NO_PARAMS, False)
 
     def execute(self, query: Any, **context_options: Any) -> Any:
-        """peewee's ``Database.execute``; fast paths batch or COPY multi-row inserts of any size."""
+        """peewee's ``Database.execute``; fast paths batch or COPY big multi-row inserts."""
         if fast.enabled(self) and is_multi_insert(query):
             cursor = execute_insert(self, query, context_options)
             if cursor is not None:
