@@ -141,7 +141,7 @@ class AsyncDatabase:
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self._releasing: set[asyncio.Task[None]] = set()
         # False: peewee's own paths only (see fastpeewee.fast; the environment may force it).
-        self.fast_paths = fast_paths and fast.ENABLED
+        self.fast_paths = bool(fast_paths) and fast.ENABLED
         super().__init__(database, **kwargs)  # type: ignore[call-arg]
 
     # -- scopes ---------------------------------------------------------------
