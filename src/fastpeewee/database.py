@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
+from . import fast
 from .bridge import greenlet_spawn
 from .contracts.peewee import log_query, notify_hooks
 from .cursor import Cursor
@@ -79,6 +80,9 @@ class AsyncDatabase:
     peewee.SqliteDatabase)``. Backends implement :meth:`_open_sync` and
     :meth:`_open_async` (or override :meth:`_new_sync_pool` and
     :meth:`_new_async_pool`).
+
+    ``fast_paths=False`` keeps this database on peewee's own code paths, off
+    the speed layer (see :mod:`fastpeewee.fast`); ``db.fast_paths`` tells which.
     """
 
     if TYPE_CHECKING:  # provided by the peewee Database class mixed in after us
@@ -109,6 +113,7 @@ class AsyncDatabase:
         check_idle_after: float | None = 5.0,
         ping_timeout: float = 2.0,
         max_waiting: int = 0,
+        fast_paths: bool = True,
         **kwargs: Any,
     ) -> None:
         self.pool_config = PoolConfig(
@@ -135,6 +140,8 @@ class AsyncDatabase:
         self._async_pool: Pool[Any] | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self._releasing: set[asyncio.Task[None]] = set()
+        # False: peewee's own paths only (see fastpeewee.fast; the environment may force it).
+        self.fast_paths = bool(fast_paths) and fast.ENABLED
         super().__init__(database, **kwargs)  # type: ignore[call-arg]
 
     # -- scopes ---------------------------------------------------------------
@@ -370,8 +377,8 @@ class AsyncDatabase:
         return self._execute_in_scope(sql, params or _NO_PARAMS, False)
 
     def execute(self, query: Any, **context_options: Any) -> Any:
-        """peewee's ``Database.execute``; a multi-row insert of any size is split or COPYed."""
-        if is_multi_insert(query):
+        """peewee's ``Database.execute``; fast paths batch or COPY big multi-row inserts."""
+        if fast.enabled(self) and is_multi_insert(query):
             cursor = execute_insert(self, query, context_options)
             if cursor is not None:
                 return cursor
@@ -573,13 +580,13 @@ class AsyncDatabase:
     async def aexecute(self, query: Any) -> Any:
         """Execute a query bound to this database; returns what ``execute()`` returns."""
         query.bind(self)
-        if selects.native(self, query):
+        if fast.enabled(self) and selects.native(self, query):
             return await selects.aexecute_select(self, query)
         return await self.run(query.execute)
 
     async def get(self, query: Any) -> Any:
         """The first row of ``query``; raises ``DoesNotExist`` when there is none."""
-        if selects.native(self, query) and selects.gets_like_peewee(query):
+        if fast.enabled(self) and selects.native(self, query) and selects.gets_like_peewee(query):
             return await selects.aget(self, query)
         return await self.run(query.get)
 
@@ -589,7 +596,7 @@ class AsyncDatabase:
 
     async def list(self, query: Any) -> builtins.list[Any]:
         """All rows of ``query`` as a list."""
-        if selects.native(self, query):
+        if fast.enabled(self) and selects.native(self, query):
             return builtins.list(await selects.aexecute_select(self, query))
         return await self.run(list, query)
 

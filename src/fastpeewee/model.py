@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import peewee
 
+from . import fast
 from .database import AsyncDatabase
 from .fast import fastpath
 
@@ -45,7 +46,7 @@ class AsyncModelMixin:
     async def acreate(cls: type[M], **query: Any) -> M:
         """``Model.create`` awaited."""
         db = _database_of(cls)
-        if fastpath.overrides(cls, "create") or not fastpath.can_save(cls):
+        if not fast.enabled(db) or fastpath.overrides(cls, "create") or not fastpath.can_save(cls):
             return await db.run(cls.create, **query)  # type: ignore[attr-defined]
         inst = cls(**query)
         await fastpath.save(inst, db, True, None)
@@ -66,10 +67,11 @@ class AsyncModelMixin:
     async def aget_by_id(cls: type[M], pk: Any) -> M:
         """``Model.get_by_id`` awaited; raises ``DoesNotExist``."""
         db = _database_of(cls)
-        found = await fastpath.get_by_id(cls, db, pk)
-        if found is fastpath.MISSING:
-            return await db.run(cls.get_by_id, pk)  # type: ignore[attr-defined]
-        return found  # type: ignore[no-any-return]
+        if fast.enabled(db):
+            found = await fastpath.get_by_id(cls, db, pk)
+            if found is not fastpath.MISSING:
+                return found  # type: ignore[no-any-return]
+        return await db.run(cls.get_by_id, pk)  # type: ignore[attr-defined]
 
     @classmethod
     async def aget_or_create(cls: type[M], **kwargs: Any) -> tuple[M, bool]:
@@ -104,7 +106,7 @@ class AsyncModelMixin:
     async def asave(self, force_insert: bool = False, only: Any = None) -> int:
         """``save`` awaited; returns the number of rows written."""
         db = _database_of(type(self))
-        if not fastpath.can_save(type(self)):
+        if not fast.enabled(db) or not fastpath.can_save(type(self)):
             return await db.run(self.save, force_insert, only)  # type: ignore[attr-defined]
         return await fastpath.save(self, db, force_insert, only)  # type: ignore[no-any-return]
 

@@ -9,6 +9,9 @@ import pytest
 
 from fastpeewee import AsyncSqliteDatabase, Param, compile_query
 
+# compile_query is called by the application itself: the switch leaves it on.
+pytestmark = pytest.mark.without_fast_paths
+
 
 def _models(db: peewee.Database) -> tuple[type[peewee.Model], type[peewee.Model]]:
     class Author(peewee.Model):
