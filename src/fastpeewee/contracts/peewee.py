@@ -22,7 +22,7 @@ If a peewee release moves one of these names, this module is the one to change.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple, cast
 
 import peewee
@@ -59,6 +59,7 @@ __all__ = [
     "normalize_data",
     "notify_hooks",
     "on_conflict",
+    "one_model_columns",
     "ordering_parts",
     "pk_expr",
     "plain_insert_result",
@@ -74,7 +75,6 @@ __all__ = [
     "returns_models",
     "run_commit_callbacks",
     "select_parts",
-    "selects_one_model",
     "set_cursor_wrapper",
     "set_insert_rows",
     "set_mysql_server_version",
@@ -195,7 +195,8 @@ def notify_hooks(
 
 def connect_sqlite(db: peewee.SqliteDatabase) -> sqlite3.Connection:
     """Open a sqlite3 connection with the database's pragmas, functions and attachments."""
-    return cast(sqlite3.Connection, _SQLITE_CONNECT(db))
+    conn: sqlite3.Connection = _SQLITE_CONNECT(db)
+    return conn
 
 
 def set_mysql_server_version(db: peewee.MySQLDatabase, version: str) -> None:
@@ -231,7 +232,8 @@ def isolation_level(db: peewee.PostgresqlDatabase) -> Any:
 def sqlite_lock_type(db: peewee.SqliteDatabase) -> str | None:
     """The ``lock_type`` given to ``SqliteDatabase`` (BEGIN's DEFERRED/IMMEDIATE/...), or None."""
     try:
-        return cast("str | None", vars(db)["_lock_type"])
+        lock_type: str | None = vars(db)["_lock_type"]
+        return lock_type
     except KeyError:
         raise _missing(db, "_lock_type") from None
 
@@ -290,12 +292,14 @@ _instance_attr(TRANSACTION_HELPERS.transaction, "_begin_args")
 
 def atomic_transaction_args(ctx: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The ``(args, kwargs)`` an ``atomic(...)`` passes on to ``transaction(...)``."""
-    return cast("tuple[tuple[Any, ...], dict[str, Any]]", ctx._transaction_args)
+    args: tuple[tuple[Any, ...], dict[str, Any]] = ctx._transaction_args
+    return args
 
 
 def transaction_begin_args(ctx: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The ``(args, kwargs)`` a ``transaction(...)`` passes on to ``db.begin(...)``."""
-    return cast("tuple[tuple[Any, ...], dict[str, Any]]", ctx._begin_args)
+    args: tuple[tuple[Any, ...], dict[str, Any]] = ctx._begin_args
+    return args
 
 
 def transaction_begin(ctx: Any) -> None:
@@ -317,8 +321,19 @@ def clear_commit_callbacks(db: Any) -> None:
 
 _resolve(peewee.Model, "_pk", "property")
 _resolve(peewee.Model, "_pk_expr", "method", "(self)")
-_resolve(peewee.Model, "_prune_fields", "method", "(self, field_dict, only)")
-_resolve(peewee.Model, "_populate_unsaved_relations", "method", "(self, field_dict)")
+prune_fields: Callable[[Any, dict[str, Any], Any], dict[str, Any]] = _resolve(
+    peewee.Model, "_prune_fields", "method", "(self, field_dict, only)"
+)
+"""peewee's own ``Model._prune_fields(inst, field_dict, only)``: ``field_dict``
+restricted to the fields ``only`` (names or fields), as ``save`` does. For models
+that do not override it (the function itself, for speed: no wrapper call)."""
+
+populate_unsaved_relations: Callable[[Any, dict[str, Any]], None] = _resolve(
+    peewee.Model, "_populate_unsaved_relations", "method", "(self, field_dict)"
+)
+"""peewee's own ``Model._populate_unsaved_relations(inst, field_dict)``: fill in
+foreign keys of related objects saved since they were assigned. For models that
+do not override it."""
 _resolve(peewee.Model, "_normalize_data", "method", "(cls, data, kwargs)")
 # What Model.__init__ leaves on every instance (checked on a probe below).
 _instance_attr(peewee.Model, "__data__", "_dirty", "__rel__")
@@ -340,24 +355,16 @@ def pk_expr(inst: Any) -> Any:
     return inst._pk_expr()
 
 
-def prune_fields(inst: Any, field_dict: dict[str, Any], only: Any) -> dict[str, Any]:
-    """``field_dict`` restricted to the fields ``only`` (names or fields), as ``save`` does."""
-    return cast("dict[str, Any]", inst._prune_fields(field_dict, only))
-
-
-def populate_unsaved_relations(inst: Any, field_dict: dict[str, Any]) -> None:
-    """Fill in foreign keys of related objects saved since they were assigned."""
-    inst._populate_unsaved_relations(field_dict)
-
-
 def dirty_names(inst: Any) -> set[str]:
     """The instance's set of changed field names (mutable: ``save`` empties it)."""
-    return cast("set[str]", inst._dirty)
+    dirty: set[str] = inst._dirty
+    return dirty
 
 
 def related_objects(inst: Any) -> dict[str, Any]:
     """The related objects already loaded on the instance, by foreign-key name."""
-    return cast("dict[str, Any]", inst.__rel__)
+    related: dict[str, Any] = inst.__rel__
+    return related
 
 
 _new = object.__new__
@@ -495,12 +502,13 @@ def ordering_parts(item: Any) -> tuple[Any, Any, Any, Any, Any] | None:
     return attrs["node"], attrs["direction"], attrs["collation"], attrs["nulls"], attrs["_coerce"]
 
 
-def selects_one_model(query: Any) -> bool:
-    """A ``ModelSelect`` from one source, without joins, its row type left unset."""
+def one_model_columns(query: Any) -> Any:
+    """The selected columns of a ``ModelSelect`` from one source, without joins, its
+    row type left unset; None for any other select."""
     attrs = vars(query)
-    return bool(
-        attrs["_row_type"] is None and len(attrs["_from_list"]) == 1 and not attrs["_joins"]
-    )
+    if attrs["_row_type"] is None and len(attrs["_from_list"]) == 1 and not attrs["_joins"]:
+        return attrs["_returning"]
+    return None
 
 
 def returning(query: Any) -> Any:
@@ -510,7 +518,8 @@ def returning(query: Any) -> Any:
 
 def query_limit(query: Any) -> int | None:
     """The LIMIT set on a select query, if any."""
-    return cast("int | None", query._limit)
+    limit: int | None = query._limit
+    return limit
 
 
 def load_tree(query: Any) -> tuple[Any, ...]:
@@ -618,7 +627,8 @@ def function_python_value(node: Any) -> Any:
 
 def entity_path(node: Any) -> Sequence[str]:
     """The dotted name parts of an ``Entity`` (``schema.table.column``)."""
-    return cast("Sequence[str]", node._path)
+    path: Sequence[str] = node._path
+    return path
 
 
 # -- fastpeewee's own state on peewee objects ------------------------------------------

@@ -310,10 +310,12 @@ async def save(inst: Any, db: Any, force_insert: bool, only: Any) -> Any:
     """``Model.save`` step for step (peewee 4.5), its two statements on compiled SQL.
 
     A mirror of ``Model.save``, pinned by tests/contracts (``contracts.peewee.MIRRORS``):
-    re-check it whenever that test fails.
+    re-check it whenever that test fails. Only for a model :func:`can_save` accepts:
+    peewee's own ``_prune_fields`` and ``_populate_unsaved_relations`` run directly.
     """
     meta = inst._meta
     field_dict = inst.__data__.copy()
+    dirty = dirty_names(inst)  # one set for the instance's life: peewee only mutates it
     if meta.primary_key is not False:
         pk_field = meta.primary_key
         pk_value = get_pk(inst)
@@ -324,7 +326,7 @@ async def save(inst: Any, db: Any, force_insert: bool, only: Any) -> Any:
     elif meta.only_save_dirty and not force_insert:
         field_dict = prune_fields(inst, field_dict, inst.dirty_fields)
         if not field_dict:
-            dirty_names(inst).clear()
+            dirty.clear()
             return False
 
     populate_unsaved_relations(inst, field_dict)
@@ -347,9 +349,9 @@ async def save(inst: Any, db: Any, force_insert: bool, only: Any) -> Any:
         if new_pk is not None and (meta.auto_increment or pk_value is None):
             set_pk(inst, new_pk)
             # Although we set the primary-key, do not mark it as dirty.
-            dirty_names(inst).discard(pk_field.name)
+            dirty.discard(pk_field.name)
     else:
         await _run_insert(inst, db, field_dict)
 
-    dirty_names(inst).difference_update(field_dict)  # Remove any fields we saved.
+    dirty -= set(field_dict)  # Remove any fields we saved (in place: the instance's set).
     return rows

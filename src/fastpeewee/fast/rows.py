@@ -32,8 +32,7 @@ from ..contracts.peewee import (
     entity_path,
     function_python_value,
     new_instance,
-    returning,
-    selects_one_model,
+    one_model_columns,
 )
 from .compiled import BoundedCache, is_own_field, model_cache, model_fingerprint
 
@@ -229,10 +228,11 @@ class ModelRows(peewee.ModelObjectCursorWrapper):
 
 def model_rows(query: Any, cursor: Any) -> Any:
     """``query``'s cursor wrapper for ``cursor``: :class:`ModelRows` when it applies."""
-    if _one_plain_model(query):
+    columns = _one_plain_model(query)
+    if columns is not None:
         # What peewee's _get_model_cursor_wrapper would wrap, without building it
         # (a mirror, pinned by tests/contracts).
-        return ModelRows(cursor, query.model, returning(query), query.model)
+        return ModelRows(cursor, query.model, columns, query.model)
     wrapper = cursor_wrapper(query, cursor)
     if (
         type(wrapper) is peewee.ModelObjectCursorWrapper
@@ -243,15 +243,19 @@ def model_rows(query: Any, cursor: Any) -> Any:
     return wrapper
 
 
-def _one_plain_model(query: Any) -> bool:
-    """A plain ``ModelSelect`` of one model, no joins, rows as objects of a plain model."""
+def _one_plain_model(query: Any) -> Any:
+    """The selected columns of a plain ``ModelSelect`` of one model, no joins, rows as
+    objects of a plain model; None for any other query."""
     if type(query) is not peewee.ModelSelect:
-        return False
-    return bool(
-        selects_one_model(query)
-        and query.default_row_type == peewee.ROW.MODEL
-        and _plain_model(query.model)
-    )
+        return None
+    columns = one_model_columns(query)
+    if (
+        columns is None
+        or query.default_row_type != peewee.ROW.MODEL
+        or not _plain_model(query.model)
+    ):
+        return None
+    return columns
 
 
 def first_object(query: Any, cursor: Any) -> Any:
