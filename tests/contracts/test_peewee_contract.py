@@ -232,6 +232,18 @@ def test_insert_rows_missing_fails_loudly() -> None:
         is_multi_insert(query)
 
 
+def test_playhouse_hstore_setting_is_read() -> None:
+    from fastpeewee.compat.peewee_asyncext import PooledPostgresqlExtDatabase
+
+    db = PooledPostgresqlExtDatabase("fastpeewee_contract", register_hstore=False)
+    assert contract.registers_hstore(db) is False
+    assert hasattr(contract.postgres_adapter(db), "register_hstore")
+    with pytest.raises(PeeweeContractError, match=r"_register_hstore"):
+        contract.registers_hstore(_without(db, "_register_hstore"))
+    with pytest.raises(PeeweeContractError, match=r"PostgresqlExtDatabase\._adapter"):
+        contract.postgres_adapter(_without(db, "_adapter"))
+
+
 def test_load_tree_of_a_plain_select_is_empty() -> None:
     db = AsyncSqliteDatabase(":memory:")
     assert contract.unexecuted_on(peewee.Select().bind(db), db)

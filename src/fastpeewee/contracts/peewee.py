@@ -23,15 +23,19 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any, Literal, NamedTuple, cast
 
 import peewee
 
 __all__ = [
+    "CONNECTION_STATE_ATTRS",
     "DRIVER_ERRORS",
     "MIRRORS",
     "PEEWEE_VERSION",
+    "PK_EXPR_METHOD",
     "PRIVATE_NAMES",
+    "SAVE_STEP_METHODS",
     "STRING_FIELD",
     "TRANSACTION_HELPERS",
     "MetaCache",
@@ -39,6 +43,7 @@ __all__ = [
     "PeeweeContractError",
     "PrivateName",
     "atomic_transaction_args",
+    "build_ctx",
     "clear_commit_callbacks",
     "coerce_flag",
     "connect_sqlite",
@@ -64,11 +69,13 @@ __all__ = [
     "pk_expr",
     "plain_insert_result",
     "populate_unsaved_relations",
+    "postgres_adapter",
     "prepare_insert",
     "probes",
     "prune_fields",
     "query_database",
     "query_limit",
+    "registers_hstore",
     "related_objects",
     "returning",
     "returns_cursor",
@@ -105,7 +112,7 @@ class PeeweeContractError(peewee.ImproperlyConfigured):
 
 
 def _missing(owner: Any, name: str) -> PeeweeContractError:
-    where = owner.__name__ if isinstance(owner, type) else type(owner).__name__
+    where = owner.__name__ if isinstance(owner, (type, ModuleType)) else type(owner).__name__
     return PeeweeContractError(
         f"fastpeewee relies on peewee's private {where}.{name}, which peewee "
         f"{PEEWEE_VERSION} does not have; install a peewee fastpeewee supports "
@@ -229,6 +236,27 @@ def isolation_level(db: peewee.PostgresqlDatabase) -> Any:
         raise _missing(db, "_isolation_level") from None
 
 
+_instance_attr(peewee.PostgresqlDatabase, "_adapter")
+
+
+def postgres_adapter(db: peewee.PostgresqlDatabase) -> Any:
+    """peewee's driver adapter of a PostgreSQL database (psycopg 2 or 3), which
+    e.g. registers HStore on a connection."""
+    try:
+        return vars(db)["_adapter"]
+    except KeyError:
+        raise _missing(db, "_adapter") from None
+
+
+def registers_hstore(db: Any) -> bool:
+    """The ``register_hstore=`` given to playhouse's ``PostgresqlExtDatabase``
+    (playhouse is imported by whoever subclasses it, not here)."""
+    try:
+        return bool(vars(db)["_register_hstore"])
+    except KeyError:
+        raise _missing(db, "_register_hstore") from None
+
+
 def sqlite_lock_type(db: peewee.SqliteDatabase) -> str | None:
     """The ``lock_type`` given to ``SqliteDatabase`` (BEGIN's DEFERRED/IMMEDIATE/...), or None."""
     try:
@@ -290,6 +318,18 @@ _instance_attr(TRANSACTION_HELPERS.atomic, "_transaction_args")
 _instance_attr(TRANSACTION_HELPERS.transaction, "_begin_args")
 
 
+def build_ctx(ctx: Any) -> Any:
+    """The context manager a transaction helper used as a decorator enters."""
+    return ctx._build_ctx()
+
+
+# What peewee keeps per connection in ``Database._state`` (a ``_ConnectionState``):
+# fastpeewee's scopes stand in for it, so they carry exactly these.
+CONNECTION_STATE_ATTRS = frozenset({"closed", "conn", "ctx", "transactions", "commit_callbacks"})
+_CONNECTION_STATE = _resolve(peewee, "_ConnectionState", "module attribute")
+_instance_attr(peewee.Database, "_state")
+
+
 def atomic_transaction_args(ctx: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The ``(args, kwargs)`` an ``atomic(...)`` passes on to ``transaction(...)``."""
     args: tuple[tuple[Any, ...], dict[str, Any]] = ctx._transaction_args
@@ -316,6 +356,12 @@ def clear_commit_callbacks(db: Any) -> None:
     """Forget the ``on_commit`` callbacks, as a rollback does."""
     db._clear_commit_callbacks()
 
+
+PK_EXPR_METHOD = "_pk_expr"
+"""The ``Model`` method building ``save``'s WHERE: a model overriding it takes peewee's path."""
+SAVE_STEP_METHODS = ("_prune_fields", "_populate_unsaved_relations")
+"""The ``Model`` methods ``save`` calls besides insert/update: a model overriding one
+takes peewee's path (see ``fast.fastpath.can_save``)."""
 
 # -- model instances ---------------------------------------------------------------------
 
@@ -719,6 +765,7 @@ def probes() -> dict[type, Any]:
         peewee.Function: peewee.fn.LOWER(Probe.name),
         peewee.Alias: Probe.name.alias("probe"),
         peewee.Entity: peewee.Entity("probe", "name"),
+        peewee.Database: peewee.SqliteDatabase(None),
         peewee.SqliteDatabase: peewee.SqliteDatabase(None),
         peewee.PostgresqlDatabase: peewee.PostgresqlDatabase(None),
         TRANSACTION_HELPERS.atomic: TRANSACTION_HELPERS.atomic(peewee.SqliteDatabase(None)),
@@ -733,6 +780,8 @@ def _check_instance_attributes() -> None:
     for entry in _NAMES:
         if entry.kind == "instance attribute" and entry.name not in vars(found[entry.owner]):
             raise _missing(entry.owner, entry.name)
+    if vars(_CONNECTION_STATE()).keys() != CONNECTION_STATE_ATTRS:
+        raise _missing(_CONNECTION_STATE, f"attributes {sorted(CONNECTION_STATE_ATTRS)}")
     if vars(found[peewee.Model]).keys() != _INSTANCE_ATTRS:  # new_instance() builds these
         extra = sorted(vars(found[peewee.Model]).keys() - _INSTANCE_ATTRS)
         raise _missing(peewee.Model, f"__init__ (it now also sets {extra})")

@@ -27,6 +27,8 @@ from typing import Any
 import peewee
 
 from ..contracts.peewee import (
+    PK_EXPR_METHOD,
+    SAVE_STEP_METHODS,
     coerce_flag,
     cursor_wrapper,
     dirty_names,
@@ -223,7 +225,7 @@ def update_plan(model: type[Any], db: Any, field_dict: dict[str, Any]) -> Plan |
     pk = plain_pk(model)
     if pk is None or not field_dict or not _values_ok(model, field_dict):
         return None
-    if overrides(model, "update", "_pk_expr"):
+    if overrides(model, "update", PK_EXPR_METHOD):
         return None
     names = tuple(field_dict)
     fields = model._meta.fields
@@ -302,7 +304,7 @@ async def _run_update(inst: Any, db: Any, field_dict: dict[str, Any]) -> Any:
 def can_save(model: type[Any]) -> bool:
     """True when ``save`` is peewee's own, so :func:`save` may stand in for it."""
     return not overrides(
-        model, "save", "_prune_fields", "_populate_unsaved_relations", "insert", "update"
+        model, "save", *SAVE_STEP_METHODS, "insert", "update"
     )
 
 
