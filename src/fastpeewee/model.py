@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import peewee
 
 from . import fast
+from .contracts.peewee import related_objects
 from .database import AsyncDatabase
 from .fast import fastpath
 
@@ -129,7 +130,7 @@ class AsyncModelMixin:
             field = meta.combined[field]
         if not isinstance(field, peewee.ForeignKeyField):
             raise ValueError(f"afetch() takes a foreign-key field, got {field!r}")
-        cached = self.__rel__  # type: ignore[attr-defined]
+        cached = related_objects(self)
         if field.name in cached:
             return cached[field.name]
         if not field.lazy_load:

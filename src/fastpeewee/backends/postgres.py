@@ -12,6 +12,7 @@ from typing import Any
 
 import peewee
 
+from ..contracts.peewee import isolation_level
 from ..database import AsyncDatabase
 from ..drivers.postgres import (
     AsyncpgConnection,
@@ -91,8 +92,8 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
         )
 
     def _plain_begin(self) -> bool:
-        default = getattr(self, "_isolation_level", None)  # peewee's, set in __init__
-        return not default and type(self).begin is peewee.PostgresqlDatabase.begin
+        plain = type(self).begin is peewee.PostgresqlDatabase.begin
+        return not isolation_level(self) and plain
 
     def _copy_supported(self) -> bool:
         return isinstance(self._scope(), AsyncScope)  # asyncpg: tasks only

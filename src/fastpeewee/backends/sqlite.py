@@ -13,17 +13,13 @@ from typing import Any
 
 import peewee
 
-from ..contracts.peewee import connect_sqlite
+from ..contracts.peewee import connect_sqlite, has_user_functions, sqlite_lock_type
 from ..database import AsyncDatabase
 from ..drivers.sqlite import SqliteConnection
 from ..errors import translate_errors
 from ..pool import Pool
 
 __all__ = ["AsyncSqliteDatabase"]
-
-# Functions peewee itself registers on every SqliteDatabase (pure, quick).
-_PEEWEE_FUNCTIONS = frozenset({"date_part", "date_trunc", "_pw_json_contains", "regexp"})
-
 
 class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
     """A ``peewee.SqliteDatabase`` for async and sync code, with a connection pool.
@@ -51,8 +47,7 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
         super().init(database, pragmas, timeout, returning_clause, **kwargs)
 
     def _plain_begin(self) -> bool:
-        default = getattr(self, "_lock_type", None)  # peewee's, set in __init__
-        return not default and type(self).begin is peewee.SqliteDatabase.begin
+        return not sqlite_lock_type(self) and type(self).begin is peewee.SqliteDatabase.begin
 
     def _executemany_supported(self) -> bool:
         return True
@@ -63,14 +58,7 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
         Not when user-defined SQL functions are registered: their Python code
         could block, and SQLite cannot interrupt it.
         """
-        state = vars(self)
-        return bool(
-            self.inline_reads
-            and state.get("_functions", {}).keys() <= _PEEWEE_FUNCTIONS
-            and not state.get("_aggregates")
-            and not state.get("_window_functions")
-            and not state.get("_table_functions")
-        )
+        return bool(self.inline_reads and not has_user_functions(self))
 
     def _new_sync_pool(self) -> Pool[Any]:
         return self._shared_pool()

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import peewee
 
+from ..contracts.peewee import normalize_data
 from ..database import AsyncDatabase
 from ..model import AsyncModelMixin
 from . import _ops
@@ -154,6 +155,9 @@ class AioModel(AsyncModelMixin, peewee.Model):
         rows = await User.select().where(User.username == "ann").aio_execute()
     """
 
+    # select, update, insert, insert_many and insert_from mirror peewee's own
+    # Model methods with the Aio query classes (contracts.peewee.MIRRORS pins them).
+
     @classmethod
     def select(cls, *fields: Any) -> AioModelSelect:  # type: ignore[override]
         """``SELECT``, with the aio methods."""
@@ -163,12 +167,12 @@ class AioModel(AsyncModelMixin, peewee.Model):
     @classmethod
     def update(cls, __data: Any = None, **update: Any) -> AioModelUpdate:
         """``UPDATE``, with ``aio_execute``."""
-        return AioModelUpdate(cls, cls._normalize_data(__data, update))  # type: ignore[attr-defined]
+        return AioModelUpdate(cls, normalize_data(cls, __data, update))
 
     @classmethod
     def insert(cls, __data: Any = None, **insert: Any) -> AioModelInsert:
         """``INSERT``, with ``aio_execute``."""
-        return AioModelInsert(cls, cls._normalize_data(__data, insert))  # type: ignore[attr-defined]
+        return AioModelInsert(cls, normalize_data(cls, __data, insert))
 
     @classmethod
     def insert_many(cls, rows: Any, fields: Any = None) -> AioModelInsert:

@@ -6,6 +6,7 @@ from typing import Any
 
 from playhouse.postgres_ext import PostgresqlExtDatabase as _PlayhouseExt
 
+from ..contracts.peewee import postgres_adapter, registers_hstore
 from ..drivers.postgres import AsyncpgConnection, PsycopgConnection
 from ..errors import translate_errors
 from ._databases import PooledPostgresqlDatabase
@@ -40,10 +41,10 @@ class PooledPostgresqlExtDatabase(PooledPostgresqlDatabase, _PlayhouseExt):  # t
 
     def _open_sync(self, timeout: float) -> PsycopgConnection:
         conn = super()._open_sync(timeout)
-        if self._register_hstore:
+        if registers_hstore(self):
             try:
                 with translate_errors():
-                    self._adapter.register_hstore(conn.raw)
+                    postgres_adapter(self).register_hstore(conn.raw)
             except BaseException:
                 conn.close()
                 raise
@@ -51,7 +52,7 @@ class PooledPostgresqlExtDatabase(PooledPostgresqlDatabase, _PlayhouseExt):  # t
 
     async def _open_async(self, timeout: float) -> AsyncpgConnection:
         conn = await super()._open_async(timeout)
-        if self._register_hstore:
+        if registers_hstore(self):
             try:
                 with translate_errors():
                     await conn.raw.set_builtin_type_codec("hstore", codec_name="pg_contrib.hstore")

@@ -14,6 +14,7 @@ from typing import Any
 
 import peewee
 
+from ..contracts.peewee import dirty_names, get_pk, pk_expr, query_database, set_pk
 from ..database import AsyncDatabase
 
 __all__ = [
@@ -52,7 +53,7 @@ def resolve(database: Any) -> AsyncDatabase:
 def database_of(source: Any) -> AsyncDatabase:
     """The database a model, model instance or query is bound to."""
     if isinstance(source, peewee.BaseQuery):
-        database = getattr(source, "_database", None)
+        database = query_database(source)
         model = getattr(source, "model", None)
         if database is None and isinstance(model, type):
             database = model._meta.database  # type: ignore[attr-defined]
@@ -120,10 +121,10 @@ async def get_or_none(db: AsyncDatabase, source_: Any, *args: Any, **kwargs: Any
 async def create(db: AsyncDatabase, model_: type[Any], **data: Any) -> Any:
     """INSERT a new object (``save()`` is not called, as in peewee-async)."""
     obj = model_(**data)
-    pk = await db.run(model_.insert(**obj.__data__).execute, db)
-    if model_._meta.primary_key is not False and obj._pk is None and pk is not None:
-        obj._pk = pk
-    obj._dirty.clear()
+    new_pk = await db.run(model_.insert(**obj.__data__).execute, db)
+    if model_._meta.primary_key is not False and get_pk(obj) is None and new_pk is not None:
+        set_pk(obj, new_pk)
+    dirty_names(obj).clear()
     return obj
 
 
@@ -144,9 +145,9 @@ async def update(db: AsyncDatabase, obj: Any, only: Any = None) -> int:
         data.pop(name, None)
     if not data:
         raise ValueError(f"no data to save for {type(obj).__name__} (only={only!r})")
-    query = type(obj).update(**data).where(obj._pk_expr())
+    query = type(obj).update(**data).where(pk_expr(obj))
     rows: int = await db.run(query.execute, db)
-    obj._dirty -= set(data)
+    dirty_names(obj).difference_update(data)
     return rows
 
 
@@ -162,7 +163,8 @@ async def delete(
         rows: int = await db.run(obj.delete_instance, recursive, delete_nullable)
         return rows
     # The model is unbound or bound elsewhere: the same steps as peewee 4's
-    # delete_instance, with every statement sent to `db`.
+    # delete_instance, with every statement sent to `db`. A mirror of
+    # Model.delete_instance, pinned by tests/contracts (contracts.peewee.MIRRORS).
 
     def work() -> int:
         if recursive:
@@ -172,7 +174,7 @@ async def delete(
                     model.update(**{fk.name: None}).where(query).execute(db)
                 else:
                     model.delete().where(query).execute(db)
-        deleted: int = type(obj).delete().where(obj._pk_expr()).execute(db)
+        deleted: int = type(obj).delete().where(pk_expr(obj)).execute(db)
         return deleted
 
     return await db.run(work)

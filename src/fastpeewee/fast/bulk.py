@@ -28,6 +28,16 @@ from typing import Any
 
 import peewee
 
+from ..contracts.peewee import (
+    STRING_FIELD,
+    insert_columns,
+    insert_rows,
+    on_conflict,
+    returning,
+    returns_cursor,
+    set_insert_rows,
+    sort_key,
+)
 from ..cursor import Cursor
 from ..drivers.base import CopyRequest, ManyRows
 
@@ -56,15 +66,16 @@ def is_multi_insert(query: Any) -> bool:
     """True for ``insert_many``-style inserts (rows), not single rows or INSERT ... SELECT."""
     if not isinstance(query, peewee.Insert):
         return False
-    rows = vars(query).get("_insert")
+    rows = insert_rows(query)
     return rows is not None and not isinstance(rows, (Mapping, peewee.Node))
 
 
 def execute_insert(db: Any, query: Any, options: dict[str, Any]) -> Cursor | None:
     """Run a multi-row insert by COPY or in batches; None: peewee's single statement will do."""
-    rows = query._insert
+    rows = insert_rows(query)
     if not isinstance(rows, list):
-        rows = query._insert = list(rows)  # a generator is read once: keep its rows
+        rows = list(rows)  # a generator is read once: keep its rows
+        set_insert_rows(query, rows)
     if len(rows) < 2:
         return None
     if db._copy_supported():
@@ -83,7 +94,7 @@ def execute_insert(db: Any, query: Any, options: dict[str, Any]) -> Cursor | Non
 
 def _with_rows(query: Any, rows: list[Any]) -> Any:
     clone = query.clone()
-    clone._insert = rows
+    set_insert_rows(clone, rows)
     return clone
 
 
@@ -113,12 +124,13 @@ def _batched(db: Any, query: Any, rows: list[Any], options: dict[str, Any]) -> C
 
 def _params_per_row_bound(query: Any, first: Any) -> int | None:
     """Most parameters one row can take, or None when it cannot be told cheaply."""
-    if query._on_conflict is not None:
+    if on_conflict(query) is not None:
         return None
     values = first.values() if isinstance(first, Mapping) else first
     if any(isinstance(v, peewee.Node) for v in values):
         return None  # a subquery as a value brings its own parameters
-    width = len(query._columns) if query._columns else len(first)
+    columns = insert_columns(query)
+    width = len(columns) if columns else len(first)
     return width + len(query.get_default_data() or ())
 
 
@@ -144,13 +156,13 @@ def _merge(cursors: list[Cursor], first_id: bool = False) -> Cursor:
 def _try_copy(db: Any, query: Any, rows: list[Any], options: dict[str, Any]) -> Cursor | None:
     if not _is_model_insert(query) or options:
         return None
-    if query._on_conflict is not None or query._return_cursor:
+    if on_conflict(query) is not None or returns_cursor(query):
         return None
     model = query.model
     meta = model._meta
     pk = meta.primary_key
-    returning = query._returning
-    if returning and (len(returning) != 1 or returning[0] is not pk):
+    returned = returning(query)
+    if returned and (len(returned) != 1 or returned[0] is not pk):
         return None
     extracted = _extract(query, rows)
     if extracted is None:
@@ -161,7 +173,7 @@ def _try_copy(db: Any, query: Any, rows: list[Any], options: dict[str, Any]) -> 
     names = [c.column_name for c in columns]
     ids: list[Any] | None = None
     copied: Iterable[tuple[Any, ...]] = records
-    if returning:
+    if returned:
         positions = [i for i, c in enumerate(columns) if c is pk]  # `in` would build SQL
         if positions:
             ids = [record[positions[0]] for record in records]
@@ -218,9 +230,9 @@ def _try_executemany(
 ) -> Cursor | None:
     """One single-row INSERT run for every row (SQLite), all-or-nothing like peewee's one
     multi-row INSERT; the cursor carries the row count and the last row id."""
-    if not _is_model_insert(query) or options or query._on_conflict is not None:
+    if not _is_model_insert(query) or options or on_conflict(query) is not None:
         return None
-    if query._returning:
+    if returning(query):
         return None  # rows to return: peewee's (batched) statement gives them
     extracted = _extract(query, rows)
     if extracted is None:
@@ -245,15 +257,20 @@ def quote_name(db: Any, *parts: str | None) -> str:
 
 
 def _columns_of(query: Any, first: Any) -> list[Any] | None:
-    """The insert's columns, resolved and ordered as peewee's ``_generate_insert`` does."""
+    """The insert's columns, resolved and ordered as peewee's ``_generate_insert`` does.
+
+    A mirror of ``Insert._generate_insert``'s column logic, pinned by tests/contracts
+    (``contracts.peewee.MIRRORS``).
+    """
     defaults = query.get_default_data() or {}
-    if query._columns:
-        columns = [getattr(query.table, c) if isinstance(c, str) else c for c in query._columns]
+    given = insert_columns(query)
+    if given:
+        columns = [getattr(query.table, c) if isinstance(c, str) else c for c in given]
         seen = set(columns)
         extra = [c for c in defaults if c not in seen]
         if not all(isinstance(c, peewee.Field) for c in (*columns, *extra)):
             return None
-        columns.extend(sorted(extra, key=lambda f: f._sort_key))
+        columns.extend(sorted(extra, key=sort_key))
         return columns
     if not isinstance(first, Mapping):
         found = query.get_default_columns()
@@ -263,7 +280,7 @@ def _columns_of(query: Any, first: Any) -> list[Any] | None:
     accum.extend(c for c in set(defaults) - present)
     if not all(isinstance(c, peewee.Field) for c in accum):
         return None
-    return sorted(accum, key=lambda f: f._sort_key)
+    return sorted(accum, key=sort_key)
 
 
 def _passthrough(field: Any) -> type | None:
@@ -277,7 +294,7 @@ def _passthrough(field: Any) -> type | None:
 _UNCHANGED: dict[Any, type] = {
     peewee.IntegerField.adapt: int,
     peewee.FloatField.adapt: float,
-    vars(peewee)["_StringField"].adapt: str,
+    STRING_FIELD.adapt: str,
 }
 _STR_KEYS = frozenset({str})
 

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 import peewee
 
+from ..contracts.peewee import MetaCache, meta_cache, store_meta_cache
+
 __all__ = [
     "BoundedCache",
     "Param",
@@ -183,19 +185,18 @@ class BoundedCache(dict[Hashable, V]):
         self[key] = value
 
 
-def model_cache(model: type[Any], name: str, maxsize: int) -> BoundedCache[Any]:
+def model_cache(model: type[Any], name: MetaCache, maxsize: int) -> BoundedCache[Any]:
     """The cache ``name`` kept on ``model``'s own ``_meta``, made on first use.
 
     Kept on the model rather than in a module-level table keyed by it, so that
     entries may hold the model's fields and queries: the cache goes with the
     model, where a ``WeakKeyDictionary`` whose values refer to their key would
-    keep the model alive for ever. Each model class has its own ``_meta`` (a
-    subclass does not share its parent's), and peewee's ``Metadata`` takes new
-    attributes.
+    keep the model alive for ever. How it is stored on peewee's ``Metadata``
+    is :func:`fastpeewee.contracts.peewee.meta_cache`'s business.
     """
     meta = model._meta
-    cache: BoundedCache[Any] | None = getattr(meta, name, None)
+    cache: BoundedCache[Any] | None = meta_cache(meta, name)
     if cache is None:
         cache = BoundedCache(maxsize)
-        setattr(meta, name, cache)
+        store_meta_cache(meta, name, cache)
     return cache

@@ -26,7 +26,22 @@ from typing import Any
 
 import peewee
 
-from ..contracts.peewee import prepare_insert
+from ..contracts.peewee import (
+    PK_EXPR_METHOD,
+    SAVE_STEP_METHODS,
+    coerce_flag,
+    cursor_wrapper,
+    dirty_names,
+    get_pk,
+    meta_cache,
+    pk_expr,
+    plain_insert_result,
+    populate_unsaved_relations,
+    prepare_insert,
+    prune_fields,
+    returning,
+    set_pk,
+)
 from .compiled import (
     BoundedCache,
     Param,
@@ -69,12 +84,11 @@ PLANS_MAX = 256
 """Plans kept per model, the oldest dropped first: one per operation shape (get by
 id, insert or update of a set of fields, select shape) and database. A plan is
 about 3 KB, so a model's plans never take more than about 0.75 MB."""
-_PLANS = "_fastpeewee_plans"  # the attribute of model._meta holding them
 
 
 def plans_of(model: type[Any]) -> BoundedCache[Plan]:
     """The plans kept for ``model``, keyed by (operation and shape, database id)."""
-    return model_cache(model, _PLANS, PLANS_MAX)
+    return model_cache(model, "plans", PLANS_MAX)
 
 
 def plain_pk(model: type[Any]) -> Any:
@@ -109,7 +123,7 @@ def plan_for(
     """
     meta = model._meta
     fingerprint = model_fingerprint(meta)
-    plans = getattr(meta, _PLANS, None)  # plans_of(), inline: this is a hot path
+    plans = meta_cache(meta, "plans")  # plans_of(), inline: this is a hot path
     if plans is None:
         plans = plans_of(model)
     full_key = (key, id(db))
@@ -184,20 +198,22 @@ def insert_plan(model: type[Any], db: Any, field_dict: dict[str, Any]) -> Plan |
 
 def _returned_pk_converter(model: type[Any], db: Any, query: Any) -> Any:
     """``pk.python_value`` (or ``_identity``) when the insert returns exactly the
-    primary key the way peewee reads one back; None: use peewee's wrapper."""
-    pk = plain_pk(model)
-    returning = query._returning
-    if pk is None or not returning or len(returning) != 1 or returning[0] is not pk:
+    primary key the way peewee reads one back; None: use peewee's wrapper.
+
+    Mirrors ``Insert.handle_result`` and ``Database.last_insert_id`` (pinned by
+    tests/contracts): a single-row insert's result is the first row's first value.
+    """
+    key = plain_pk(model)
+    returned = returning(query)
+    if key is None or not returned or len(returned) != 1 or returned[0] is not key:
         return None
-    if query._return_cursor or query._as_rowcount or query._row_type is not None:
-        return None
-    if query._query_type != peewee.Insert.SIMPLE or not db.returning_clause:
+    if not plain_insert_result(query) or not db.returning_clause:
         return None
     if type(db).last_insert_id is not peewee.Database.last_insert_id:
         return None
     if query.default_row_type != peewee.ROW.TUPLE:
         return None
-    return pk.python_value if pk._coerce else _identity
+    return key.python_value if coerce_flag(key) else _identity
 
 
 def _identity(value: Any) -> Any:
@@ -205,11 +221,11 @@ def _identity(value: Any) -> Any:
 
 
 def update_plan(model: type[Any], db: Any, field_dict: dict[str, Any]) -> Plan | None:
-    """Plan for ``self.update(**field_dict).where(self._pk_expr())`` (as ``save`` sends it)."""
+    """Plan for ``self.update(**field_dict).where(<pk> == <value>)`` (as ``save`` sends it)."""
     pk = plain_pk(model)
     if pk is None or not field_dict or not _values_ok(model, field_dict):
         return None
-    if overrides(model, "update", "_pk_expr"):
+    if overrides(model, "update", PK_EXPR_METHOD):
         return None
     names = tuple(field_dict)
     fields = model._meta.fields
@@ -271,16 +287,16 @@ async def _run_insert(inst: Any, db: Any, field_dict: dict[str, Any]) -> Any:
         # RETURNING column: the first row's key, through python_value.
         row = cursor.fetchone()
         return None if row is None else plan.pk_converter(row[0])
-    if query._returning:
-        cursor = query._get_cursor_wrapper(cursor)
+    if returning(query):
+        cursor = cursor_wrapper(query, cursor)
     return query.handle_result(db, cursor)
 
 
 async def _run_update(inst: Any, db: Any, field_dict: dict[str, Any]) -> Any:
     plan = update_plan(type(inst), db, field_dict)
-    bound = _bind(plan, {**field_dict, _PK: inst._pk})
+    bound = _bind(plan, {**field_dict, _PK: get_pk(inst)})
     if plan is None or bound is None:
-        return await db.run(lambda: inst.update(**field_dict).where(inst._pk_expr()).execute())
+        return await db.run(lambda: inst.update(**field_dict).where(pk_expr(inst)).execute())
     cursor = await db.aexecute_sql(*bound)
     return plan.query.handle_result(db, cursor)
 
@@ -288,28 +304,34 @@ async def _run_update(inst: Any, db: Any, field_dict: dict[str, Any]) -> Any:
 def can_save(model: type[Any]) -> bool:
     """True when ``save`` is peewee's own, so :func:`save` may stand in for it."""
     return not overrides(
-        model, "save", "_prune_fields", "_populate_unsaved_relations", "insert", "update"
+        model, "save", *SAVE_STEP_METHODS, "insert", "update"
     )
 
 
 async def save(inst: Any, db: Any, force_insert: bool, only: Any) -> Any:
-    """``Model.save`` step for step (peewee 4.5), its two statements on compiled SQL."""
+    """``Model.save`` step for step (peewee 4.5), its two statements on compiled SQL.
+
+    A mirror of ``Model.save``, pinned by tests/contracts (``contracts.peewee.MIRRORS``):
+    re-check it whenever that test fails. Only for a model :func:`can_save` accepts:
+    peewee's own ``_prune_fields`` and ``_populate_unsaved_relations`` run directly.
+    """
     meta = inst._meta
     field_dict = inst.__data__.copy()
+    dirty = dirty_names(inst)  # one set for the instance's life: peewee only mutates it
     if meta.primary_key is not False:
         pk_field = meta.primary_key
-        pk_value = inst._pk
+        pk_value = get_pk(inst)
     else:
         pk_field = pk_value = None
     if only is not None:
-        field_dict = inst._prune_fields(field_dict, only)
+        field_dict = prune_fields(inst, field_dict, only)
     elif meta.only_save_dirty and not force_insert:
-        field_dict = inst._prune_fields(field_dict, inst.dirty_fields)
+        field_dict = prune_fields(inst, field_dict, inst.dirty_fields)
         if not field_dict:
-            inst._dirty.clear()
+            dirty.clear()
             return False
 
-    inst._populate_unsaved_relations(field_dict)
+    populate_unsaved_relations(inst, field_dict)
     rows = 1
 
     if meta.auto_increment and pk_value is None:
@@ -325,13 +347,13 @@ async def save(inst: Any, db: Any, force_insert: bool, only: Any) -> Any:
             raise ValueError("no data to save!")
         rows = await _run_update(inst, db, field_dict)
     elif pk_field is not None:
-        pk = await _run_insert(inst, db, field_dict)
-        if pk is not None and (meta.auto_increment or pk_value is None):
-            inst._pk = pk
+        new_pk = await _run_insert(inst, db, field_dict)
+        if new_pk is not None and (meta.auto_increment or pk_value is None):
+            set_pk(inst, new_pk)
             # Although we set the primary-key, do not mark it as dirty.
-            inst._dirty.discard(pk_field.name)
+            dirty.discard(pk_field.name)
     else:
         await _run_insert(inst, db, field_dict)
 
-    inst._dirty -= set(field_dict)  # Remove any fields we saved.
+    dirty -= set(field_dict)  # Remove any fields we saved (in place: the instance's set).
     return rows

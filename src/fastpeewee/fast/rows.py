@@ -4,9 +4,10 @@ peewee builds each row's object through ``Model(__no_default__=1, **row)``:
 a dict per row, a ``setattr`` through a descriptor per column, then clearing
 the dirty set. For a model that keeps peewee's own ``__init__`` and whose
 selected columns are all plain fields, the result of that is fully known:
-``__data__`` holds the converted values in the same order, ``_dirty`` is
-empty and ``__rel__`` is empty. :class:`ModelRows` builds exactly that
-directly; any other case keeps peewee's wrapper.
+``__data__`` holds the converted values in the same order, and the dirty set
+and related-object cache are empty. :class:`ModelRows` builds exactly that
+directly (:func:`fastpeewee.contracts.peewee.new_instance`); any other case
+keeps peewee's wrapper.
 
 What peewee works out from the selected columns before the first row (their
 names, fields and converters) is kept per select *shape*: the selected
@@ -23,6 +24,16 @@ from typing import Any
 
 import peewee
 
+from ..contracts.peewee import (
+    STRING_FIELD,
+    coerce_flag,
+    converter_of,
+    cursor_wrapper,
+    entity_path,
+    function_python_value,
+    new_instance,
+    one_model_columns,
+)
 from .compiled import BoundedCache, is_own_field, model_cache, model_fingerprint
 
 __all__ = ["LAYOUTS_MAX", "NO_ROW", "ModelRows", "first_object", "layouts_of", "model_rows"]
@@ -31,7 +42,7 @@ _ACCESSORS = (peewee.FieldAccessor, peewee.ForeignKeyAccessor)
 _SAME_PYTHON: dict[Any, type] = {
     peewee.IntegerField.adapt: int,
     peewee.FloatField.adapt: float,
-    vars(peewee)["_StringField"].adapt: str,
+    STRING_FIELD.adapt: str,
 }
 
 
@@ -66,13 +77,12 @@ def _plain_model(model: Any) -> bool:
 LAYOUTS_MAX = 128
 """Select shapes whose layout is kept per model, the oldest dropped first (about
 2.5 KB each: 0.3 MB a model at most)."""
-_LAYOUTS = "_fastpeewee_layouts"  # the attribute of model._meta holding them
 _SAVED = ("columns", "fields", "converters", "no_convert", "convert", "unique_columns", "ncols")
 
 
 def layouts_of(model: type[Any]) -> BoundedCache[_Layout]:
     """The layouts kept for ``model``, keyed by (select shape, result column names)."""
-    return model_cache(model, _LAYOUTS, LAYOUTS_MAX)
+    return model_cache(model, "layouts", LAYOUTS_MAX)
 
 
 class _Layout:
@@ -93,7 +103,10 @@ class _Uncached(Exception):
 def _column_key(raw: Any, model: Any, held: list[Any]) -> Hashable:
     """What peewee's ``_resolve_model_columns`` reads of one selected node, and the
     model's own fields it uses (appended to ``held``). A plain field is its id,
-    so that a select of plain fields has the key ``tuple(map(id, select))``."""
+    so that a select of plain fields has the key ``tuple(map(id, select))``.
+
+    Mirrors the branches of ``_resolve_model_columns`` (pinned by tests/contracts).
+    """
     if is_own_field(raw, model):
         held.append(raw)
         return id(raw)
@@ -106,14 +119,14 @@ def _column_key(raw: Any, model: Any, held: list[Any]) -> Hashable:
         if not is_own_field(node, model):
             raise _Uncached  # another model's field: not kept from this one
         held.append(node)
-        return ("field", id(node), alias, bool(raw._coerce))
-    if kind in _COLUMN_BASES and raw._converter:
+        return ("field", id(node), alias, bool(coerce_flag(raw)))
+    if kind in _COLUMN_BASES and converter_of(raw):
         raise _Uncached  # the query's own converter
-    if kind == "function" and node._coerce:
+    if kind == "function" and coerce_flag(node):
         return ("function", alias, _function_key(raw, node, model, held))
     if kind in ("column", "value"):
         raise _Uncached  # a column's source decides; rare in a model select
-    return ("other", alias, bool(node._coerce))
+    return ("other", alias, bool(coerce_flag(node)))
 
 
 _COLUMN_BASES = frozenset({"function", "column", "expression"})
@@ -134,16 +147,16 @@ def _kind(node: Any) -> str:
 
 def _function_key(raw: Any, node: Any, model: Any, held: list[Any]) -> Hashable:
     """Where peewee takes a function's converter from."""
-    if raw._coerce is False:
+    if coerce_flag(raw) is False:
         return "raw"
-    if node._python_value is not None:
+    if function_python_value(node) is not None:
         raise _Uncached
     arguments = node.arguments
     if not arguments or not isinstance(arguments[0], peewee.Node):
         return "none"
     first = arguments[0].unwrap()
     if isinstance(first, peewee.Entity):
-        return ("named", first._path[-1])  # looked up by name among the model's fields
+        return ("named", entity_path(first)[-1])  # looked up by name among the model's fields
     if not isinstance(first, peewee.Field):
         return "none"
     if not is_own_field(first, model):
@@ -210,19 +223,17 @@ class ModelRows(peewee.ModelObjectCursorWrapper):
             ):
                 value = converter(value)
             data[name] = value
-        obj = object.__new__(self.model)
-        obj.__data__ = data
-        obj._dirty = set()
-        obj.__rel__ = {}
-        return obj
+        return new_instance(self.model, data)
 
 
 def model_rows(query: Any, cursor: Any) -> Any:
     """``query``'s cursor wrapper for ``cursor``: :class:`ModelRows` when it applies."""
-    if _one_plain_model(query):
-        # What peewee's _get_model_cursor_wrapper would wrap, without building it.
-        return ModelRows(cursor, query.model, query._returning, query.model)
-    wrapper = query._get_cursor_wrapper(cursor)
+    columns = _one_plain_model(query)
+    if columns is not None:
+        # What peewee's _get_model_cursor_wrapper would wrap, without building it
+        # (a mirror, pinned by tests/contracts).
+        return ModelRows(cursor, query.model, columns, query.model)
+    wrapper = cursor_wrapper(query, cursor)
     if (
         type(wrapper) is peewee.ModelObjectCursorWrapper
         and wrapper.constructor is wrapper.model
@@ -232,18 +243,19 @@ def model_rows(query: Any, cursor: Any) -> Any:
     return wrapper
 
 
-def _one_plain_model(query: Any) -> bool:
-    """A plain ``ModelSelect`` of one model, no joins, rows as objects of a plain model."""
+def _one_plain_model(query: Any) -> Any:
+    """The selected columns of a plain ``ModelSelect`` of one model, no joins, rows as
+    objects of a plain model; None for any other query."""
     if type(query) is not peewee.ModelSelect:
-        return False
-    attrs = vars(query)
-    return bool(
-        attrs["_row_type"] is None
-        and query.default_row_type == peewee.ROW.MODEL
-        and len(attrs["_from_list"]) == 1
-        and not attrs["_joins"]
-        and _plain_model(query.model)
-    )
+        return None
+    columns = one_model_columns(query)
+    if (
+        columns is None
+        or query.default_row_type != peewee.ROW.MODEL
+        or not _plain_model(query.model)
+    ):
+        return None
+    return columns
 
 
 def first_object(query: Any, cursor: Any) -> Any:

@@ -15,14 +15,11 @@ from typing import Any
 
 import peewee
 
+from ..contracts.peewee import set_cursor_wrapper, unexecuted_on
 from .rows import NO_ROW, first_object, model_rows
 from .shapes import first_row_sql, select_sql
 
 __all__ = ["aexecute_select", "aget", "native"]
-
-_BASES: Any = (peewee.SelectBase, peewee.BaseModelSelect)
-_EXECUTES = tuple(base._execute for base in _BASES)
-
 
 def _is_select(query: Any) -> bool:
     return isinstance(query, peewee.SelectBase)
@@ -30,21 +27,18 @@ def _is_select(query: Any) -> bool:
 
 def native(db: Any, query: Any) -> bool:
     """True when ``query`` is a select this module runs exactly as peewee would."""
-    return (
-        _is_select(query)
-        and type(query)._execute in _EXECUTES
-        and query._database is db
-        and query._cursor_wrapper is None
-        and not getattr(query, "_load_tree", None)
-    )
+    return _is_select(query) and unexecuted_on(query, db)
 
 
 async def aexecute_select(db: Any, query: Any) -> Any:
-    """``query.execute()`` awaited: the cursor wrapper, also cached on the query."""
+    """``query.execute()`` awaited: the cursor wrapper, also cached on the query.
+
+    Mirrors ``BaseQuery._execute`` (pinned by tests/contracts).
+    """
     sql, params = select_sql(db, query)
     cursor = await db.aexecute_sql(sql, params)
     wrapper = model_rows(query, cursor)
-    query._cursor_wrapper = wrapper
+    set_cursor_wrapper(query, wrapper)
     return wrapper
 
 
@@ -58,7 +52,8 @@ async def aget(db: Any, query: Any) -> Any:
 
     peewee runs ``query.paginate(1, 1)``, a clone; its SQL comes from the shape
     cache without building the clone, and its rows wrap the same way (paging
-    changes neither the columns nor the row type).
+    changes neither the columns nor the row type). Mirrors ``BaseModelSelect.get``
+    (pinned by tests/contracts).
     """
     sql, params = first_row_sql(db, query)
     cursor = await db.aexecute_sql(sql, params)

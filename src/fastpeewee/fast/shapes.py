@@ -26,7 +26,8 @@ from typing import Any
 
 import peewee
 
-from .compiled import Param, is_own_field
+from ..contracts.peewee import ordering_parts, select_parts, with_select_parts
+from .compiled import Param, Uncompilable, is_own_field
 from .fastpath import Plan, plan_for
 
 __all__ = ["first_row_sql", "select_sql", "shape_of"]
@@ -37,20 +38,7 @@ _SCALARS = frozenset(
 )
 _COMPARE = frozenset({"=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE"})
 _BOOLEAN = frozenset({"AND", "OR"})
-# Attributes that do not change the SQL (row type, the database it runs on) or
-# that the shape reads itself.
-_READ = frozenset(
-    {"_where", "_order_by", "_limit", "_offset", "_returning", "_from_list", "_join_ctx",
-     "_is_default", "model", "_database", "_cursor_wrapper", "_hash", "_row_type",
-     "_constructor"}
-)
-# Attributes that must keep their default (None, or an empty dict for _joins).
-_NONE = frozenset(
-    {"_alias", "_cte_list", "_distinct", "_for_update", "_group_by", "_having", "_lateral",
-     "_simple_distinct", "_windows"}
-)
 _EXPRESSION_ATTRS = frozenset({"lhs", "op", "rhs", "flat"})
-_ORDERING_ATTRS = frozenset({"node", "_coerce", "_converter", "direction", "collation", "nulls"})
 
 
 class _Unsupported(Exception):
@@ -83,11 +71,11 @@ def _order(items: Any, model: Any) -> tuple[Any, ...] | None:
     keys: list[Any] = []
     for item in items:
         if type(item) is peewee.Ordering:
-            attrs = vars(item)
-            if attrs.keys() != _ORDERING_ATTRS or attrs["_converter"] is not None:
+            parts = ordering_parts(item)
+            if parts is None:
                 raise _Unsupported
-            keys.append(("O", _own_field(attrs["node"], model), attrs["direction"],
-                         attrs["collation"], attrs["nulls"], attrs["_coerce"]))
+            node, direction, collation, nulls, coerce = parts
+            keys.append(("O", _own_field(node, model), direction, collation, nulls, coerce))
         else:
             keys.append(("F", _own_field(item, model)))
     return tuple(keys)
@@ -112,36 +100,25 @@ def shape_of(
     """
     if type(query) is not peewee.ModelSelect:
         return None
-    attrs = vars(query)
-    model = query.model
-    for name, value in attrs.items():
-        if name in _NONE:
-            if value is not None:
-                return None
-        elif name == "_joins":
-            if value:
-                return None
-        elif name not in _READ:
-            return None
-    from_list = attrs["_from_list"]
-    if len(from_list) != 1 or from_list[0] is not model or attrs["_join_ctx"] is not model:
+    parts = select_parts(query)
+    if parts is None:
         return None
-    returning = attrs["_returning"]
-    for field in returning:
+    where, order_by, query_limit, query_offset, selected, is_default = parts
+    model = query.model
+    for field in selected:
         if not is_own_field(field, model):
             return None
-    columns = tuple(map(id, returning))
+    columns = tuple(map(id, selected))
     values: list[Any] = []
     try:
-        where = attrs["_where"]
         where_key = None if where is None else _where(where, model, values)
-        order_key = _order(attrs["_order_by"], model)
-        bounds = (attrs["_limit"], attrs["_offset"]) if page is None else page
+        order_key = _order(order_by, model)
+        bounds = (query_limit, query_offset) if page is None else page
         limit = _bound(bounds[0], values)
         offset = _bound(bounds[1], values)
     except _Unsupported:
         return None
-    key = ("select", columns, attrs["_is_default"], where_key, order_key, limit, offset)
+    key = ("select", columns, is_default, where_key, order_key, limit, offset)
     return key, values
 
 
@@ -155,16 +132,18 @@ def _with_params(node: Any, counter: list[int]) -> Any:
 
 
 def _template_query(query: Any, limit: bool, offset: bool) -> Any:
-    clone = query.clone()
+    parts = select_parts(query)
+    if parts is None:  # shape_of() found its parts: only a changed query lands here
+        raise Uncompilable("not a plain select")
     counter = [0]
-    if clone._where is not None:
-        clone._where = _with_params(clone._where, counter)
+    where = None if parts[0] is None else _with_params(parts[0], counter)
+    limit_param = offset_param = None
     if limit:
-        clone._limit = Param(counter[0])
+        limit_param = Param(counter[0])
         counter[0] += 1
     if offset:
-        clone._offset = Param(counter[0])
-    return clone
+        offset_param = Param(counter[0])
+    return with_select_parts(query, where, limit_param, offset_param)
 
 
 def _same(mine: list[Any] | None, theirs: list[Any]) -> bool:

@@ -43,11 +43,10 @@ class _Node:
 # Plans kept per model (on the model: a module-level cache keyed by the model would
 # keep a model made at runtime alive), the oldest dropped first.
 PLANS_MAX = 64
-_PLANS = "_fastpeewee_schema_plans"
 
 
 def _plan(schema: type[BaseModel], model: type[peewee.Model]) -> _Node:
-    plans = model_cache(model, _PLANS, PLANS_MAX)
+    plans = model_cache(model, "schema_plans", PLANS_MAX)
     plan: _Node | None = plans.get(schema)
     if plan is None:
         plan = _plan_in(schema, model, ())

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from ..bridge import in_bridge
+from ..contracts.peewee import related_objects
 from ..errors import UnloadedRelation
 from ..fast.compiled import model_cache
 
@@ -109,12 +110,11 @@ def _relation(model: type[peewee.Model], attr: str, annotation: Any) -> Relation
 RELATIONS_MAX = 64
 """Schemas whose relations are kept per model (on the model, so that a model made
 at runtime is freed with them), the oldest dropped first."""
-_RELATIONS = "_fastpeewee_relations"
 
 
 def relations_of(schema: type[BaseModel], model: type[peewee.Model]) -> tuple[Relation, ...]:
     """The relations of ``model`` that ``schema`` reads, in field order."""
-    cache = model_cache(model, _RELATIONS, RELATIONS_MAX)
+    cache = model_cache(model, "relations", RELATIONS_MAX)
     found = cache.get(schema)
     if found is None:
         found = _relations_of(schema, model)
@@ -136,7 +136,7 @@ def is_loaded(instance: peewee.Model, relation: Relation) -> bool:
     if relation.many:
         return relation.attr in instance.__dict__  # set by peewee's Load / prefetch
     name = relation.field.name
-    return name in instance.__rel__ or instance.__data__.get(name) is None
+    return name in related_objects(instance) or instance.__data__.get(name) is None
 
 
 def _in_async_code() -> bool:
