@@ -114,7 +114,7 @@ class async_transaction(_AsyncTransactionMixin, peewee._transaction):
         if args or kwargs or not db._plain_begin():
             await db.run(self._begin)
         else:
-            await db._asend("BEGIN", False)
+            await db._arun("BEGIN")
 
     async def acommit(self, begin: bool = True) -> None:
         """Commit now (and begin again unless ``begin=False``)."""
@@ -138,7 +138,7 @@ class async_transaction(_AsyncTransactionMixin, peewee._transaction):
         if db._overrides(method):
             await db.run(getattr(db, method))
         else:
-            await db._asend(sql, True)
+            await db._arun(sql, (), True)
 
 
 class async_savepoint(_AsyncTransactionMixin, peewee._savepoint):
@@ -172,4 +172,4 @@ class async_savepoint(_AsyncTransactionMixin, peewee._savepoint):
 
     async def _asql(self, command: str) -> None:
         """``<command> <this savepoint>;``, the statements peewee's ``_savepoint`` sends."""
-        await self.db._asend(f"{command} {self.quoted_sid};", False)
+        await self.db._arun(f"{command} {self.quoted_sid};")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import select
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import peewee
 
@@ -12,9 +12,10 @@ from ..cursor import Cursor, StreamCursor
 from .session import changes_session
 
 __all__ = [
+    "Bulk",
     "Connection",
     "CopyRequest",
-    "ManyRows",
+    "Params",
     "TransportWatch",
     "close_socket",
     "import_driver",
@@ -35,36 +36,34 @@ def import_driver(name: str, extra: str) -> Any:
         ) from None
 
 
-class ManyRows(list):  # type: ignore[type-arg]
-    """Parameters of an ``executemany``: one tuple per row (SQLite backend)."""
-
-
 class CopyRequest:
-    """Rows for ``COPY table (columns) FROM STDIN``, as a backend receives them."""
+    """A ``COPY table (columns) FROM STDIN`` on its way to :meth:`Connection.acopy`."""
 
-    __slots__ = ("columns", "count", "records", "schema", "table")
+    __slots__ = ("columns", "records", "schema", "table")
 
     def __init__(
-        self,
-        table: str,
-        schema: str | None,
-        columns: list[str],
-        records: Iterable[tuple[Any, ...]],
-        count: int,
+        self, table: str, schema: str | None, columns: list[str], records: Iterable[Params]
     ) -> None:
         self.table = table
         self.schema = schema
         self.columns = columns
         self.records = records  # iterable more than once
-        self.count = count
+
+
+# What a statement may carry besides its SQL: the rows of an executemany, or a
+# COPY to run instead (see Connection.executemany and Connection.acopy).
+Bulk: TypeAlias = "Sequence[Params] | CopyRequest"
 
 
 class Connection:
-    """One driver connection with the bookkeeping the pool and the scopes need.
+    """One driver connection with the bookkeeping the pool and the connection states need.
 
-    Sync methods (``execute``, ``ping``, ``rollback``) serve threads; async
-    twins (``aexecute``, ...) serve tasks. A backend implements the side(s)
-    its driver supports; the SQLite backend implements both.
+    Its operations: ``execute(sql, params)``, ``executemany(sql, rows)`` and
+    their async twins ``aexecute`` and ``aexecutemany``, and ``acopy(table,
+    columns, records)``, besides ``ping``, ``rollback`` and their twins. Sync
+    methods serve threads, async ones tasks; a backend implements the side(s)
+    and operations its driver supports (the SQLite backend: both sides, no
+    COPY; PostgreSQL's asyncpg: COPY, no executemany).
     """
 
     __slots__ = ("broken", "created_at", "dirty", "pool", "raw", "released_at", "unsettled")
@@ -127,7 +126,13 @@ class Connection:
     # -- sync side ----------------------------------------------------------
 
     def execute(self, sql: str, params: Params) -> Cursor:
+        """Run ``sql`` with ``params``; return its whole result."""
         raise TypeError(f"{type(self).__name__} cannot be used from a thread")
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
+        """Run ``sql`` once per row of ``rows``, all or none; the cursor carries the
+        row count and the last row id."""
+        raise TypeError(f"{type(self).__name__} has no executemany")
 
     def ping(self, timeout: float) -> None:
         """Round trip to the server, raising if no answer came within ``timeout`` s.
@@ -142,7 +147,19 @@ class Connection:
     # -- async side ---------------------------------------------------------
 
     async def aexecute(self, sql: str, params: Params) -> Cursor:
+        """Run ``sql`` with ``params``; return its whole result."""
         raise TypeError(f"{type(self).__name__} cannot be used from asyncio")
+
+    async def aexecutemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
+        """:meth:`executemany` from a task."""
+        raise TypeError(f"{type(self).__name__} has no executemany")
+
+    async def acopy(
+        self, table: str, columns: list[str], records: Iterable[Params], schema: str | None
+    ) -> Cursor:
+        """``COPY table (columns) FROM STDIN`` of ``records``; the cursor carries the
+        row count."""
+        raise TypeError(f"{type(self).__name__} has no COPY")
 
     async def aping(self) -> None:
         await self.aexecute("SELECT 1", ())

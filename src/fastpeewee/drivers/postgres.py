@@ -13,7 +13,7 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import peewee
@@ -22,7 +22,6 @@ from ..cursor import Cursor, StreamCursor
 from ..errors import translate_errors
 from .base import (
     Connection,
-    CopyRequest,
     Params,
     TransportWatch,
     close_socket,
@@ -141,19 +140,18 @@ class AsyncpgConnection(Connection):
     async def aping(self) -> None:
         await self.raw.execute("SELECT 1")
 
-    async def acopy(self, request: CopyRequest) -> Cursor:
-        """Binary COPY of ``request``'s records into its table."""
+    async def acopy(
+        self, table: str, columns: list[str], records: Iterable[Params], schema: str | None
+    ) -> Cursor:
+        """Binary COPY of ``records`` into ``table``."""
         try:
             status = await self.raw.copy_records_to_table(
-                request.table,
-                records=request.records,
-                columns=request.columns,
-                schema_name=request.schema,
+                table, records=records, columns=columns, schema_name=schema
             )
         except Exception as exc:
             _check_refused(exc)
             raise
-        return Cursor((), _rowcount(status.encode(), request.count))
+        return Cursor((), _rowcount(status.encode(), -1))
 
     async def arollback(self) -> None:
         await self.raw.execute("ROLLBACK")
