@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import select
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
 import peewee
@@ -17,7 +17,7 @@ __all__ = [
     "CopyRequest",
     "Params",
     "TransportWatch",
-    "close_socket",
+    "close_in_loop",
     "import_driver",
     "readable",
     "writable",
@@ -215,8 +215,7 @@ def _poll(fd: int, events: int, timeout: float) -> bool:
 
 class TransportWatch:
     """Tells whether bytes (or the close) from the server wait unread on the socket
-    of an asyncio driver connection (asyncpg's or asyncmy's: both keep their
-    transport as ``_transport``).
+    under an asyncio transport (an asyncpg or asyncmy connection's).
 
     The event loop reads such a socket as soon as it is readable; an idle
     connection whose socket is readable at hand-out got something unasked
@@ -228,8 +227,7 @@ class TransportWatch:
 
     __slots__ = ("_poller",)
 
-    def __init__(self, raw: Any) -> None:
-        transport = raw._transport
+    def __init__(self, transport: Any) -> None:
         sock = transport.get_extra_info("socket") if transport is not None else None
         self._poller: Any = None
         if sock is not None:
@@ -247,15 +245,17 @@ class TransportWatch:
             return True
 
 
-def close_socket(raw: Any) -> None:
-    """Close the socket of an asyncio-based driver connection whose event loop is gone.
+def close_in_loop(close: Callable[[], object], transport: Any) -> None:
+    """Close an asyncio driver connection with ``close``; if its event loop is
+    gone, close the socket under ``transport`` by hand.
 
     asyncio transports close through their loop; with the loop closed, only
     the socket itself is left to close (else it leaks and warns at exit).
-    asyncpg and asyncmy both keep their transport as ``_transport``.
     """
-    transport = getattr(raw, "_transport", None)
-    sock = getattr(transport, "_sock", None)
-    if transport is not None and sock is not None:
-        sock.close()
-        transport._sock = None
+    try:
+        close()
+    except RuntimeError:  # its event loop is closed
+        sock = getattr(transport, "_sock", None)  # asyncio's selector transports
+        if sock is not None:
+            sock.close()
+            transport._sock = None

@@ -18,13 +18,14 @@ from typing import Any
 
 import peewee
 
+from ..contracts import asyncpg as contract
 from ..cursor import Cursor, StreamCursor
 from ..errors import translate_errors
 from .base import (
     Connection,
     Params,
     TransportWatch,
-    close_socket,
+    close_in_loop,
     import_driver,
     readable,
     writable,
@@ -95,7 +96,7 @@ class AsyncpgConnection(Connection):
 
     def __init__(self, raw: Any) -> None:
         super().__init__(raw)
-        self._watch = TransportWatch(raw)
+        self._watch = TransportWatch(contract.transport(raw))
 
     def usable(self) -> bool:
         return not self.raw.is_closed()
@@ -113,20 +114,15 @@ class AsyncpgConnection(Connection):
         return bool(self.raw.is_in_transaction())
 
     def close(self) -> None:
-        try:
-            self.raw.terminate()
-        except RuntimeError:  # its event loop is closed: close the socket by hand
-            close_socket(self.raw)
+        close_in_loop(self.raw.terminate, contract.transport(self.raw))
 
     async def aexecute(self, sql: str, params: Params) -> Cursor:
         if params:
             sql = to_dollar_params(sql)
             params = _adapt(params)
-        # The one private asyncpg call: Connection.execute() gives the status but
-        # no rows, fetch() rows but no status; _execute() gives both in one round
-        # trip through the statement cache.
+        # Rows and status in one round trip: see fastpeewee.contracts.asyncpg.
         try:
-            rows, status, _ = await self.raw._execute(sql, params, 0, None, return_status=True)
+            rows, status, _ = await contract.execute_with_status(self.raw, sql, params)
         except Exception as exc:
             _check_refused(exc)
             if params or "multiple commands" not in str(exc):
@@ -206,14 +202,11 @@ def _check_refused(exc: Exception) -> None:
     is written, as an ``InternalClientError`` that peewee would call an
     InternalError. It is a lost link, and nothing was sent.
     """
-    if type(exc).__name__ == "InternalClientError" and _REFUSED in str(exc):
+    if contract.refused_before_sending(exc):
         raise NotSent(
             "the server ended this session (asyncpg had read its FATAL message; "
             "the close had not arrived yet): the statement was not sent"
         ) from exc
-
-
-_REFUSED = "another operation (2) is in progress"
 
 
 def _ping_within(pgconn: Any, timeout: float) -> None:
@@ -293,6 +286,7 @@ async def connect_asyncpg(params: dict[str, Any]) -> AsyncpgConnection:
     """Open an asyncpg connection that decodes JSON to Python values, as psycopg does."""
     asyncpg = import_driver("asyncpg", "postgres")
     with translate_errors():
+        contract.check(asyncpg.Connection)
         raw = await asyncpg.connect(**params)
         try:
             for json_type in ("json", "jsonb"):
