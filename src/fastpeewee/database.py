@@ -138,8 +138,8 @@ class AsyncDatabase:
         **kwargs: Any,
     ) -> None:
         self.pool_config = PoolConfig(
-            max_size=pool_size,
-            min_size=min(pool_min_size, pool_size),
+            pool_size=pool_size,
+            pool_min_size=min(pool_min_size, pool_size),
             acquire_timeout=acquire_timeout,
             max_idle=max_idle,
             max_lifetime=max_lifetime,

@@ -107,7 +107,17 @@ class ConnectionState:
         raise peewee.InterfaceError("fastpeewee databases manage their own connections")
 
     def connect(self, reuse_if_open: bool) -> bool:
-        """Hold a connection until :meth:`close` (peewee's ``connect``)."""
+        """Hold a connection until :meth:`close` (peewee's ``connect``); False when
+        one is held already and ``reuse_if_open``."""
+        if not self.closed:
+            if reuse_if_open:
+                return False
+            raise peewee.OperationalError("Connection already opened.")
+        self._hold()
+        return True
+
+    def _hold(self) -> None:
+        """Take a connection and keep it until :meth:`close`."""
         raise NotImplementedError
 
     def execute(
@@ -247,16 +257,10 @@ class ThreadState(ConnectionState):
         self.conn = None
         return conn
 
-    def connect(self, reuse_if_open: bool) -> bool:
-        """Hold a connection until :meth:`close` (peewee's ``connect``)."""
-        if not self.closed:
-            if reuse_if_open:
-                return False
-            raise peewee.OperationalError("Connection already opened.")
+    def _hold(self) -> None:
         if self.conn is None:
             self.conn = self.db._sync_pool_get().acquire()
         self.held = True
-        return True
 
     def close(self) -> bool:
         """Give the held connection back; return whether one was open."""
@@ -538,14 +542,8 @@ class AsyncState(ConnectionState):
         assert conn is not None
         return conn
 
-    def connect(self, reuse_if_open: bool) -> bool:
-        """peewee's ``connect()`` through the bridge."""
-        if not self.closed:
-            if reuse_if_open:
-                return False
-            raise peewee.OperationalError("Connection already opened.")
-        self.call(self.aconnect())
-        return True
+    def _hold(self) -> None:
+        self.call(self.aconnect())  # through the bridge
 
     async def aclose(self) -> bool:
         """Give the held connection back; return whether one was open."""

@@ -1,9 +1,9 @@
-"""PostgreSQL driver adapters: asyncpg for tasks, psycopg 3 for threads.
+"""PostgreSQL driver adapters: asyncpg for tasks, psycopg 3 for threads (autocommit).
 
-Async statements use asyncpg's per-connection statement cache: a repeated
-query is one round trip (bind + execute of a cached prepared statement), with
-no explicit PREPARE per query. ``prepared_statements=False`` switches both
-drivers to unnamed statements, as PgBouncer's transaction mode requires.
+:class:`AsyncpgConnection` rewrites psycopg's ``%s`` placeholders for asyncpg,
+unwraps psycopg's JSON wrappers, reads the rowcount from the command tag and
+runs COPY; its one private asyncpg call lives in
+:mod:`fastpeewee.contracts.asyncpg`.
 """
 
 from __future__ import annotations
