@@ -428,16 +428,18 @@ class AsyncDatabase:
         return self._run(sql, _NO_PARAMS, False, request).rowcount
 
     def _run(
-        self, sql: str, params: Params, ending: bool = False, bulk: Bulk | None = None
+        self,
+        sql: str,
+        params: Params,
+        ending: bool = False,
+        bulk: Bulk | None = None,
+        observed: bool = False,
     ) -> Cursor:
         """The sync execution path; ``ending`` and ``bulk`` as for
         :meth:`~fastpeewee.state.ConnectionState.execute`."""
-        if self.query_hooks or _peewee_logger.isEnabledFor(logging.DEBUG):
+        if not observed and (self.query_hooks or _peewee_logger.isEnabledFor(logging.DEBUG)):
             with _Observed(self, sql, params):
-                return self._run_on_state(sql, params, ending, bulk)
-        return self._run_on_state(sql, params, ending, bulk)
-
-    def _run_on_state(self, sql: str, params: Params, ending: bool, bulk: Bulk | None) -> Cursor:
+                return self._run(sql, params, ending, bulk, True)
         while True:
             state = self._current_state()
             try:
@@ -458,14 +460,13 @@ class AsyncDatabase:
         """
         return await self._arun(sql, params or _NO_PARAMS)
 
-    async def _arun(self, sql: str, params: Params = _NO_PARAMS, ending: bool = False) -> Cursor:
+    async def _arun(
+        self, sql: str, params: Params = _NO_PARAMS, ending: bool = False, observed: bool = False
+    ) -> Cursor:
         """The async execution path; ``ending`` as for :meth:`_run`."""
-        if self.query_hooks or _peewee_logger.isEnabledFor(logging.DEBUG):
+        if not observed and (self.query_hooks or _peewee_logger.isEnabledFor(logging.DEBUG)):
             with _Observed(self, sql, params):
-                return await self._arun_on_state(sql, params, ending)
-        return await self._arun_on_state(sql, params, ending)
-
-    async def _arun_on_state(self, sql: str, params: Params, ending: bool) -> Cursor:
+                return await self._arun(sql, params, ending, True)
         while True:
             try:
                 return await self._async_state().aexecute(sql, params, ending)

@@ -63,18 +63,15 @@ async def test_execute_returns_rows_status_and_completed(backend, request, tmp_p
         async with db:
             raw = db.connection()
             assert contract.transport(raw) is not None
-            rows, status, completed = await contract.execute_with_status(
-                raw, "SELECT $1::int AS a UNION ALL SELECT 2", [1]
-            )
+            execute = contract.executor(raw)
+            rows, status, completed = await execute("SELECT $1::int AS a UNION ALL SELECT 2", [1])
             assert [tuple(r) for r in rows] == [(1,), (2,)]
             assert list(rows[0].keys()) == ["a"]
             assert status == b"SELECT 2"
             assert completed is True
             await raw.execute("CREATE TEMP TABLE t (a int)")
             await raw.execute("INSERT INTO t VALUES (1), (2), (3)")
-            rows, status, _ = await contract.execute_with_status(
-                raw, "UPDATE t SET a = a + 1 WHERE a > $1", [1]
-            )
+            rows, status, _ = await execute("UPDATE t SET a = a + 1 WHERE a > $1", [1])
             assert (rows, status) == ([], b"UPDATE 2")
     finally:
         await db.close_pool()

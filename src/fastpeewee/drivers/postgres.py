@@ -92,11 +92,12 @@ def _rowcount(status: bytes | None, rows: int) -> int:
 class AsyncpgConnection(Connection):
     """An asyncpg connection (tasks only)."""
 
-    __slots__ = ("_watch",)
+    __slots__ = ("_execute", "_watch")
 
     def __init__(self, raw: Any) -> None:
         super().__init__(raw)
         self._watch = TransportWatch(contract.transport(raw))
+        self._execute = contract.executor(raw)
 
     def usable(self) -> bool:
         return not self.raw.is_closed()
@@ -122,7 +123,7 @@ class AsyncpgConnection(Connection):
             params = _adapt(params)
         # Rows and status in one round trip: see fastpeewee.contracts.asyncpg.
         try:
-            rows, status, _ = await contract.execute_with_status(self.raw, sql, params)
+            rows, status, _ = await self._execute(sql, params)
         except Exception as exc:
             _check_refused(exc)
             if params or "multiple commands" not in str(exc):
