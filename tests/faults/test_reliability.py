@@ -736,7 +736,7 @@ async def test_r6_abandoned_task_is_rolled_back_and_released(env):
 
 
 async def test_r7_session_state_does_not_leak(env):
-    from .test_session_state import DIRTY, clean_session
+    from ..drivers.test_session_state import DIRTY, clean_session
 
     db, backend = env.db, env.backend
     app = app_on(db, backend)
