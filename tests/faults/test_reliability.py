@@ -872,7 +872,7 @@ async def test_r10_network_partition_ends_every_request_in_bounded_time(backend,
 
 
 async def test_r11_idle_websockets_do_not_hoard_connections(env):
-    from .test_scope_isolation import _WebSocketClient
+    from ..core.test_scope_isolation import _WebSocketClient
 
     db = env.db
     app = app_on(db)
