@@ -290,7 +290,7 @@ def _pools(run: Run) -> str:
     pooled = [s.pools[0] for s in run.samples if s.pools]
     lines = []
     if pooled:
-        full = sum(1 for p in pooled if p["in_use"] >= p["max_size"])
+        full = sum(1 for p in pooled if p["in_use"] >= p["pool_size"])
         lines.append(f"pool (GET /health, {len(pooled)} samples): all connections in use in "
                      f"{full / len(pooled):.0%} of samples, waiting up to "
                      f"{max(p['waiting'] for p in pooled)}")  # fmt: skip

@@ -3,9 +3,11 @@
 The same object serves ``async def`` code (``await db.list(query)``,
 ``await Model.aget(...)``, ``async with db.atomic()``) and plain sync code in
 threads with no event loop (``User.create(...)``, ``with db.atomic()``).
-Every statement goes through :meth:`AsyncDatabase.execute_sql` /
-:meth:`AsyncDatabase.aexecute_sql`, the one choke point where the current
-scope (see :mod:`fastpeewee.state`) and its pool are chosen.
+Every statement takes one of three execution paths, by direction: sync
+(``_run``), async (``_arun``) and streaming (``_astream``, for
+:meth:`AsyncDatabase.iterate`). There the statement is logged and reported to
+the query hooks, and the current connection state (see
+:mod:`fastpeewee.state`) and its pool run it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,33 +27,57 @@ import peewee
 from . import fast
 from .bridge import greenlet_spawn
 from .contracts.peewee import log_query, notify_hooks
-from .cursor import Cursor
-from .drivers.base import CopyRequest
+from .cursor import Cursor, StreamCursor
+from .drivers.base import Bulk, CopyRequest, Params
 from .errors import BRIDGE_HINT, MissingGreenletBridge, mask_password
 from .fast import selects
 from .fast.bulk import execute_insert, is_multi_insert
 from .pool import Pool, PoolConfig, PoolStats
 from .state import (
-    AsyncScope,
+    AsyncState,
+    ConnectionState,
     Reroute,
-    Scope,
-    SharedScope,
-    TaskScope,
-    ThreadScope,
-    ThreadScopes,
+    SharedState,
+    TaskState,
+    ThreadState,
+    ThreadStates,
 )
 from .transactions import async_atomic, async_savepoint, async_transaction
 
 __all__ = ["AsyncDatabase"]
 
-logger = logging.getLogger("fastpeewee")
 _peewee_logger = logging.getLogger("peewee")  # where peewee (and log_query) logs SQL
 T = TypeVar("T")
 _NO_PARAMS: tuple[Any, ...] = ()
 
 
+class _Observed:
+    """``with`` around one statement's run: logs it on the ``peewee`` logger and
+    reports it to the query hooks, as peewee's ``execute_sql`` does. Every
+    execution path goes through here (and tracing will)."""
+
+    __slots__ = ("db", "params", "sql", "start")
+
+    def __init__(self, db: AsyncDatabase, sql: str, params: Params) -> None:
+        self.db = db
+        self.sql = sql
+        self.params = params
+        self.start: float | None = None
+
+    def __enter__(self) -> None:
+        if _peewee_logger.isEnabledFor(logging.DEBUG):
+            log_query(self.db, self.sql, self.params)
+        if self.db.query_hooks:
+            self.start = time.perf_counter()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        # Like peewee: errors are reported, a cancellation is not.
+        if self.start is not None and (exc is None or isinstance(exc, Exception)):
+            notify_hooks(self.db, self.sql, self.params, self.start, exc)
+
+
 class _Caller:
-    """Identifies a thread's context as a caller inside a shared scope."""
+    """Identifies a thread's context as a caller inside a ``db.scope()`` block."""
 
     __slots__ = ()
 
@@ -117,8 +143,8 @@ class AsyncDatabase:
         **kwargs: Any,
     ) -> None:
         self.pool_config = PoolConfig(
-            max_size=pool_size,
-            min_size=min(pool_min_size, pool_size),
+            pool_size=pool_size,
+            pool_min_size=min(pool_min_size, pool_size),
             acquire_timeout=acquire_timeout,
             max_idle=max_idle,
             max_lifetime=max_lifetime,
@@ -126,15 +152,15 @@ class AsyncDatabase:
             ping_timeout=ping_timeout,
             max_waiting=max_waiting,
         )
-        self._cv: contextvars.ContextVar[AsyncScope] = contextvars.ContextVar(
+        self._cv: contextvars.ContextVar[AsyncState] = contextvars.ContextVar(
             f"fastpeewee-{id(self):x}"
         )
-        # Who is calling, inside a shared scope: the task, or a token of the
-        # thread's context (see SharedScope). Threads inherit their task's.
+        # Who is calling, inside a db.scope() block: the task, or a token of the
+        # thread's context (see SharedState). Threads inherit their task's.
         self._who: contextvars.ContextVar[object] = contextvars.ContextVar(
             f"fastpeewee-who-{id(self):x}"
         )
-        self._threads = ThreadScopes()
+        self._threads = ThreadStates()
         self._pools_lock = threading.Lock()
         self._sync_pool: Pool[Any] | None = None
         self._async_pool: Pool[Any] | None = None
@@ -144,63 +170,63 @@ class AsyncDatabase:
         self.fast_paths = bool(fast_paths) and fast.ENABLED
         super().__init__(database, **kwargs)  # type: ignore[call-arg]
 
-    # -- scopes ---------------------------------------------------------------
+    # -- connection state ---------------------------------------------------------------
 
     @property
-    def _state(self) -> Scope:
+    def _state(self) -> ConnectionState:
         """peewee's connection state, resolved for the current task or thread."""
-        return self._scope()
+        return self._current_state()
 
     @_state.setter
     def _state(self, value: Any) -> None:
-        pass  # peewee's Database.__init__ assigns a thread-local here; scopes replace it
+        pass  # peewee's Database.__init__ assigns a thread-local here; ConnectionState replaces it
 
-    def _scope(self) -> Scope:
-        scope = self._cv.get(None)
+    def _current_state(self) -> ConnectionState:
+        state = self._cv.get(None)
         loop = asyncio._get_running_loop()
         if loop is not None:
             task = asyncio.current_task(loop)
-            if scope is not None:
-                if type(scope) is SharedScope:
-                    if scope.loop is loop and task is not None:
+            if state is not None:
+                if type(state) is SharedState:
+                    if state.loop is loop and task is not None:
                         if self._who.get(None) is not task:
                             self._who.set(task)  # its threads act for it
-                        found = scope.resolve(task)
+                        found = state.resolve(task)
                         if found is not None:
                             return found
-                elif scope.serves(loop, task):
-                    return scope
+                elif state.serves(loop, task):
+                    return state
             if task is None:
                 raise peewee.InterfaceError(
                     "database used on the event-loop thread outside any asyncio task; "
                     "call it from a coroutine running in a task"
                 )
-            scope = TaskScope(self, loop, task)
-            self._cv.set(scope)
-            return scope
-        if scope is not None and scope.serves_thread():
-            if type(scope) is not SharedScope:
-                return scope
+            state = TaskState(self, loop, task)
+            self._cv.set(state)
+            return state
+        if state is not None and state.serves_thread():
+            if type(state) is not SharedState:
+                return state
             who = self._who.get(None)
             if who is None:
                 who = _Caller()
                 self._who.set(who)  # for the rest of this thread's context
-            found = scope.resolve(who)
+            found = state.resolve(who)
             if found is not None:
                 return found
-        return self._thread_scope()
+        return self._thread_state()
 
-    def _thread_scope(self) -> ThreadScope:
-        scope = self._threads.scope
-        if scope is None:
-            scope = self._threads.scope = ThreadScope(self)
-        return scope
+    def _thread_state(self) -> ThreadState:
+        state = self._threads.state
+        if state is None:
+            state = self._threads.state = ThreadState(self)
+        return state
 
-    def _async_scope(self) -> AsyncScope:
-        scope = self._scope()
-        if not isinstance(scope, AsyncScope):
+    def _async_state(self) -> AsyncState:
+        state = self._current_state()
+        if not isinstance(state, AsyncState):
             raise RuntimeError("this coroutine must run on the event loop that awaits it")
-        return scope
+        return state
 
     @asynccontextmanager
     async def scope(self, *, hold: bool = True) -> AsyncIterator[None]:
@@ -223,22 +249,22 @@ class AsyncDatabase:
         ``hold=False`` gives the connection back after each statement outside
         a transaction, for long-lived scopes that mostly idle (a WebSocket).
         Nested blocks (a middleware and a dependency, say) share the outer
-        block's scope.
+        block's state.
         """
         loop = asyncio.get_running_loop()
         current = self._cv.get(None)
-        if isinstance(current, SharedScope) and current.serves(loop, None):
+        if isinstance(current, SharedState) and current.serves(loop, None):
             yield
             return
-        scope = SharedScope(self, loop, hold)
-        token = self._cv.set(scope)
+        state = SharedState(self, loop, hold)
+        token = self._cv.set(state)
         who = self._who.set(asyncio.current_task(loop) or _Caller())
         try:
             yield
         finally:
             self._who.reset(who)
             self._cv.reset(token)
-            await scope.finish()
+            await state.finish()
 
     # -- pools ------------------------------------------------------------------
 
@@ -315,10 +341,10 @@ class AsyncDatabase:
         pools = {id(p): p for p in (self._async_pool, self._sync_pool) if p is not None}
         return [p.stats() for p in pools.values()]
 
-    def _release_later(self, scope: AsyncScope, conn: Any) -> None:
+    def _release_later(self, state: AsyncState, conn: Any) -> None:
         """Give back the connection of a task that ended without closing it."""
         try:
-            self._spawn_release(scope._return(conn), scope.loop)
+            self._spawn_release(state._return(conn), state.loop)
         except RuntimeError:  # the loop is closing: close outright
             conn.pool.discard(conn)
 
@@ -343,9 +369,9 @@ class AsyncDatabase:
 
             await db.close_pool()   # e.g. in the app's shutdown hook
         """
-        scope = self._cv.get(None)
-        if isinstance(scope, TaskScope) and scope.owner is asyncio.current_task():
-            await scope.aclose()
+        state = self._cv.get(None)
+        if isinstance(state, TaskState) and state.owner is asyncio.current_task():
+            await state.aclose()
         while self._releasing:
             await asyncio.gather(*list(self._releasing), return_exceptions=True)
         with self._pools_lock:
@@ -370,11 +396,15 @@ class AsyncDatabase:
         for pool in pools.values():
             pool.close()
 
-    # -- the execution choke point --------------------------------------------
+    # -- the execution paths ------------------------------------------------------
+    #
+    # One path per direction: _run (sync code), _arun (async code), _astream
+    # (iterate()). Every statement, executemany and COPY included, takes one of
+    # them; each goes through _Observed, where logging and query hooks happen.
 
     def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         """Run one statement from sync code (a thread, or inside ``db.run``)."""
-        return self._execute_in_scope(sql, params or _NO_PARAMS, False)
+        return self._run(sql, params or _NO_PARAMS)
 
     def execute(self, query: Any, **context_options: Any) -> Any:
         """peewee's ``Database.execute``; fast paths batch or COPY big multi-row inserts."""
@@ -389,47 +419,44 @@ class AsyncDatabase:
         return False
 
     def _executemany_supported(self) -> bool:
-        """True when the backend runs ``ManyRows`` parameters as one executemany."""
+        """True when the backend's driver runs :meth:`_executemany` as one executemany."""
         return False
 
-    def _copy(self, request: CopyRequest) -> int:
-        """COPY ``request``'s rows on this scope's connection; return the row count."""
-        sql = f"COPY {request.table} ({', '.join(request.columns)}) FROM STDIN"
+    def _executemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
+        """Run ``sql`` once per row of ``rows``, all or none, from sync code."""
+        return self._run(sql, rows, False, rows)
 
-        async def op(conn: Any) -> Cursor:
-            return await conn.acopy(request)  # type: ignore[no-any-return]
+    def _copy(
+        self, table: str, schema: str | None, columns: list[str], records: Iterable[Params]
+    ) -> int:
+        """COPY ``records`` into ``table`` from sync code; return the row count."""
+        sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        request = CopyRequest(table, schema, columns, records)
+        return self._run(sql, _NO_PARAMS, False, request).rowcount
 
-        cursor = self._execute_in_scope(sql, _NO_PARAMS, False, op)
-        return cursor.rowcount
-
-    def _execute_in_scope(
-        self, sql: str, params: Sequence[Any], ending: bool, op: Any = None
+    def _run(
+        self,
+        sql: str,
+        params: Params,
+        ending: bool = False,
+        bulk: Bulk | None = None,
+        observed: bool = False,
     ) -> Cursor:
-        log_query(self, sql, params)
-        start = time.perf_counter() if self.query_hooks else None
-        try:
-            while True:
-                scope = self._scope()
-                if isinstance(scope, ThreadScope):
-                    cursor = scope.execute(sql, params, ending)
-                    break
-                assert isinstance(scope, AsyncScope)
-                try:
-                    cursor = scope.call(scope.aexecute(sql, params, ending, op))
-                    break
-                except Reroute:
-                    continue  # the shared connection is in another caller's transaction
-                except MissingGreenletBridge:
-                    raise MissingGreenletBridge(
-                        f"blocking query on the event-loop thread: {sql}. {BRIDGE_HINT}"
-                    ) from None
-        except Exception as exc:
-            if start is not None:
-                notify_hooks(self, sql, params, start, exc)
-            raise
-        if start is not None:
-            notify_hooks(self, sql, params, start, None)
-        return cursor
+        """The sync execution path; ``ending`` and ``bulk`` as for
+        :meth:`~fastpeewee.state.ConnectionState.execute`."""
+        if not observed and (self.query_hooks or _peewee_logger.isEnabledFor(logging.DEBUG)):
+            with _Observed(self, sql, params):
+                return self._run(sql, params, ending, bulk, True)
+        while True:
+            state = self._current_state()
+            try:
+                return state.execute(sql, params, ending, bulk)
+            except Reroute:
+                continue  # the shared connection is in another caller's transaction
+            except MissingGreenletBridge:
+                raise MissingGreenletBridge(
+                    f"blocking query on the event-loop thread: {sql}. {BRIDGE_HINT}"
+                ) from None
 
     async def aexecute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         """Run one statement from async code.
@@ -438,35 +465,32 @@ class AsyncDatabase:
 
             cursor = await db.aexecute_sql("SELECT 1")
         """
-        return await self._aexecute(sql, params or _NO_PARAMS, False)
+        return await self._arun(sql, params or _NO_PARAMS)
 
-    async def _asend(self, sql: str, ending: bool) -> Cursor:
-        """A transaction statement (BEGIN, COMMIT, SAVEPOINT ...) from async code.
+    async def _arun(
+        self, sql: str, params: Params = _NO_PARAMS, ending: bool = False, observed: bool = False
+    ) -> Cursor:
+        """The async execution path; ``ending`` as for :meth:`_run`."""
+        if not observed and (self.query_hooks or _peewee_logger.isEnabledFor(logging.DEBUG)):
+            with _Observed(self, sql, params):
+                return await self._arun(sql, params, ending, True)
+        while True:
+            try:
+                return await self._async_state().aexecute(sql, params, ending)
+            except Reroute:
+                continue  # the shared connection is in another caller's transaction
 
-        ``ending``: the statement ends the transaction (COMMIT, ROLLBACK), as
-        in :meth:`commit`.
-        """
-        return await self._aexecute(sql, _NO_PARAMS, ending)
-
-    async def _aexecute(self, sql: str, params: Sequence[Any], ending: bool) -> Cursor:
-        """One statement on the current task's scope, logged and reported to the hooks."""
-        if _peewee_logger.isEnabledFor(logging.DEBUG):
-            log_query(self, sql, params)
-        start = time.perf_counter() if self.query_hooks else None
-        try:
+    async def _astream(
+        self, sql: str, params: Params, batch_size: int
+    ) -> tuple[StreamCursor, Coroutine[Any, Any, None]]:
+        """The streaming execution path: open a server-side cursor; the returned
+        coroutine closes it. The query hooks hear of it once it is open."""
+        with _Observed(self, sql, params):
             while True:
                 try:
-                    cursor = await self._async_scope().aexecute(sql, params, ending)
-                    break
+                    return await self._async_state().astream(sql, params, batch_size)
                 except Reroute:
-                    continue  # the shared connection is in another caller's transaction
-        except Exception as exc:
-            if start is not None:
-                notify_hooks(self, sql, params, start, exc)
-            raise
-        if start is not None:
-            notify_hooks(self, sql, params, start, None)
-        return cursor
+                    continue
 
     def _plain_begin(self) -> bool:
         """True when ``begin()`` without arguments only sends ``BEGIN`` (backends say)."""
@@ -482,68 +506,68 @@ class AsyncDatabase:
 
     def commit(self) -> None:
         """Send COMMIT for peewee's transaction helpers."""
-        self._execute_in_scope("COMMIT", _NO_PARAMS, True)
+        self._run("COMMIT", _NO_PARAMS, True)
 
     def rollback(self) -> None:
         """Send ROLLBACK for peewee's transaction helpers."""
-        self._execute_in_scope("ROLLBACK", _NO_PARAMS, True)
+        self._run("ROLLBACK", _NO_PARAMS, True)
 
     # -- connections ------------------------------------------------------------
 
     def connect(self, reuse_if_open: bool = False) -> bool:
         """Hold a connection for this thread or task until :meth:`close`."""
         self._check_initialized()
-        scope = self._scope()
-        return scope.connect(reuse_if_open)
+        state = self._current_state()
+        return state.connect(reuse_if_open)
 
     async def aconnect(self) -> Any:
         """Hold a connection for this task until :meth:`aclose` or the task ends."""
         self._check_initialized()
-        return await self._async_scope().aconnect()
+        return await self._async_state().aconnect()
 
     def close(self) -> bool:
         """Give this thread's or task's held connection back to the pool."""
-        return self._scope().close()
+        return self._current_state().close()
 
     async def aclose(self) -> bool:
         """Give this task's held connection back to the pool."""
-        return await self._async_scope().aclose()
+        return await self._async_state().aclose()
 
     def is_closed(self) -> bool:
         """True when this thread or task holds no connection."""
         if (
             self._cv.get(None) is None
-            and (asyncio._get_running_loop() is not None or self._threads.scope is None)
-            and not self._overrides("_scope")
+            and (asyncio._get_running_loop() is not None or self._threads.state is None)
+            and not self._overrides("_current_state")
         ):
             return True  # no state here yet: do not make some just to say so
-        return self._scope().closed
+        return self._current_state().closed
 
     def is_connection_usable(self) -> bool:
         """True when this thread or task holds a connection that still looks alive."""
-        scope = self._scope()
-        return scope.conn is not None and scope.conn.usable()
+        state = self._current_state()
+        return state.conn is not None and state.conn.usable()
 
     def connection(self) -> Any:
         """The driver connection held by this thread or task (connecting if needed)."""
         if self.is_closed():
             self.connect()
-        conn = self._scope().conn
+        conn = self._current_state().conn
         if conn is None:  # held but not yet checked out
             self.execute_sql("SELECT 1")
-            conn = self._scope().conn
+            conn = self._current_state().conn
         return conn.raw if conn is not None else None
 
     def dispose(self) -> None:
         """Forget this thread's or task's connection state, releasing its connection."""
-        scope = self._scope()
-        scope.transactions = []
-        if isinstance(scope, AsyncScope):
-            conn = scope._forget()
+        state = self._current_state()
+        state.transactions = []
+        if isinstance(state, AsyncState):
+            conn = state._forget()
             if conn is not None:
-                self._release_later(scope, conn)
+                self._release_later(state, conn)
         else:
-            scope.close()
+            state.close()
 
     async def __aenter__(self) -> AsyncDatabase:
         await self.aconnect()
@@ -634,13 +658,7 @@ class AsyncDatabase:
         """
         query.bind(self)
         sql, params = query.sql()
-        while True:
-            try:
-                scope = self._async_scope()
-                cursor, finish = await scope.astream(sql, params or _NO_PARAMS, buffer_size or 100)
-                break
-            except Reroute:
-                continue
+        cursor, finish = await self._astream(sql, params or _NO_PARAMS, buffer_size or 100)
         try:
             rows = query._get_cursor_wrapper(cursor).iterator()
             while await cursor.fill():

@@ -31,17 +31,19 @@ class PoolConfig:
 
     Example::
 
-        PoolConfig(max_size=20, acquire_timeout=5.0, max_lifetime=600.0)
+        PoolConfig(pool_size=20, acquire_timeout=5.0, max_lifetime=600.0)
     """
 
-    max_size: int = 10
-    """Most connections open at once (``pool_size`` in playhouse.pwasyncio)."""
-    min_size: int = 1
-    """Connections kept open even when idle longer than ``max_idle``."""
+    pool_size: int = 10
+    """Most connections open at once (the database's ``pool_size=``, as in
+    playhouse.pwasyncio)."""
+    pool_min_size: int = 1
+    """Connections kept open even when idle longer than ``max_idle`` (the
+    database's ``pool_min_size=``)."""
     acquire_timeout: float = 10.0
     """Seconds to wait for a free connection, opening one included."""
     max_idle: float | None = 300.0
-    """Close connections idle this long (beyond ``min_size``); None keeps them."""
+    """Close connections idle this long (beyond ``pool_min_size``); None keeps them."""
     max_lifetime: float | None = 3600.0
     """Close connections this old when they come back; None keeps them."""
     check_idle_after: float | None = 5.0
@@ -54,12 +56,12 @@ class PoolConfig:
     """Most callers queued for a connection; 0 means no limit."""
 
     def __post_init__(self) -> None:
-        if self.max_size < 1:
-            raise ValueError(f"pool max_size must be >= 1, got {self.max_size}")
-        if not 0 <= self.min_size <= self.max_size:
+        if self.pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {self.pool_size}")
+        if not 0 <= self.pool_min_size <= self.pool_size:
             raise ValueError(
-                f"pool min_size must be between 0 and max_size={self.max_size}, "
-                f"got {self.min_size}"
+                f"pool_min_size must be between 0 and pool_size={self.pool_size}, "
+                f"got {self.pool_min_size}"
             )
         if self.acquire_timeout <= 0:
             raise ValueError(f"acquire_timeout must be > 0, got {self.acquire_timeout}")
@@ -74,7 +76,7 @@ class PoolStats:
     """A snapshot of one pool's counters."""
 
     name: str
-    max_size: int
+    pool_size: int
     size: int
     """Connections open or being opened."""
     idle: int
@@ -206,7 +208,7 @@ class Pool(Generic[C]):
         with self._lock:
             return PoolStats(
                 name=self.name,
-                max_size=self.config.max_size,
+                pool_size=self.config.pool_size,
                 size=self._size,
                 idle=len(self._idle),
                 in_use=len(self._in_use),
@@ -218,11 +220,7 @@ class Pool(Generic[C]):
 
     def acquire(self) -> C:
         """Take a connection, blocking this thread up to ``acquire_timeout`` seconds."""
-        if self._open_sync is None:
-            raise TypeError(f"pool {self.name!r} serves asyncio tasks only")
-        if self._orphans:
-            self._reap_orphans()
-        deadline = time.monotonic() + self.config.acquire_timeout
+        deadline = self._start_acquire(self._open_sync, "asyncio tasks")
         while True:
             item = self._take(None)
             if item is None:
@@ -233,11 +231,7 @@ class Pool(Generic[C]):
 
     async def aacquire(self) -> C:
         """Take a connection, waiting on the running loop up to ``acquire_timeout`` seconds."""
-        if self._open_async is None:
-            raise TypeError(f"pool {self.name!r} serves threads only")
-        if self._orphans:
-            self._reap_orphans()
-        deadline = time.monotonic() + self.config.acquire_timeout
+        deadline = self._start_acquire(self._open_async, "threads")
         while True:
             item = self._take(None)
             if item is None:
@@ -246,6 +240,15 @@ class Pool(Generic[C]):
             if conn is not None:
                 return conn
 
+    def _start_acquire(self, opener: object, only: str) -> float:
+        """Refuse the side this pool does not serve (no ``opener``: it serves
+        ``only``), close orphans, and return the acquire's deadline."""
+        if opener is None:
+            raise TypeError(f"pool {self.name!r} serves {only} only")
+        if self._orphans:
+            self._reap_orphans()
+        return time.monotonic() + self.config.acquire_timeout
+
     def replace(self, conn: C) -> C:
         """Close ``conn`` (checked out, found dead) and open a new connection in its slot.
 
@@ -253,19 +256,17 @@ class Pool(Generic[C]):
         (:mod:`fastpeewee.drivers.retry`): a connection opened now, not an idle one that
         may have died the same way. Opening it is bounded by ``acquire_timeout``.
         """
-        if self._open_sync is None:
-            raise TypeError(f"pool {self.name!r} serves asyncio tasks only")
+        deadline = self._start_acquire(self._open_sync, "asyncio tasks")
         if not self._vacate(conn):
             return self.acquire()
-        return self._open_conn_sync(time.monotonic() + self.config.acquire_timeout)
+        return self._open_conn_sync(deadline)
 
     async def areplace(self, conn: C) -> C:
         """:meth:`replace` for asyncio tasks."""
-        if self._open_async is None:
-            raise TypeError(f"pool {self.name!r} serves threads only")
+        deadline = self._start_acquire(self._open_async, "threads")
         if not self._vacate(conn):
             return await self.aacquire()
-        return await self._open_conn_async(time.monotonic() + self.config.acquire_timeout)
+        return await self._open_conn_async(deadline)
 
     def _vacate(self, conn: C) -> bool:
         """Close checked-out ``conn``, keeping its slot; False when there is no slot to keep
@@ -373,7 +374,7 @@ class Pool(Generic[C]):
                     conn = self._idle.pop()  # most recently used: warm, least likely stale
                     self._in_use.add(conn)
                     return conn
-                if self._size < self.config.max_size:
+                if self._size < self.config.pool_size:
                     self._size += 1
                     return _CREATE
                 if waiter is not None:
@@ -384,13 +385,14 @@ class Pool(Generic[C]):
                 self._close(conn)
 
     def _evict_idle(self, stale: list[C]) -> None:
-        """Move connections idle past ``max_idle`` (beyond ``min_size``) to ``stale``."""
+        """Move connections idle past ``max_idle`` (beyond ``pool_min_size``) to ``stale``."""
         max_idle = self.config.max_idle
         if max_idle is None:
             return
         now = time.monotonic()
         idle = self._idle
-        while idle and self._size > self.config.min_size and now - idle[0].released_at >= max_idle:
+        keep = self.config.pool_min_size
+        while idle and self._size > keep and now - idle[0].released_at >= max_idle:
             stale.append(idle.popleft())
             self._size -= 1
 
@@ -399,7 +401,7 @@ class Pool(Generic[C]):
         if limit and len(self._waiters) >= limit:
             raise TooManyWaiters(
                 f"pool {self.name!r} already has {limit} callers waiting "
-                f"(max_size={self.config.max_size}, max_waiting={limit}); "
+                f"(pool_size={self.config.pool_size}, max_waiting={limit}); "
                 "shed load or raise max_waiting"
             )
         self._waiters.append(waiter)
@@ -453,33 +455,29 @@ class Pool(Generic[C]):
         """Turn a hand-over item into a checked connection, or None to try again."""
         if item is _CREATE:
             return self._open_conn_sync(deadline)
-        conn: C = item  # type: ignore[assignment]
-        if not self._healthy(conn):
-            return self._drop(conn)
-        if self._needs_ping(conn):
-            budget = self._ping_budget(conn, deadline)
-            try:
-                conn.ping(budget)
-            except Exception as exc:
-                return self._drop_unanswered(conn, exc, budget)
+        conn, budget = self._inspect(item, deadline)
+        if conn is None or budget is None:
+            return conn
+        try:
+            conn.ping(budget)
+        except Exception as exc:
+            return self._drop_unanswered(conn, exc, budget)
         return conn
 
     async def _ready_async(self, item: object, deadline: float) -> C | None:
         if item is _CREATE:
             return await self._open_conn_async(deadline)
-        conn: C = item  # type: ignore[assignment]
-        if not self._healthy(conn):
-            return self._drop(conn)
-        if self._needs_ping(conn):
-            budget = self._ping_budget(conn, deadline)
-            try:
-                async with asyncio.timeout(budget):
-                    await conn.aping()
-            except asyncio.CancelledError:
-                self.discard(conn)
-                raise
-            except Exception as exc:
-                return self._drop_unanswered(conn, exc, budget)
+        conn, budget = self._inspect(item, deadline)
+        if conn is None or budget is None:
+            return conn
+        try:
+            async with asyncio.timeout(budget):
+                await conn.aping()
+        except asyncio.CancelledError:
+            self.discard(conn)
+            raise
+        except Exception as exc:
+            return self._drop_unanswered(conn, exc, budget)
         return conn
 
     def _open_conn_sync(self, deadline: float) -> C:
@@ -524,12 +522,17 @@ class Pool(Generic[C]):
             raise self._timeout_error()
         return remaining
 
-    def _healthy(self, conn: C) -> bool:
-        return conn.usable_idle() and not self._expired(conn)
-
-    def _needs_ping(self, conn: C) -> bool:
+    def _inspect(self, item: object, deadline: float) -> tuple[C | None, float | None]:
+        """Look at an idle connection handed over: ``(None, None)`` when it was
+        dropped (try again), ``(conn, None)`` when fit to hand out, ``(conn,
+        budget)`` when it must first answer a ping within ``budget`` seconds."""
+        conn: C = item  # type: ignore[assignment]
+        if not conn.usable_idle() or self._expired(conn):
+            return self._drop(conn), None
         after = self.config.check_idle_after
-        return after is not None and time.monotonic() - conn.released_at >= after
+        if after is None or time.monotonic() - conn.released_at < after:
+            return conn, None
+        return conn, self._ping_budget(conn, deadline)
 
     def _drop(self, conn: C, why: str = "is closed or expired") -> C | None:
         """Discard a connection that may not be handed out; None means try again."""
@@ -585,7 +588,7 @@ class Pool(Generic[C]):
         cfg = self.config
         return PoolTimeout(
             f"no connection from pool {self.name!r} after {cfg.acquire_timeout:.2f} s "
-            f"(max_size={cfg.max_size}, in_use={len(self._in_use)}, "
+            f"(pool_size={cfg.pool_size}, in_use={len(self._in_use)}, "
             f"waiting={len(self._waiters)}); raise pool_size, or release connections "
             "sooner (a task keeps its connection while in a transaction or after aconnect())"
         )

@@ -1,12 +1,16 @@
-"""Connection state per owner: a thread, an asyncio task, or a shared (request) scope.
+"""Connection state per owner: a thread, an asyncio task, or a ``db.scope()`` block.
 
-A scope holds what peewee keeps in ``Database._state``: the connection, the
-transaction stack, the ``connection_context`` stack and the after-commit
-callbacks. The rules, the same for every kind of scope:
+A :class:`ConnectionState` is what peewee keeps in ``Database._state``: the
+connection, the transaction stack, the ``connection_context`` stack and the
+after-commit callbacks. :class:`ThreadState` serves a thread with no event
+loop; :class:`TaskState` an asyncio task; :class:`SharedState` a
+``db.scope()`` block (a request), with a :class:`PrivateState` for a thread
+of it while somebody else's transaction holds the shared connection. The
+rules, the same for every kind of state:
 
 - A statement run outside an open connection borrows one from the pool and
   returns it straight after, unless the statement left a transaction open
-  (``BEGIN``, a savepoint): then the scope keeps the connection until that
+  (``BEGIN``, a savepoint): then the state keeps the connection until that
   transaction ends.
 - ``connect()`` / ``aconnect()`` (and ``with db``, ``async with db``,
   ``connection_context()``) hold a connection until ``close()``.
@@ -20,9 +24,9 @@ callbacks. The rules, the same for every kind of scope:
   server is unknown (a ``BEGIN`` may still land), so it is never handed on
   before :meth:`Connection.asettle` brought it back to a known idle state, or
   it is closed.
-- In a shared scope (a request) a transaction belongs to whoever began it (a
+- In a shared state (a request) a transaction belongs to whoever began it (a
   task, with the threads it runs): the others never run inside it, and use a
-  scope of their own while it is open.
+  state of their own while it is open.
 """
 
 from __future__ import annotations
@@ -30,13 +34,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
 from .bridge import await_, in_bridge
 from .cursor import Cursor, StreamCursor
+from .drivers.base import CopyRequest
 from .drivers.retry import may_retry
 from .errors import (
     BRIDGE_HINT,
@@ -49,28 +54,26 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .database import AsyncDatabase
-    from .drivers.base import Connection, Params
+    from .drivers.base import Bulk, Connection, Params
 
 __all__ = [
-    "AsyncScope",
-    "PrivateScope",
+    "AsyncState",
+    "ConnectionState",
+    "PrivateState",
     "Reroute",
-    "Scope",
-    "SharedScope",
-    "TaskScope",
-    "ThreadScope",
+    "SharedState",
+    "TaskState",
+    "ThreadState",
 ]
 
 logger = logging.getLogger("fastpeewee.state")
 T = TypeVar("T")
-# A statement that is not plain SQL (a COPY): run with the scope's connection.
-ConnOp = Callable[["Connection"], Awaitable[Cursor]]
 
 # Bound on the rollback run when a connection goes back with a transaction open.
 RELEASE_TIMEOUT = 5.0
 
 
-class Scope:
+class ConnectionState:
     """The connection and transaction state of one owner (peewee's ``_state``)."""
 
     __slots__ = ("commit_callbacks", "conn", "ctx", "db", "held", "lost", "transactions")
@@ -86,7 +89,7 @@ class Scope:
 
     @property
     def closed(self) -> bool:
-        """True when this scope holds no connection (peewee's ``_state.closed``)."""
+        """True when this state holds no connection (peewee's ``_state.closed``)."""
         return self.conn is None and not self.held
 
     @property
@@ -104,14 +107,35 @@ class Scope:
         raise peewee.InterfaceError("fastpeewee databases manage their own connections")
 
     def connect(self, reuse_if_open: bool) -> bool:
-        """Hold a connection until :meth:`close` (peewee's ``connect``)."""
+        """Hold a connection until :meth:`close` (peewee's ``connect``); False when
+        one is held already and ``reuse_if_open``."""
+        if not self.closed:
+            if reuse_if_open:
+                return False
+            raise peewee.OperationalError("Connection already opened.")
+        self._hold()
+        return True
+
+    def _hold(self) -> None:
+        """Take a connection and keep it until :meth:`close`."""
+        raise NotImplementedError
+
+    def execute(
+        self, sql: str, params: Params, ending: bool = False, bulk: Bulk | None = None
+    ) -> Cursor:
+        """Run one statement on this state's connection, or on a borrowed one.
+
+        ``ending``: the statement ends the transaction (COMMIT, ROLLBACK).
+        ``bulk``: rows to run ``sql`` for (executemany), or a COPY to run
+        instead (see :func:`_run_sync` and :func:`_run_async`).
+        """
         raise NotImplementedError
 
     def close(self) -> bool:
         """Give the held connection back; return whether one was open."""
         raise NotImplementedError
 
-    # -- decisions shared by the sync and async scopes --------------------------
+    # -- decisions shared by the sync and async states --------------------------
 
     def _lost_guard(self, sql: str, ending: bool) -> Cursor | None:
         """In a lost transaction, turn rollbacks into no-ops and refuse the rest."""
@@ -131,11 +155,11 @@ class Scope:
         )
 
     def _keep_after_borrow(self, conn: Connection) -> bool:
-        """A borrowed connection stays with the scope while it is in a transaction."""
+        """A borrowed connection stays with the state while it is in a transaction."""
         return not conn.broken and not conn.unsettled and conn.in_transaction()
 
-    def _check_pinned(self, conn: Connection, ending: bool, failed: bool = False) -> bool:
-        """After a statement on the scope's connection, return True to let it go.
+    def _must_release(self, conn: Connection, ending: bool, failed: bool = False) -> bool:
+        """After a statement on the state's connection, return True to let it go.
 
         Marks the transaction lost when the connection broke or its transaction
         vanished without a COMMIT/ROLLBACK of ours. On MySQL a statement that
@@ -168,7 +192,7 @@ class Scope:
             )
 
 
-class ThreadScope(Scope):
+class ThreadState(ConnectionState):
     """State of a thread with no event loop: real blocking I/O on the sync pool."""
 
     __slots__ = ()
@@ -183,8 +207,10 @@ class ThreadScope(Scope):
             self.conn = None
             conn.pool.orphan(conn)
 
-    def execute(self, sql: str, params: Params, ending: bool = False) -> Cursor:
-        """Run one statement on this scope's connection, or on a borrowed one."""
+    def execute(
+        self, sql: str, params: Params, ending: bool = False, bulk: Bulk | None = None
+    ) -> Cursor:
+        """Run one statement from a thread (see :meth:`ConnectionState.execute`)."""
         skipped = self._lost_guard(sql, ending)
         if skipped is not None:
             return skipped
@@ -192,17 +218,17 @@ class ThreadScope(Scope):
         if conn is None and self.held:
             conn = self.conn = self.db._sync_pool_get().acquire()
         if conn is not None:
-            return self._on_pinned(conn, sql, params, ending)
+            return self._on_pinned(conn, sql, params, ending, bulk)
         pool = self.db._sync_pool_get()
         conn = pool.acquire()
         try:
             try:
-                cursor = _run_sync(conn, sql, params)
+                cursor = _run_sync(conn, sql, params, bulk)
             except Exception as exc:
                 if not may_retry(conn, exc):
                     raise
                 conn = pool.replace(conn)  # dead before it was sent: once more, on a new one
-                cursor = _run_sync(conn, sql, params)
+                cursor = _run_sync(conn, sql, params, bulk)
         except BaseException:
             self._return(conn)
             raise
@@ -212,14 +238,16 @@ class ThreadScope(Scope):
             conn.pool.release(conn)
         return cursor
 
-    def _on_pinned(self, conn: Connection, sql: str, params: Params, ending: bool) -> Cursor:
+    def _on_pinned(
+        self, conn: Connection, sql: str, params: Params, ending: bool, bulk: Bulk | None
+    ) -> Cursor:
         try:
-            cursor = _run_sync(conn, sql, params)
+            cursor = _run_sync(conn, sql, params, bulk)
         except BaseException:
-            if self._check_pinned(conn, ending, failed=True):
+            if self._must_release(conn, ending, failed=True):
                 self._return(self._detach())
             raise
-        if self._check_pinned(conn, ending):
+        if self._must_release(conn, ending):
             self._return(self._detach())
         return cursor
 
@@ -229,16 +257,10 @@ class ThreadScope(Scope):
         self.conn = None
         return conn
 
-    def connect(self, reuse_if_open: bool) -> bool:
-        """Hold a connection until :meth:`close` (peewee's ``connect``)."""
-        if not self.closed:
-            if reuse_if_open:
-                return False
-            raise peewee.OperationalError("Connection already opened.")
+    def _hold(self) -> None:
         if self.conn is None:
             self.conn = self.db._sync_pool_get().acquire()
         self.held = True
-        return True
 
     def close(self) -> bool:
         """Give the held connection back; return whether one was open."""
@@ -260,11 +282,17 @@ class ThreadScope(Scope):
         conn.pool.release(conn)
 
 
-def _run_sync(conn: Connection, sql: str, params: Params) -> Cursor:
+def _run_sync(conn: Connection, sql: str, params: Params, bulk: Bulk | None) -> Cursor:
+    """The driver operation for a statement from a thread: ``execute``, or with
+    ``bulk`` rows ``executemany`` (a COPY has no sync driver)."""
     conn.note(sql)
     try:
         with translate_errors():
-            return conn.execute(sql, params)
+            if bulk is None:
+                return conn.execute(sql, params)
+            if isinstance(bulk, CopyRequest):
+                raise TypeError(f"{type(conn).__name__} cannot COPY from a thread")
+            return conn.executemany(sql, bulk)
     except BaseException as exc:
         conn.after_error(exc)
         raise
@@ -286,13 +314,17 @@ async def _open_stream(
     return cursor
 
 
-async def _run_async(conn: Connection, sql: str, params: Params, op: ConnOp | None) -> Cursor:
+async def _run_async(conn: Connection, sql: str, params: Params, bulk: Bulk | None) -> Cursor:
+    """The driver operation for a statement from a task: ``aexecute``, or with
+    ``bulk`` ``aexecutemany`` (rows) or ``acopy`` (a :class:`CopyRequest`)."""
     # translate_errors() spelled out: this is every async statement's path.
     conn.note(sql)
     try:
-        if op is not None:
-            return await op(conn)
-        return await conn.aexecute(sql, params)
+        if bulk is None:
+            return await conn.aexecute(sql, params)
+        if isinstance(bulk, CopyRequest):
+            return await conn.acopy(bulk.table, bulk.columns, bulk.records, bulk.schema)
+        return await conn.aexecutemany(sql, bulk)
     except BaseException as exc:
         conn.after_error(exc)
         target = peewee_error_for(exc) if isinstance(exc, Exception) else None
@@ -301,7 +333,7 @@ async def _run_async(conn: Connection, sql: str, params: Params, op: ConnOp | No
         raise wrap_driver_error(target, exc) from exc
 
 
-class AsyncScope(Scope):
+class AsyncState(ConnectionState):
     """State served by an event loop; sync callers reach it through the bridge."""
 
     __slots__ = ("_lock", "loop", "streaming")
@@ -313,7 +345,7 @@ class AsyncScope(Scope):
         self.streaming = False
 
     def serves(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> bool:
-        """True when the task ``task`` of ``loop`` should use this scope."""
+        """True when the task ``task`` of ``loop`` should use this state."""
         raise NotImplementedError
 
     def serves_thread(self) -> bool:
@@ -323,7 +355,7 @@ class AsyncScope(Scope):
     # -- sync callers -------------------------------------------------------
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run one of this scope's coroutines from sync code and return its result."""
+        """Run one of this state's coroutines from sync code and return its result."""
         running = asyncio._get_running_loop()
         if running is None:
             return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
@@ -334,13 +366,18 @@ class AsyncScope(Scope):
 
     # -- statements ---------------------------------------------------------
 
-    async def aexecute(
-        self, sql: str, params: Params, ending: bool = False, op: ConnOp | None = None
+    def execute(
+        self, sql: str, params: Params, ending: bool = False, bulk: Bulk | None = None
     ) -> Cursor:
-        """Run one statement on this scope's connection, or on a borrowed one.
+        """:meth:`aexecute` from sync code, through the bridge or the loop's thread."""
+        return self.call(self.aexecute(sql, params, ending, bulk))
 
-        ``op``, when given, runs instead of ``conn.aexecute(sql, params)`` (e.g. a
-        COPY); ``sql`` then only names it for the lost-transaction guard.
+    async def aexecute(
+        self, sql: str, params: Params, ending: bool = False, bulk: Bulk | None = None
+    ) -> Cursor:
+        """Run one statement on this state's connection, or on a borrowed one.
+
+        ``ending`` and ``bulk`` as for :meth:`ConnectionState.execute`.
         """
         skipped = self._lost_guard(sql, ending)
         if skipped is not None:
@@ -351,20 +388,20 @@ class AsyncScope(Scope):
             try:
                 fresh = self.conn is None
                 conn = self.conn or await self._acquire()
-                return await self._on_pinned(conn, sql, params, ending, op, fresh)
+                return await self._on_pinned(conn, sql, params, ending, bulk, fresh)
             finally:
                 lock.release()
         pool = self.db._async_pool_get()
         conn = await pool.aacquire()
         try:
             try:
-                cursor = await _run_async(conn, sql, params, op)
+                cursor = await _run_async(conn, sql, params, bulk)
             except Exception as exc:
                 if not may_retry(conn, exc):
                     raise
                 # Dead before the statement was sent: once more, on a new connection.
                 conn = await pool.areplace(conn)
-                cursor = await _run_async(conn, sql, params, op)
+                cursor = await _run_async(conn, sql, params, bulk)
         except BaseException:
             await self._return(conn)
             raise
@@ -380,24 +417,24 @@ class AsyncScope(Scope):
         sql: str,
         params: Params,
         ending: bool,
-        op: ConnOp | None,
+        bulk: Bulk | None,
         fresh: bool = False,
     ) -> Cursor:
-        """Run on the scope's connection; ``fresh``: taken from the pool for this statement."""
+        """Run on the state's connection; ``fresh``: taken from the pool for this statement."""
         try:
-            cursor = await _run_async(conn, sql, params, op)
+            cursor = await _run_async(conn, sql, params, bulk)
         except BaseException as exc:
             if fresh and not self.transactions and self.conn is conn and may_retry(conn, exc):
                 # Dead before the statement was sent: once more, on a new connection.
                 self.conn = None
                 conn = await conn.pool.areplace(conn)
                 self._pin(conn)
-                return await self._on_pinned(conn, sql, params, ending, op)
-            if self._check_pinned(conn, ending, failed=True) and self.conn is conn:
+                return await self._on_pinned(conn, sql, params, ending, bulk)
+            if self._must_release(conn, ending, failed=True) and self.conn is conn:
                 self.conn = None
                 await self._return(conn)
             raise
-        if self._check_pinned(conn, ending) and self.conn is conn:
+        if self._must_release(conn, ending) and self.conn is conn:
             self.conn = None
             conn.pool.release(conn)  # not in a transaction: no I/O
         return cursor
@@ -505,14 +542,8 @@ class AsyncScope(Scope):
         assert conn is not None
         return conn
 
-    def connect(self, reuse_if_open: bool) -> bool:
-        """peewee's ``connect()`` through the bridge."""
-        if not self.closed:
-            if reuse_if_open:
-                return False
-            raise peewee.OperationalError("Connection already opened.")
-        self.call(self.aconnect())
-        return True
+    def _hold(self) -> None:
+        self.call(self.aconnect())  # through the bridge
 
     async def aclose(self) -> bool:
         """Give the held connection back; return whether one was open."""
@@ -564,8 +595,8 @@ async def _settle_and_release(conn: Connection) -> None:
     conn.pool.release(conn)
 
 
-class TaskScope(AsyncScope):
-    """The implicit scope of one asyncio task; its held connection goes back at task end."""
+class TaskState(AsyncState):
+    """The implicit state of one asyncio task; its held connection goes back at task end."""
 
     __slots__ = ("owner", "watching")
 
@@ -597,13 +628,13 @@ class TaskScope(AsyncScope):
 class Reroute(Exception):
     """Internal: the shared connection is in another caller's transaction.
 
-    Raised by :class:`SharedScope` before anything was sent; the choke points
-    resolve the caller's scope again (now its own) and run the statement there.
+    Raised by :class:`SharedState` before anything was sent; the choke points
+    resolve the caller's state again (now its own) and run the statement there.
     """
 
 
-class PrivateScope(AsyncScope):
-    """The own scope of a thread's caller inside a shared scope, used while the
+class PrivateState(AsyncState):
+    """The own state of a thread's caller inside a shared state, used while the
     shared connection is in somebody else's transaction: it borrows a
     connection per statement and keeps one only for its own transaction.
     """
@@ -611,13 +642,14 @@ class PrivateScope(AsyncScope):
     __slots__ = ()
 
 
-class SharedScope(AsyncScope):
-    """An explicit scope shared by every task and thread started inside it (a request).
+class SharedState(AsyncState):
+    """The state of a ``db.scope()`` block, shared by every task and thread started
+    inside it (a request).
 
     One connection serves them all, taken on the first statement. Its
     transaction belongs to the caller that began it, ``owner``: a task (with
     the worker threads it runs), or the caller token of a thread. Everybody
-    else runs in a scope of their own (``others``) meanwhile, so siblings
+    else runs in a state of their own (``others``) meanwhile, so siblings
     never share a transaction stack, and an autocommit statement of one never
     lands in another's transaction.
     """
@@ -635,7 +667,7 @@ class SharedScope(AsyncScope):
         # WebSocket, which may idle for hours).
         self.held = hold
         self.owner: object | None = None
-        self.others: dict[object, AsyncScope] = {}
+        self.others: dict[object, AsyncState] = {}
 
     def serves(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> bool:
         return loop is self.loop and not self.finished
@@ -645,8 +677,8 @@ class SharedScope(AsyncScope):
             not self.finished or self.closing or bool(self.others)
         )
 
-    def resolve(self, who: object) -> AsyncScope | None:
-        """The scope the caller ``who`` uses, or None once this scope is over for it."""
+    def resolve(self, who: object) -> AsyncState | None:
+        """The state the caller ``who`` uses, or None once this state is over for it."""
         others = self.others
         if others:
             other = others.get(who)
@@ -660,9 +692,9 @@ class SharedScope(AsyncScope):
         if owner is None or owner is who:
             return self
         if isinstance(who, asyncio.Task):
-            other = TaskScope(self.db, self.loop, who)
+            other = TaskState(self.db, self.loop, who)
         else:
-            other = PrivateScope(self.db, self.loop)
+            other = PrivateState(self.db, self.loop)
         others[who] = other
         return other
 
@@ -676,7 +708,7 @@ class SharedScope(AsyncScope):
             self.owner = None
 
     async def aexecute(
-        self, sql: str, params: Params, ending: bool = False, op: ConnOp | None = None
+        self, sql: str, params: Params, ending: bool = False, bulk: Bulk | None = None
     ) -> Cursor:
         who = self.db._who.get(None)
         owner = self.owner
@@ -694,7 +726,7 @@ class SharedScope(AsyncScope):
                     return skipped
                 fresh = self.conn is None
                 conn = self.conn or await self._acquire()
-                return await self._on_pinned(conn, sql, params, ending, op, fresh)
+                return await self._on_pinned(conn, sql, params, ending, bulk, fresh)
             finally:
                 self._claim(who)
         finally:
@@ -721,7 +753,7 @@ class SharedScope(AsyncScope):
             self._claim(None)
 
     async def finish(self) -> None:
-        """End the scope: give its connections back, rolling back what is open.
+        """End the block: give its connections back, rolling back what is open.
 
         A transaction still open for a live task other than the caller goes on
         with that task (on the same connection, given back when it ends);
@@ -754,35 +786,35 @@ class SharedScope(AsyncScope):
             if isinstance(owner, asyncio.Task) and owner is not current and not owner.done():
                 self._hand_over(owner)
             else:
-                gone = PrivateScope(self.db, self.loop)
+                gone = PrivateState(self.db, self.loop)
                 gone.lost = True
                 gone.transactions = list(self.transactions)
                 self.others[owner] = gone
         self.owner = None
         self.closing = False
         for other in list(self.others.values()):
-            if isinstance(other, TaskScope) and not other.owner.done():
+            if isinstance(other, TaskState) and not other.owner.done():
                 continue  # it gives its connection back when its task ends
             if other.conn is not None:
                 self.db._spawn_release(other._retire())
         return self._forget()
 
     def _hand_over(self, owner: asyncio.Task[Any]) -> None:
-        """Move the open transaction, connection and all, to ``owner``'s own scope."""
-        scope = TaskScope(self.db, self.loop, owner)
-        scope.transactions, self.transactions = self.transactions, []
-        scope.commit_callbacks, self.commit_callbacks = self.commit_callbacks, []
-        scope.ctx, self.ctx = self.ctx, []
-        scope.lost, self.lost = self.lost, False
-        scope._lock, scope.streaming = self._lock, self.streaming
+        """Move the open transaction, connection and all, to ``owner``'s own state."""
+        state = TaskState(self.db, self.loop, owner)
+        state.transactions, self.transactions = self.transactions, []
+        state.commit_callbacks, self.commit_callbacks = self.commit_callbacks, []
+        state.ctx, self.ctx = self.ctx, []
+        state.lost, self.lost = self.lost, False
+        state._lock, state.streaming = self._lock, self.streaming
         conn, self.conn = self.conn, None
         self.held = False
         if conn is not None:
-            scope._pin(conn)
-        self.others[owner] = scope
+            state._pin(conn)
+        self.others[owner] = state
 
 
-class ThreadScopes(threading.local):
-    """One :class:`ThreadScope` per thread and database."""
+class ThreadStates(threading.local):
+    """One :class:`ThreadState` per thread and database."""
 
-    scope: ThreadScope | None = None
+    state: ThreadState | None = None

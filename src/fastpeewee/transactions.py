@@ -27,23 +27,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _AsyncTransactionMixin:
-    """Adds ``async with``, ``acommit``/``arollback`` and coroutine decoration."""
+    """Decorates ``async def`` functions too (each block adds ``async with``,
+    ``acommit`` and ``arollback`` of its own)."""
 
     db: AsyncDatabase
-
-    async def __aenter__(self) -> Any:
-        return await self.db.run(self.__enter__)  # type: ignore[attr-defined]
-
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
-        return await self.db.run(self.__exit__, exc_type, exc, tb)  # type: ignore[attr-defined]
-
-    async def acommit(self, begin: bool = True) -> None:
-        """Commit now (and begin again unless ``begin=False``)."""
-        await self.db.run(self.commit, begin)  # type: ignore[attr-defined]
-
-    async def arollback(self, begin: bool = True) -> None:
-        """Roll back now (and begin again unless ``begin=False``)."""
-        await self.db.run(self.rollback, begin)  # type: ignore[attr-defined]
 
     def __call__(self, fn: F) -> F:
         """Decorate a function, sync or ``async def``, to run inside this block."""
@@ -78,6 +65,22 @@ class async_atomic(_AsyncTransactionMixin, peewee._atomic):
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
         return await self._helper.__aexit__(exc_type, exc, tb)
+
+    async def acommit(self, begin: bool = True) -> None:
+        """Commit the transaction, or release the savepoint, this block opened
+        (and begin again unless ``begin=False``)."""
+        await self._entered().acommit(begin)
+
+    async def arollback(self, begin: bool = True) -> None:
+        """Roll back the transaction, or to the savepoint, this block opened
+        (and begin again unless ``begin=False``)."""
+        await self._entered().arollback(begin)
+
+    def _entered(self) -> async_transaction | async_savepoint:
+        helper: async_transaction | async_savepoint | None = vars(self).get("_helper")
+        if helper is None:
+            raise peewee.InterfaceError("enter the atomic() block before committing it")
+        return helper
 
 
 class async_transaction(_AsyncTransactionMixin, peewee._transaction):
@@ -114,7 +117,7 @@ class async_transaction(_AsyncTransactionMixin, peewee._transaction):
         if args or kwargs or not db._plain_begin():
             await db.run(self._begin)
         else:
-            await db._asend("BEGIN", False)
+            await db._arun("BEGIN")
 
     async def acommit(self, begin: bool = True) -> None:
         """Commit now (and begin again unless ``begin=False``)."""
@@ -138,7 +141,7 @@ class async_transaction(_AsyncTransactionMixin, peewee._transaction):
         if db._overrides(method):
             await db.run(getattr(db, method))
         else:
-            await db._asend(sql, True)
+            await db._arun(sql, (), True)
 
 
 class async_savepoint(_AsyncTransactionMixin, peewee._savepoint):
@@ -172,4 +175,4 @@ class async_savepoint(_AsyncTransactionMixin, peewee._savepoint):
 
     async def _asql(self, command: str) -> None:
         """``<command> <this savepoint>;``, the statements peewee's ``_savepoint`` sends."""
-        await self.db._asend(f"{command} {self.quoted_sid};", False)
+        await self.db._arun(f"{command} {self.quoted_sid};")

@@ -150,10 +150,10 @@ async def test_connection_context_sync_in_a_thread(compat_db: Any) -> None:
 
 def test_max_connections_sets_the_pool_size() -> None:
     db = peewee_async.PooledPostgresqlDatabase("x", max_connections=3, min_connections=2)
-    assert (db.pool_config.max_size, db.pool_config.min_size) == (3, 2)
+    assert (db.pool_config.pool_size, db.pool_config.pool_min_size) == (3, 2)
     deferred = peewee_async.PostgresqlDatabase(None)
     deferred.init("x", max_connections=1)
-    assert (deferred.pool_config.max_size, deferred.pool_config.min_size) == (1, 1)
+    assert (deferred.pool_config.pool_size, deferred.pool_config.pool_min_size) == (1, 1)
     assert "max_connections" not in deferred.connect_params
 
 
@@ -174,7 +174,7 @@ async def test_db_url_schemes_of_peewee_async(
         "mysql": (peewee_async.PooledMySQLDatabase, peewee_async.MySQLDatabase),
     }[backend]
     assert (type(pooled), type(single)) == expected
-    assert pooled.pool_config.max_size == 3
+    assert pooled.pool_config.pool_size == 3
     try:
         assert await pooled.run(lambda: pooled.execute_sql("SELECT 1").fetchone()) == (1,)
         assert (await single.aexecute_sql("SELECT 2")).fetchone()[0] == 2

@@ -48,7 +48,7 @@ UNCHANGED = [
     "app.db",
     ":memory:",
     "file:app.db?mode=ro&cache=shared",
-    "no connection from pool 'x' after 0.50 s (max_size=2, in_use=2, waiting=0)",
+    "no connection from pool 'x' after 0.50 s (pool_size=2, in_use=2, waiting=0)",
 ]
 
 

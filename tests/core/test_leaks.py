@@ -26,12 +26,12 @@ async def test_threads_use_real_sync_connections(db, backend):
     def in_thread() -> tuple[str, str]:
         with db.atomic():
             User.create(username="t")
-            return type(db._scope()).__name__, type(db.connection()).__module__
+            return type(db._current_state()).__name__, type(db.connection()).__module__
 
     scope_kind, driver = await asyncio.to_thread(in_thread)
-    assert scope_kind == "ThreadScope"
+    assert scope_kind == "ThreadState"
     assert driver.startswith(SYNC_DRIVERS[backend])
     async with db:
-        assert type(db._scope().conn.raw).__module__.startswith(ASYNC_DRIVERS[backend])
+        assert type(db._current_state().conn.raw).__module__.startswith(ASYNC_DRIVERS[backend])
     names = [s.name for s in db.pool_stats()]
     assert len(names) == (1 if backend == "sqlite" else 2)

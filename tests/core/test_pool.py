@@ -42,7 +42,7 @@ async def test_exhaustion_raises_pool_timeout_within_its_bound(small_db):
     waited = time.monotonic() - begun
     assert 0.4 <= waited < 1.5, waited
     message = str(caught.value)
-    assert "0.50 s" in message and "max_size=2" in message and "in_use=2" in message
+    assert "0.50 s" in message and "pool_size=2" in message and "in_use=2" in message
     assert isinstance(caught.value, peewee.OperationalError)
     release.set()
     await asyncio.gather(*holders)
@@ -190,10 +190,10 @@ async def test_close_pool_waits_for_busy_tasks_then_closes(small_db):
 
 
 def test_pool_config_rejects_nonsense():
-    with pytest.raises(ValueError, match="max_size"):
-        PoolConfig(max_size=0)
-    with pytest.raises(ValueError, match="min_size"):
-        PoolConfig(max_size=2, min_size=3)
+    with pytest.raises(ValueError, match="pool_size"):
+        PoolConfig(pool_size=0)
+    with pytest.raises(ValueError, match="pool_min_size"):
+        PoolConfig(pool_size=2, pool_min_size=3)
     with pytest.raises(ValueError, match="acquire_timeout"):
         PoolConfig(acquire_timeout=0)
     with pytest.raises(ValueError, match="max_waiting"):

@@ -16,9 +16,9 @@ from ..models import MODELS, User
 
 async def backend_id(db) -> object:
     """An identifier of the server session the current scope runs on."""
-    if db._scope().conn is None:
+    if db._current_state().conn is None:
         raise AssertionError("expected a held connection")
-    return id(db._scope().conn)
+    return id(db._current_state().conn)
 
 
 async def test_task_holds_connection_only_when_asked(db):
@@ -28,7 +28,7 @@ async def test_task_holds_connection_only_when_asked(db):
     conn = await db.aconnect()
     assert not db.is_closed()
     await User.acreate(username="y")
-    assert db._scope().conn is conn  # held: every statement uses it
+    assert db._current_state().conn is conn  # held: every statement uses it
     with pytest.raises(peewee.OperationalError, match="already opened"):
         db.connect()  # peewee's rule, on the task's scope
     assert await db.aclose()
@@ -38,10 +38,10 @@ async def test_task_holds_connection_only_when_asked(db):
 
 async def test_async_with_db_holds_one_connection(db):
     async with db:
-        first = db._scope().conn
+        first = db._current_state().conn
         await User.acreate(username="a")
         await db.count(User.select())
-        assert db._scope().conn is first
+        assert db._current_state().conn is first
     assert db.is_closed()
 
 
@@ -90,7 +90,7 @@ async def test_task_ending_with_open_transaction_rolls_back_and_releases(db):
     async def abandon() -> None:
         await db.run(db.begin)
         await User.acreate(username="ghost")
-        assert db.in_transaction() is False and db._scope().conn is not None
+        assert db.in_transaction() is False and db._current_state().conn is not None
 
     await asyncio.create_task(abandon())
     await asyncio.sleep(0.05)
@@ -120,11 +120,11 @@ async def test_task_spawned_from_a_finished_scope_gets_its_own_connection(db):
         started.set()
         await carry_on.wait()
         await User.acreate(username="late")
-        return db._scope()
+        return db._current_state()
 
     async with db.scope():
         await User.acreate(username="request")
-        scope = db._scope()
+        scope = db._current_state()
         task = asyncio.create_task(background())
         await started.wait()
     carry_on.set()
@@ -144,8 +144,8 @@ async def test_shared_scope_lends_its_connection_to_worker_threads(db):
             await User.acreate(username="from-task")
             in_txn, seen = await asyncio.to_thread(sync_part)
             assert in_txn and seen == 2
-            conn = db._scope().conn
-        assert db._scope().conn is None or db._scope().conn is conn
+            conn = db._current_state().conn
+        assert db._current_state().conn is None or db._current_state().conn is conn
     assert await db.count(User.select()) == 2
 
 

@@ -58,6 +58,29 @@ async def test_explicit_acommit_and_arollback(db):
     assert await names(db) == {"one", "three"}
 
 
+@pytest.mark.parametrize("kind", ["atomic", "transaction", "nested-atomic", "savepoint"])
+async def test_acommit_and_arollback_on_every_block(db, kind):
+    async def use(block):
+        async with block:
+            await User.acreate(username="one")
+            await block.acommit()
+            await User.acreate(username="two")
+            await block.arollback()
+            await User.acreate(username="three")
+
+    if kind in ("atomic", "transaction"):
+        await use(getattr(db, kind)())
+    else:
+        async with db.atomic():
+            await use(db.atomic() if kind == "nested-atomic" else db.savepoint())
+    assert await names(db) == {"one", "three"}
+
+
+async def test_acommit_of_an_atomic_block_not_entered_says_so(db):
+    with pytest.raises(peewee.InterfaceError, match="enter the atomic"):
+        await db.atomic().acommit()
+
+
 async def test_transaction_and_savepoint_objects(db):
     async with db.transaction():
         await User.acreate(username="t")

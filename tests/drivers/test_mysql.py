@@ -228,7 +228,7 @@ async def test_isolation_level_applies_to_its_own_transaction_only(db, backend):
             db, lambda: db.transaction(isolation_level="READ COMMITTED")
         )
     # No pooled connection kept the level for somebody else's next transaction.
-    for _ in range(db.pool_config.max_size):
+    for _ in range(db.pool_config.pool_size):
         assert not await _sees_commits_midway(db, db.atomic)
 
 
@@ -324,9 +324,9 @@ async def test_driver_keywords_reach_the_right_driver(backend, request, tmp_path
 def test_constructor_matches_pwasyncio():
     db = AsyncMySQLDatabase("app", host="db", user="u", password="p", pool_size=3,
                             acquire_timeout=1.5, pool_min_size=2, charset="utf8mb4")
-    assert db.pool_config.max_size == 3
+    assert db.pool_config.pool_size == 3
     assert db.pool_config.acquire_timeout == 1.5
-    assert db.pool_config.min_size == 2
+    assert db.pool_config.pool_min_size == 2
     assert db.connect_params == {"host": "db", "user": "u", "password": "p", "charset": "utf8mb4"}
     assert AsyncMySQLDatabase("app").connect_params["charset"] == "utf8mb4"
     assert isinstance(db, peewee.MySQLDatabase)

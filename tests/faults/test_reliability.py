@@ -2,7 +2,7 @@
 
 Default setup (RELIABILITY 5), :func:`reliable`: every backend in {sqlite file,
 postgres, mysql} unless a scenario names fewer, ``pool_size=2`` (the
-scenario's ``max_size``), ``acquire_timeout=0.5``. After every test: ``in_use
+scenario's ``pool_size``), ``acquire_timeout=0.5``. After every test: ``in_use
 == 0`` on every pool, no unhandled event-loop exception (a handler records
 them; the suite already turns warnings into errors), and a follow-up ``SELECT
 1`` succeeds. HTTP outcomes go through a real FastAPI app with
@@ -475,7 +475,7 @@ async def test_r1_exhaustion_gives_a_bounded_wait(env):
         # acquire_timeout, or one that gives up before it, still fails).
         assert 0.4 <= elapsed <= 0.9, elapsed
         message = str(raised)  # the timeout and the pool size
-        assert "after 0.50 s" in message and "max_size=2" in message, message
+        assert "after 0.50 s" in message and "pool_size=2" in message, message
 
         async with client(app_on(db)) as http:
             elapsed, response = await timed(http.get("/user"))
@@ -954,7 +954,7 @@ class Rollback(Exception):
 async def test_r12_concurrency_counts_equal_the_committed_work(backend, request, tmp_path):
     import random
 
-    # max_size=5 as the scenario says. acquire_timeout=10, not 0.5: 100 tasks
+    # pool_size=5 as the scenario says. acquire_timeout=10, not 0.5: 100 tasks
     # queue for 5 connections, which on this loaded 2-core machine may take
     # longer than 0.5 s; R12 is about counts and isolation (R1 is the bound).
     options: dict[str, Any] = {"pool_size": 5, "acquire_timeout": 10.0}

@@ -81,7 +81,7 @@ class AsyncMySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):
         if not isolation_level:
             self.execute_sql("BEGIN")
             return
-        scope = self._scope()
+        scope = self._current_state()
         if not scope.closed:  # the scope keeps its connection anyway
             super().begin(isolation_level)
             return

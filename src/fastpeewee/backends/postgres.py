@@ -21,7 +21,7 @@ from ..drivers.postgres import (
     connect_psycopg,
 )
 from ..fast.bulk import quote_name
-from ..state import AsyncScope
+from ..state import AsyncState
 
 __all__ = ["AsyncPostgresqlDatabase"]
 
@@ -96,7 +96,7 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
         return not isolation_level(self) and plain
 
     def _copy_supported(self) -> bool:
-        return isinstance(self._scope(), AsyncScope)  # asyncpg: tasks only
+        return isinstance(self._current_state(), AsyncState)  # asyncpg: tasks only
 
     def _reserve_ids(
         self, table: str, schema: str | None, column: str, count: int

@@ -75,8 +75,8 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
         memory = self.database == ":memory:"
         if memory:
             # Each connection to :memory: is its own empty database: use one.
-            config = dataclasses.replace(config, max_size=1, min_size=1)
-        executor = ThreadPoolExecutor(config.max_size, thread_name_prefix="fastpeewee-sqlite")
+            config = dataclasses.replace(config, pool_size=1, pool_min_size=1)
+        executor = ThreadPoolExecutor(config.pool_size, thread_name_prefix="fastpeewee-sqlite")
 
         def open_sync(timeout: float) -> SqliteConnection:
             with translate_errors():

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import peewee
 
 from ..database import AsyncDatabase
-from ..state import AsyncScope
+from ..state import AsyncState
 
 __all__ = ["ConnectionContext", "ConnectionContextVar", "HeldConnection", "track"]
 
@@ -43,13 +43,13 @@ class ConnectionContext(peewee.ConnectionContext):
     db: AsyncDatabase
 
     async def __aenter__(self) -> None:
-        scope = self.db._async_scope()
+        scope = self.db._async_state()
         if scope.closed:
             await self.db.aconnect()
         scope.ctx.append(self)
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        scope = self.db._async_scope()
+        scope = self.db._async_state()
         scope.ctx.pop()
         if not scope.ctx:
             await self.db.aclose()
@@ -95,7 +95,7 @@ class ConnectionContextVar:
         for db in list(_tracked):
             scope = db._cv.get(None)
             if (
-                isinstance(scope, AsyncScope)
+                isinstance(scope, AsyncState)
                 and scope.serves(loop, task)
                 and scope.conn is not None
             ):

@@ -59,16 +59,16 @@ class PeeweeAsyncDatabaseMixin(AllowSyncMixin):
 
     def init(self, database: Any, *args: Any, **kwargs: Any) -> None:
         """peewee's deferred ``init``; also takes ``max_connections`` / ``min_connections``."""
-        max_size = kwargs.pop("max_connections", None)
-        min_size = kwargs.pop("min_connections", None)
+        pool_size = kwargs.pop("max_connections", None)
+        pool_min_size = kwargs.pop("min_connections", None)
         if "connection_timeout" in kwargs:  # peewee-async 0.12's old spelling
             kwargs.setdefault("connect_timeout", kwargs.pop("connection_timeout"))
-        if max_size is not None or min_size is not None:
+        if pool_size is not None or pool_min_size is not None:
             config = self.pool_config
-            max_size = config.max_size if max_size is None else max_size
-            min_size = config.min_size if min_size is None else min_size
+            pool_size = config.pool_size if pool_size is None else pool_size
+            pool_min_size = config.pool_min_size if pool_min_size is None else pool_min_size
             self.pool_config = dataclasses.replace(
-                config, max_size=max_size, min_size=min(min_size, max_size)
+                config, pool_size=pool_size, pool_min_size=min(pool_min_size, pool_size)
             )
         super().init(database, *args, **kwargs)  # type: ignore[misc]
 

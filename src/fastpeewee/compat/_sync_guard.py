@@ -29,7 +29,7 @@ import peewee
 
 from ..bridge import in_bridge
 from ..errors import BRIDGE_HINT, MissingGreenletBridge
-from ..state import AsyncScope, Scope, ThreadScope
+from ..state import AsyncState, ConnectionState, ThreadState
 
 if TYPE_CHECKING:
     from ..cursor import Cursor
@@ -66,7 +66,7 @@ class AllowSyncMixin:
         self._allow_sync_cv: contextvars.ContextVar[bool | int] = contextvars.ContextVar(
             f"fastpeewee-allow-sync-{id(self):x}"
         )
-        self._loop_sync_scopes: weakref.WeakKeyDictionary[asyncio.Task[Any], ThreadScope] = (
+        self._loop_sync_scopes: weakref.WeakKeyDictionary[asyncio.Task[Any], ThreadState] = (
             weakref.WeakKeyDictionary()
         )
         super().__init__(*args, **kwargs)
@@ -116,18 +116,18 @@ class AllowSyncMixin:
     def _sync_on_loop(self) -> bool:
         return asyncio._get_running_loop() is not None and not in_bridge()
 
-    def _scope(self) -> Scope:
+    def _current_state(self) -> ConnectionState:
         if self._allow_sync_cv.get(False) and self._sync_on_loop():
             return self._loop_sync_scope()
-        return super()._scope()  # type: ignore[misc,no-any-return]
+        return super()._current_state()  # type: ignore[misc,no-any-return]
 
-    def _async_scope(self) -> AsyncScope:
-        scope = super()._scope()  # type: ignore[misc]
-        if not isinstance(scope, AsyncScope):
+    def _async_state(self) -> AsyncState:
+        scope = super()._current_state()  # type: ignore[misc]
+        if not isinstance(scope, AsyncState):
             raise RuntimeError("this coroutine must run on the event loop that awaits it")
         return scope
 
-    def _loop_sync_scope(self) -> ThreadScope:
+    def _loop_sync_scope(self) -> ThreadState:
         """The current task's own sync connection state."""
         task = asyncio.current_task()
         if task is None:
@@ -136,13 +136,13 @@ class AllowSyncMixin:
             )
         scope = self._loop_sync_scopes.get(task)
         if scope is None:
-            scope = self._loop_sync_scopes[task] = ThreadScope(self)  # type: ignore[arg-type]
+            scope = self._loop_sync_scopes[task] = ThreadState(self)  # type: ignore[arg-type]
             task.add_done_callback(lambda _task: _release(scope))
         return scope
 
-    def _existing_sync_scope(self) -> ThreadScope | None:
+    def _existing_sync_scope(self) -> ThreadState | None:
         if asyncio._get_running_loop() is None:
-            scope: ThreadScope = self._thread_scope()  # type: ignore[attr-defined]
+            scope: ThreadState = self._thread_state()  # type: ignore[attr-defined]
             return scope
         task = asyncio.current_task()
         return self._loop_sync_scopes.get(task) if task is not None else None
@@ -191,7 +191,7 @@ class AllowSyncMixin:
             logger.log(int(policy), "sync query on the event loop: %s %r", sql, params)
 
 
-def _release(scope: ThreadScope) -> None:
+def _release(scope: ThreadState) -> None:
     """Give back a finished task's sync connection (rolled back if left in a transaction)."""
     conn = scope._forget()
     if conn is not None:

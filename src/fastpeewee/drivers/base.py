@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import select
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeAlias
 
 import peewee
 
@@ -12,11 +12,12 @@ from ..cursor import Cursor, StreamCursor
 from .session import changes_session
 
 __all__ = [
+    "Bulk",
     "Connection",
     "CopyRequest",
-    "ManyRows",
+    "Params",
     "TransportWatch",
-    "close_socket",
+    "close_in_loop",
     "import_driver",
     "readable",
     "writable",
@@ -35,36 +36,34 @@ def import_driver(name: str, extra: str) -> Any:
         ) from None
 
 
-class ManyRows(list):  # type: ignore[type-arg]
-    """Parameters of an ``executemany``: one tuple per row (SQLite backend)."""
-
-
 class CopyRequest:
-    """Rows for ``COPY table (columns) FROM STDIN``, as a backend receives them."""
+    """A ``COPY table (columns) FROM STDIN`` on its way to :meth:`Connection.acopy`."""
 
-    __slots__ = ("columns", "count", "records", "schema", "table")
+    __slots__ = ("columns", "records", "schema", "table")
 
     def __init__(
-        self,
-        table: str,
-        schema: str | None,
-        columns: list[str],
-        records: Iterable[tuple[Any, ...]],
-        count: int,
+        self, table: str, schema: str | None, columns: list[str], records: Iterable[Params]
     ) -> None:
         self.table = table
         self.schema = schema
         self.columns = columns
         self.records = records  # iterable more than once
-        self.count = count
+
+
+# What a statement may carry besides its SQL: the rows of an executemany, or a
+# COPY to run instead (see Connection.executemany and Connection.acopy).
+Bulk: TypeAlias = "Sequence[Params] | CopyRequest"
 
 
 class Connection:
-    """One driver connection with the bookkeeping the pool and the scopes need.
+    """One driver connection with the bookkeeping the pool and the connection states need.
 
-    Sync methods (``execute``, ``ping``, ``rollback``) serve threads; async
-    twins (``aexecute``, ...) serve tasks. A backend implements the side(s)
-    its driver supports; the SQLite backend implements both.
+    Its operations: ``execute(sql, params)``, ``executemany(sql, rows)`` and
+    their async twins ``aexecute`` and ``aexecutemany``, and ``acopy(table,
+    columns, records)``, besides ``ping``, ``rollback`` and their twins. Sync
+    methods serve threads, async ones tasks; a backend implements the side(s)
+    and operations its driver supports (the SQLite backend: both sides, no
+    COPY; PostgreSQL's asyncpg: COPY, no executemany).
     """
 
     __slots__ = ("broken", "created_at", "dirty", "pool", "raw", "released_at", "unsettled")
@@ -127,7 +126,13 @@ class Connection:
     # -- sync side ----------------------------------------------------------
 
     def execute(self, sql: str, params: Params) -> Cursor:
+        """Run ``sql`` with ``params``; return its whole result."""
         raise TypeError(f"{type(self).__name__} cannot be used from a thread")
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
+        """Run ``sql`` once per row of ``rows``, all or none; the cursor carries the
+        row count and the last row id."""
+        raise TypeError(f"{type(self).__name__} has no executemany")
 
     def ping(self, timeout: float) -> None:
         """Round trip to the server, raising if no answer came within ``timeout`` s.
@@ -142,7 +147,19 @@ class Connection:
     # -- async side ---------------------------------------------------------
 
     async def aexecute(self, sql: str, params: Params) -> Cursor:
+        """Run ``sql`` with ``params``; return its whole result."""
         raise TypeError(f"{type(self).__name__} cannot be used from asyncio")
+
+    async def aexecutemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
+        """:meth:`executemany` from a task."""
+        raise TypeError(f"{type(self).__name__} has no executemany")
+
+    async def acopy(
+        self, table: str, columns: list[str], records: Iterable[Params], schema: str | None
+    ) -> Cursor:
+        """``COPY table (columns) FROM STDIN`` of ``records``; the cursor carries the
+        row count."""
+        raise TypeError(f"{type(self).__name__} has no COPY")
 
     async def aping(self) -> None:
         await self.aexecute("SELECT 1", ())
@@ -198,8 +215,7 @@ def _poll(fd: int, events: int, timeout: float) -> bool:
 
 class TransportWatch:
     """Tells whether bytes (or the close) from the server wait unread on the socket
-    of an asyncio driver connection (asyncpg's or asyncmy's: both keep their
-    transport as ``_transport``).
+    under an asyncio transport (an asyncpg or asyncmy connection's).
 
     The event loop reads such a socket as soon as it is readable; an idle
     connection whose socket is readable at hand-out got something unasked
@@ -211,8 +227,7 @@ class TransportWatch:
 
     __slots__ = ("_poller",)
 
-    def __init__(self, raw: Any) -> None:
-        transport = raw._transport
+    def __init__(self, transport: Any) -> None:
         sock = transport.get_extra_info("socket") if transport is not None else None
         self._poller: Any = None
         if sock is not None:
@@ -230,15 +245,17 @@ class TransportWatch:
             return True
 
 
-def close_socket(raw: Any) -> None:
-    """Close the socket of an asyncio-based driver connection whose event loop is gone.
+def close_in_loop(close: Callable[[], object], transport: Any) -> None:
+    """Close an asyncio driver connection with ``close``; if its event loop is
+    gone, close the socket under ``transport`` by hand.
 
     asyncio transports close through their loop; with the loop closed, only
     the socket itself is left to close (else it leaks and warns at exit).
-    asyncpg and asyncmy both keep their transport as ``_transport``.
     """
-    transport = getattr(raw, "_transport", None)
-    sock = getattr(transport, "_sock", None)
-    if transport is not None and sock is not None:
-        sock.close()
-        transport._sock = None
+    try:
+        close()
+    except RuntimeError:  # its event loop is closed
+        sock = getattr(transport, "_sock", None)  # asyncio's selector transports
+        if sock is not None:
+            sock.close()
+            transport._sock = None

@@ -23,7 +23,7 @@ import peewee
 
 from ..cursor import Cursor, StreamCursor
 from ..errors import translate_errors
-from .base import Connection, Params, TransportWatch, close_socket, import_driver, readable
+from .base import Connection, Params, TransportWatch, close_in_loop, import_driver, readable
 
 __all__ = [
     "AsyncmyConnection",
@@ -99,7 +99,7 @@ class AsyncmyConnection(MySQLConnection):
 
     def __init__(self, raw: Any, killer: Callable[[int], Awaitable[None]]) -> None:
         super().__init__(raw)
-        self._watch = TransportWatch(raw)
+        self._watch = TransportWatch(raw._transport)
         self._killer = killer  # KILLs a server thread from a side connection
 
     def usable(self) -> bool:
@@ -120,10 +120,7 @@ class AsyncmyConnection(MySQLConnection):
         return proto.length == proto.pos and not self._watch.readable()
 
     def close(self) -> None:
-        try:
-            self.raw.close()
-        except RuntimeError:  # its event loop is closed: close the socket by hand
-            close_socket(self.raw)
+        close_in_loop(self.raw.close, self.raw._transport)
 
     async def aexecute(self, sql: str, params: Params) -> Cursor:
         cur = self.raw.cursor()

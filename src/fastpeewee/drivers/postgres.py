@@ -1,9 +1,9 @@
-"""PostgreSQL driver adapters: asyncpg for tasks, psycopg 3 for threads.
+"""PostgreSQL driver adapters: asyncpg for tasks, psycopg 3 for threads (autocommit).
 
-Async statements use asyncpg's per-connection statement cache: a repeated
-query is one round trip (bind + execute of a cached prepared statement), with
-no explicit PREPARE per query. ``prepared_statements=False`` switches both
-drivers to unnamed statements, as PgBouncer's transaction mode requires.
+:class:`AsyncpgConnection` rewrites psycopg's ``%s`` placeholders for asyncpg,
+unwraps psycopg's JSON wrappers, reads the rowcount from the command tag and
+runs COPY; its one private asyncpg call lives in
+:mod:`fastpeewee.contracts.asyncpg`.
 """
 
 from __future__ import annotations
@@ -13,19 +13,19 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import peewee
 
+from ..contracts import asyncpg as contract
 from ..cursor import Cursor, StreamCursor
 from ..errors import translate_errors
 from .base import (
     Connection,
-    CopyRequest,
     Params,
     TransportWatch,
-    close_socket,
+    close_in_loop,
     import_driver,
     readable,
     writable,
@@ -92,11 +92,12 @@ def _rowcount(status: bytes | None, rows: int) -> int:
 class AsyncpgConnection(Connection):
     """An asyncpg connection (tasks only)."""
 
-    __slots__ = ("_watch",)
+    __slots__ = ("_execute", "_watch")
 
     def __init__(self, raw: Any) -> None:
         super().__init__(raw)
-        self._watch = TransportWatch(raw)
+        self._watch = TransportWatch(contract.transport(raw))
+        self._execute = contract.executor(raw)
 
     def usable(self) -> bool:
         return not self.raw.is_closed()
@@ -114,20 +115,15 @@ class AsyncpgConnection(Connection):
         return bool(self.raw.is_in_transaction())
 
     def close(self) -> None:
-        try:
-            self.raw.terminate()
-        except RuntimeError:  # its event loop is closed: close the socket by hand
-            close_socket(self.raw)
+        close_in_loop(self.raw.terminate, contract.transport(self.raw))
 
     async def aexecute(self, sql: str, params: Params) -> Cursor:
         if params:
             sql = to_dollar_params(sql)
             params = _adapt(params)
-        # The one private asyncpg call: Connection.execute() gives the status but
-        # no rows, fetch() rows but no status; _execute() gives both in one round
-        # trip through the statement cache.
+        # Rows and status in one round trip: see fastpeewee.contracts.asyncpg.
         try:
-            rows, status, _ = await self.raw._execute(sql, params, 0, None, return_status=True)
+            rows, status, _ = await self._execute(sql, params)
         except Exception as exc:
             _check_refused(exc)
             if params or "multiple commands" not in str(exc):
@@ -141,19 +137,18 @@ class AsyncpgConnection(Connection):
     async def aping(self) -> None:
         await self.raw.execute("SELECT 1")
 
-    async def acopy(self, request: CopyRequest) -> Cursor:
-        """Binary COPY of ``request``'s records into its table."""
+    async def acopy(
+        self, table: str, columns: list[str], records: Iterable[Params], schema: str | None
+    ) -> Cursor:
+        """Binary COPY of ``records`` into ``table``."""
         try:
             status = await self.raw.copy_records_to_table(
-                request.table,
-                records=request.records,
-                columns=request.columns,
-                schema_name=request.schema,
+                table, records=records, columns=columns, schema_name=schema
             )
         except Exception as exc:
             _check_refused(exc)
             raise
-        return Cursor((), _rowcount(status.encode(), request.count))
+        return Cursor((), _rowcount(status.encode(), -1))
 
     async def arollback(self) -> None:
         await self.raw.execute("ROLLBACK")
@@ -208,14 +203,11 @@ def _check_refused(exc: Exception) -> None:
     is written, as an ``InternalClientError`` that peewee would call an
     InternalError. It is a lost link, and nothing was sent.
     """
-    if type(exc).__name__ == "InternalClientError" and _REFUSED in str(exc):
+    if contract.refused_before_sending(exc):
         raise NotSent(
             "the server ended this session (asyncpg had read its FATAL message; "
             "the close had not arrived yet): the statement was not sent"
         ) from exc
-
-
-_REFUSED = "another operation (2) is in progress"
 
 
 def _ping_within(pgconn: Any, timeout: float) -> None:
@@ -295,6 +287,7 @@ async def connect_asyncpg(params: dict[str, Any]) -> AsyncpgConnection:
     """Open an asyncpg connection that decodes JSON to Python values, as psycopg does."""
     asyncpg = import_driver("asyncpg", "postgres")
     with translate_errors():
+        contract.check(asyncpg.Connection)
         raw = await asyncpg.connect(**params)
         try:
             for json_type in ("json", "jsonb"):

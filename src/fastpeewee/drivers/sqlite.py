@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ..cursor import Cursor, StreamCursor
-from .base import Connection, ManyRows, Params
+from .base import Connection, Params
 
 __all__ = ["INLINE_BUDGET", "SqliteConnection"]
 
@@ -179,9 +179,12 @@ class SqliteConnection(Connection):
             return self._busy_timeout_pragma(sql, params)
         return self._patiently(self._execute, sql, params)
 
+    def executemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
+        self._stop = False
+        cursor: Cursor = self._guarded(self._patiently, self._executemany, sql, rows)
+        return cursor
+
     def _execute(self, sql: str, params: Params) -> Cursor:
-        if type(params) is ManyRows:
-            return self._executemany(sql, params)
         cur = self.raw.execute(sql, params)
         try:
             rows = cur.fetchall()
@@ -189,7 +192,7 @@ class SqliteConnection(Connection):
         finally:
             cur.close()
 
-    def _executemany(self, sql: str, rows: ManyRows) -> Cursor:
+    def _executemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
         """Run ``sql`` for every row inside a savepoint: all rows or none."""
         raw = self.raw
         raw.execute("SAVEPOINT fastpeewee_many")
@@ -252,7 +255,7 @@ class SqliteConnection(Connection):
     # -- tasks --------------------------------------------------------------
 
     async def aexecute(self, sql: str, params: Params) -> Cursor:
-        if sql.startswith("SELECT") and type(params) is not ManyRows and self._inline_ok():
+        if sql.startswith("SELECT") and self._inline_ok():
             cursor = self._inline(sql, params)
             if cursor is not None:
                 return cursor
@@ -280,6 +283,9 @@ class SqliteConnection(Connection):
         finally:
             raw.set_progress_handler(None, 0)
             raw.execute(f"PRAGMA busy_timeout = {self._slice_ms}")
+
+    async def aexecutemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
+        return await self._offload(self._patiently, self._executemany, sql, rows)
 
     async def aping(self) -> None:
         await self._offload(self._statement, "SELECT 1", ())

@@ -39,7 +39,6 @@ from ..contracts.peewee import (
     sort_key,
 )
 from ..cursor import Cursor
-from ..drivers.base import CopyRequest, ManyRows
 
 __all__ = ["execute_insert", "is_multi_insert", "quote_name"]
 
@@ -185,7 +184,7 @@ def _try_copy(db: Any, query: Any, rows: list[Any], options: dict[str, Any]) -> 
             copied = _WithIds(ids, records)
         else:
             return None
-    count = db._copy(CopyRequest(meta.table_name, meta.schema, names, copied, len(records)))
+    count = db._copy(meta.table_name, meta.schema, names, copied)
     if ids is None:
         return Cursor((), count)
     return Cursor(_IdRows(ids), count, None, [(pk.column_name,)])
@@ -241,7 +240,7 @@ def _try_executemany(
     sql, params = _render(db, _with_rows(query, rows[:1]), options)
     if not _matches(db, sql, params, columns, records[:1], varying):
         return None
-    cursor: Cursor = db.execute_sql(sql, ManyRows(records))
+    cursor: Cursor = db._executemany(sql, records)
     return cursor
 
 
