@@ -26,7 +26,7 @@ import peewee
 
 from . import fast
 from .bridge import greenlet_spawn
-from .contracts.peewee import log_query, notify_hooks
+from .contracts.peewee import cursor_wrapper, log_query, notify_hooks
 from .cursor import Cursor, StreamCursor
 from .drivers.base import Bulk, CopyRequest, Params
 from .errors import BRIDGE_HINT, MissingGreenletBridge, mask_password
@@ -660,7 +660,7 @@ class AsyncDatabase:
         sql, params = query.sql()
         cursor, finish = await self._astream(sql, params or _NO_PARAMS, buffer_size or 100)
         try:
-            rows = query._get_cursor_wrapper(cursor).iterator()
+            rows = cursor_wrapper(query, cursor).iterator()
             while await cursor.fill():
                 yield next(rows)
         finally:

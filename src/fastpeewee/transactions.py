@@ -18,6 +18,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
+from .contracts.peewee import (
+    TRANSACTION_HELPERS,
+    atomic_transaction_args,
+    build_ctx,
+    clear_commit_callbacks,
+    run_commit_callbacks,
+    transaction_begin,
+    transaction_begin_args,
+)
+
 if TYPE_CHECKING:
     from .database import AsyncDatabase
 
@@ -39,25 +49,24 @@ class _AsyncTransactionMixin:
 
         @functools.wraps(fn)
         async def inner(*args: Any, **kwargs: Any) -> Any:
-            async with self._build_ctx():  # type: ignore[attr-defined]
+            async with build_ctx(self):
                 return await fn(*args, **kwargs)
 
         return inner  # type: ignore[return-value]
 
 
-class async_atomic(_AsyncTransactionMixin, peewee._atomic):
+class async_atomic(_AsyncTransactionMixin, TRANSACTION_HELPERS.atomic):  # type: ignore[misc,name-defined]
     """``db.atomic()``: a transaction, or a savepoint when one is already open."""
 
-    if TYPE_CHECKING:  # set by peewee's _atomic
-        _transaction_args: tuple[tuple[Any, ...], dict[str, Any]]
+    if TYPE_CHECKING:
         _helper: Any
 
     async def __aenter__(self) -> Any:
         db: Any = self.db
         if db.transaction_depth() == 0:
-            args, kwargs = self._transaction_args
+            args, kwargs = atomic_transaction_args(self)
             self._helper = db.transaction(*args, **kwargs)
-        elif isinstance(db.top_transaction(), peewee._manual):
+        elif isinstance(db.top_transaction(), TRANSACTION_HELPERS.manual):
             raise ValueError("Cannot enter atomic commit block while in manual commit mode.")
         else:
             self._helper = db.savepoint()
@@ -83,13 +92,8 @@ class async_atomic(_AsyncTransactionMixin, peewee._atomic):
         return helper
 
 
-class async_transaction(_AsyncTransactionMixin, peewee._transaction):
+class async_transaction(_AsyncTransactionMixin, TRANSACTION_HELPERS.transaction):  # type: ignore[misc,name-defined]
     """``db.transaction()``: a transaction; nested ones join the outer one."""
-
-    if TYPE_CHECKING:  # from peewee's _transaction
-        _begin_args: tuple[tuple[Any, ...], dict[str, Any]]
-
-        def _begin(self) -> None: ...
 
     async def __aenter__(self) -> Any:
         db: Any = self.db
@@ -112,10 +116,10 @@ class async_transaction(_AsyncTransactionMixin, peewee._transaction):
                 raise
 
     async def _abegin(self) -> None:
-        args, kwargs = self._begin_args
+        args, kwargs = transaction_begin_args(self)
         db: Any = self.db
         if args or kwargs or not db._plain_begin():
-            await db.run(self._begin)
+            await db.run(transaction_begin, self)
         else:
             await db._arun("BEGIN")
 
@@ -124,14 +128,14 @@ class async_transaction(_AsyncTransactionMixin, peewee._transaction):
         db: Any = self.db
         await self._aend("commit", "COMMIT")
         if db._state.commit_callbacks:
-            await db.run(db._run_commit_callbacks)  # callbacks may query
+            await db.run(run_commit_callbacks, db)  # callbacks may query
         if begin:
             await self._abegin()
 
     async def arollback(self, begin: bool = True) -> None:
         """Roll back now (and begin again unless ``begin=False``)."""
         await self._aend("rollback", "ROLLBACK")
-        self.db._clear_commit_callbacks()  # type: ignore[attr-defined]
+        clear_commit_callbacks(self.db)
         if begin:
             await self._abegin()
 
@@ -144,7 +148,7 @@ class async_transaction(_AsyncTransactionMixin, peewee._transaction):
             await db._arun(sql, (), True)
 
 
-class async_savepoint(_AsyncTransactionMixin, peewee._savepoint):
+class async_savepoint(_AsyncTransactionMixin, TRANSACTION_HELPERS.savepoint):  # type: ignore[misc,name-defined]
     """``db.savepoint()``: a savepoint inside the open transaction."""
 
     async def __aenter__(self) -> Any:

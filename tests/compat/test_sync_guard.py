@@ -25,6 +25,15 @@ async def test_refused_by_default(compat_db: Any) -> None:
     assert isinstance(info.value, MissingGreenletBridge)  # as fastpeewee raises
 
 
+async def test_multi_row_inserts_are_refused_like_any_statement(compat_db: Any) -> None:
+    rows = [{"name": f"a{i}"} for i in range(3)]
+    with pytest.raises(peewee_async.SyncQueryNotAllowed, match="allow_sync"):
+        Author.insert_many(rows).execute()  # executemany / COPY / batches alike
+    with compat_db.allow_sync():
+        Author.insert_many(rows).execute()
+        assert count_sync() == 3
+
+
 async def test_allow_sync_block(compat_db: Any) -> None:
     objects = peewee_async.Manager(compat_db)
     with objects.allow_sync():

@@ -33,6 +33,7 @@ from ..state import AsyncState, ConnectionState, ThreadState
 
 if TYPE_CHECKING:
     from ..cursor import Cursor
+    from ..drivers.base import Bulk, Params
 
 __all__ = ["AllowSyncMixin", "SyncQueryNotAllowed"]
 
@@ -173,11 +174,19 @@ class AllowSyncMixin:
             return scope.close() if scope is not None else False
         return super().close()  # type: ignore[misc,no-any-return]
 
-    def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
-        """Run one statement from sync code; on the event loop, only if allowed."""
-        if self._sync_on_loop():
+    def _run(
+        self,
+        sql: str,
+        params: Params,
+        ending: bool = False,
+        bulk: Bulk | None = None,
+        observed: bool = False,
+    ) -> Cursor:
+        """The sync execution path (every statement, multi-row inserts and COPY
+        included); on the event loop, only if allowed."""
+        if not observed and self._sync_on_loop():
             self._check_sync(sql, params)
-        return super().execute_sql(sql, params)  # type: ignore[misc,no-any-return]
+        return super()._run(sql, params, ending, bulk, observed)  # type: ignore[misc,no-any-return]
 
     def _check_sync(self, sql: str, params: Sequence[Any] | None) -> None:
         policy = self._allow_sync_cv.get(False)
