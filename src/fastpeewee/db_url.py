@@ -18,8 +18,9 @@ from .backends.postgres import AsyncPostgresqlDatabase
 from .backends.sqlite import AsyncSqliteDatabase
 from .database import AsyncDatabase
 
-__all__ = ["connect", "register_scheme", "schemes"]
+__all__ = ["connect", "schemes"]
 
+# URL scheme -> database class; add an entry to open a subclass of your own.
 schemes: dict[str, type[AsyncDatabase]] = {
     "sqlite": AsyncSqliteDatabase,
     "postgres": AsyncPostgresqlDatabase,
@@ -30,12 +31,6 @@ schemes: dict[str, type[AsyncDatabase]] = {
 # Query-string values playhouse would turn into numbers, booleans or None when
 # they look like one; these are credentials, kept as the text written.
 _TEXT_PARAMS = frozenset({"user", "password", "passwd"})
-
-
-def register_scheme(database_class: type[AsyncDatabase], *names: str) -> None:
-    """Make :func:`connect` open ``database_class`` for URLs with these schemes."""
-    for name in names:
-        schemes[name] = database_class
 
 
 def connect(url: str, **kwargs: Any) -> AsyncDatabase:
