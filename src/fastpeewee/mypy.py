@@ -1,0 +1,323 @@
+"""A mypy plugin for the two things mypy cannot see on its own: ``db.Model`` and generated schemas.
+
+Enable it in ``pyproject.toml`` (or ``plugins = fastpeewee.mypy`` in ``mypy.ini``)::
+
+    [tool.mypy]
+    plugins = ["fastpeewee.mypy"]
+
+Then, with no ``# type: ignore``::
+
+    class User(db.Model): ...                          # a subclass of AsyncModel
+    UserRead = to_pydantic(User, variant="read")       # a class: valid as an annotation
+    UserCreate, UserUpdate, UserRead = schemas(User)   # three classes
+
+Why a plugin: mypy resolves base classes and annotations while it builds its symbol
+tables, before it knows the type of any variable. ``db.Model`` (an attribute of an
+instance) and ``UserRead`` (a variable holding a class) are then errors, and no
+plugin hook is consulted first: mypy only resolves a dotted base through a module,
+a class, an alias or an ``Any`` variable. So, in the tree mypy parsed (never in
+the running code), the plugin names such a base through a hidden ``Any`` variable
+(``__fastpeewee_bases__``); resolving it calls this plugin, which answers
+``AsyncModel`` when the variable is a fastpeewee database and, otherwise,
+exactly what mypy would have answered for the original ``X.Model``.
+``to_pydantic`` and ``schemas`` assignments become classes (subclasses of the
+``base_model`` argument, else ``pydantic.BaseModel``); fields declared on
+``base_model`` keep their types, generated fields read as ``Any``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mypy.nodes import (
+    ARG_POS,
+    GDEF,
+    Argument,
+    AssignmentStmt,
+    Block,
+    CallExpr,
+    ClassDef,
+    Decorator,
+    Expression,
+    ExpressionStmt,
+    ForStmt,
+    FuncDef,
+    IfStmt,
+    Import,
+    ImportFrom,
+    MemberExpr,
+    MypyFile,
+    NameExpr,
+    RefExpr,
+    Statement,
+    StrExpr,
+    SymbolTableNode,
+    TempNode,
+    TryStmt,
+    TupleExpr,
+    TypeInfo,
+    Var,
+    WhileStmt,
+    WithStmt,
+)
+from mypy.plugin import AnalyzeTypeContext, DynamicClassDefContext, Plugin
+from mypy.plugins.common import add_method_to_class
+from mypy.typeanal import TypeAnalyser
+from mypy.types import AnyType, Instance, Type, TypeOfAny, UnboundType, get_proper_type
+
+__all__ = ["FastpeeweePlugin", "plugin"]
+
+DATABASE = "fastpeewee.database.AsyncDatabase"
+ASYNC_MODEL = "fastpeewee.model.AsyncModel"
+BASE_MODEL = "pydantic.main.BaseModel"
+TO_PYDANTIC = "fastpeewee.schema.to_pydantic"
+SCHEMAS = "fastpeewee.schema.schemas"
+# The hidden module-level ``Any`` variable that rewritten bases are named through.
+BASES = "__fastpeewee_bases__"
+
+
+def plugin(version: str) -> type[Plugin]:
+    """The entry point mypy calls (``plugins = ["fastpeewee.mypy"]``)."""
+    return FastpeeweePlugin
+
+
+class FastpeeweePlugin(Plugin):
+    """Resolves ``X.Model`` bases and turns ``to_pydantic``/``schemas`` results into classes."""
+
+    def __init__(self, options: object) -> None:
+        super().__init__(options)  # type: ignore[arg-type]  # mypy passes its Options
+        # Module-level variables assigned a database, known before mypy infers their type.
+        self._databases: set[str] = set()
+
+    def get_additional_deps(self, file: MypyFile) -> list[tuple[int, str, int]]:
+        # Called once per freshly parsed module, before its semantic analysis:
+        # the one point where the tree can be prepared. It adds no dependency.
+        _rewrite(file)
+        return []
+
+    def get_type_analyze_hook(self, fullname: str) -> Callable[[AnalyzeTypeContext], Type] | None:
+        if f".{BASES}." in fullname:
+            return self._model_base
+        return None
+
+    def get_dynamic_class_hook(
+        self, fullname: str
+    ) -> Callable[[DynamicClassDefContext], None] | None:
+        if fullname in (TO_PYDANTIC, SCHEMAS):
+            return _schema_class
+        return self._remember_database
+
+    def _remember_database(self, ctx: DynamicClassDefContext) -> None:
+        """``db = AsyncSqliteDatabase(...)`` (or any call returning a database): note ``db``."""
+        callee = ctx.call.callee
+        if not isinstance(callee, RefExpr) or not _returns_database(callee):
+            return
+        sym = ctx.api.lookup_qualified(ctx.name, ctx.call, suppress_errors=True)
+        if sym is not None and isinstance(sym.node, Var):
+            self._databases.add(sym.node.fullname)
+
+    def _model_base(self, ctx: AnalyzeTypeContext) -> Type:
+        """``X.Model`` as a base: ``AsyncModel`` if ``X`` is a database, else mypy's own answer."""
+        name = ctx.type.name.split(".")[-2]
+        analyser = ctx.api
+        assert isinstance(analyser, TypeAnalyser)  # the only implementation of the interface
+        sym = analyser.lookup_qualified(name, ctx.context, suppress_errors=True)
+        if sym is not None and self._is_database(sym.node):
+            model = analyser.api.lookup_fully_qualified_or_none(ASYNC_MODEL)
+            if model is not None and isinstance(model.node, TypeInfo):
+                return Instance(model.node, [])
+        original = UnboundType(f"{name}.Model", line=ctx.type.line, column=ctx.type.column)
+        return ctx.api.analyze_type(original)
+
+    def _is_database(self, node: object) -> bool:
+        if not isinstance(node, Var):
+            return False
+        if node.type is None:
+            return node.fullname in self._databases
+        return _is_database_type(node.type)
+
+
+def _is_database_type(typ: Type | None) -> bool:
+    proper = get_proper_type(typ)
+    return isinstance(proper, Instance) and proper.type.has_base(DATABASE)
+
+
+def _returns_database(callee: RefExpr) -> bool:
+    node = callee.node
+    if isinstance(node, TypeInfo):
+        return node.has_base(DATABASE)
+    if isinstance(node, FuncDef) and node.type is not None:
+        return _is_database_type(getattr(node.type, "ret_type", None))
+    return False
+
+
+# The schema classes -------------------------------------------------------------------------
+
+
+def _schema_class(ctx: DynamicClassDefContext) -> None:
+    """``UserRead = to_pydantic(...)``: define ``UserRead`` as a subclass of its base model."""
+    existing = ctx.api.lookup_qualified(ctx.name, ctx.call, suppress_errors=True)
+    if existing is not None and isinstance(existing.node, TypeInfo):
+        return  # made in an earlier pass over this module
+    base = _base_model(ctx)
+    if base is None:
+        if not ctx.api.final_iteration:
+            ctx.api.defer()
+        return
+    info = ctx.api.basic_new_typeinfo(ctx.name, base, ctx.call.line)
+    info.metaclass_type = info.calculate_metaclass_type()
+    # The generated fields are only known when the code runs: they read as Any.
+    text = ctx.api.named_type("builtins.str")
+    name = Argument(Var("name", text), text, None, ARG_POS)
+    add_method_to_class(ctx.api, info.defn, "__getattr__", [name], AnyType(TypeOfAny.special_form))
+    ctx.api.add_symbol_table_node(ctx.name, SymbolTableNode(GDEF, info, plugin_generated=True))
+
+
+def _base_model(ctx: DynamicClassDefContext) -> Instance | None:
+    """The ``base_model=`` class if it is one, else ``pydantic.BaseModel``; None: not ready yet."""
+    for arg_name, arg in zip(ctx.call.arg_names, ctx.call.args, strict=True):
+        if arg_name == "base_model" and isinstance(arg, RefExpr):
+            if isinstance(arg.node, TypeInfo) and arg.node.has_base(BASE_MODEL):
+                return Instance(arg.node, [])
+            if arg.node is None or not isinstance(arg.node, TypeInfo):
+                return None
+    sym = ctx.api.lookup_fully_qualified_or_none(BASE_MODEL)
+    if sym is None or not isinstance(sym.node, TypeInfo):
+        return None
+    return Instance(sym.node, [])
+
+
+# Preparing the parsed tree ------------------------------------------------------------------
+
+
+def _rewrite(file: MypyFile) -> None:
+    modules = _module_names(file)
+    finder = _Finder(modules, _imports_schemas(file))
+    finder.walk(file.defs)
+    if finder.bases:
+        file.defs.insert(_after_future_imports(file), _hidden_any())
+    for cls, index, owner in finder.bases:
+        # ``X.Model`` becomes ``__fastpeewee_bases__.X.Model``; errors still say "Model".
+        original = cls.base_type_exprs[index]
+        head = NameExpr(BASES)
+        middle = MemberExpr(head, owner)
+        hidden = MemberExpr(middle, "Model")
+        for node in (head, middle, hidden):
+            node.set_line(original)
+        cls.base_type_exprs[index] = hidden
+    for stmt in finder.unpackings:
+        # ``A, B, C = schemas(...)`` is read as ``A = B = C = schemas(...)``, which
+        # mypy hands to the dynamic class hook name by name.
+        target = stmt.lvalues[0]
+        assert isinstance(target, TupleExpr)
+        stmt.lvalues = list(target.items)
+
+
+class _Finder:
+    """Collects ``class C(X.Model)`` bases and ``A, B, C = schemas(...)`` statements.
+
+    A plain walk over statements: mypy's own visitors are compiled and cannot be
+    subclassed from interpreted code.
+    """
+
+    def __init__(self, modules: set[str], schemas_names: set[str]) -> None:
+        self.modules = modules
+        self.schemas_names = schemas_names
+        self.bases: list[tuple[ClassDef, int, str]] = []
+        self.unpackings: list[AssignmentStmt] = []
+
+    def walk(self, statements: list[Statement]) -> None:
+        for stmt in statements:
+            if isinstance(stmt, ClassDef):
+                self._class(stmt)
+            elif isinstance(stmt, AssignmentStmt):
+                if _is_schemas_unpacking(stmt, self.schemas_names):
+                    self.unpackings.append(stmt)
+            elif isinstance(stmt, Decorator):
+                self.walk(stmt.func.body.body)
+            elif isinstance(stmt, FuncDef):
+                self.walk(stmt.body.body)
+            for block in _blocks(stmt):
+                self.walk(block.body)
+
+    def _class(self, cls: ClassDef) -> None:
+        for index, base in enumerate(cls.base_type_exprs):
+            if (
+                isinstance(base, MemberExpr)
+                and base.name == "Model"
+                and isinstance(base.expr, NameExpr)
+                and base.expr.name not in self.modules
+            ):
+                self.bases.append((cls, index, base.expr.name))
+        self.walk(cls.defs.body)
+
+
+def _blocks(stmt: Statement) -> list[Block]:
+    """The nested blocks of an ``if``/``with``/``try``/``for``/``while`` statement."""
+    if isinstance(stmt, IfStmt):
+        return [*stmt.body, *([stmt.else_body] if stmt.else_body else [])]
+    if isinstance(stmt, (WithStmt, ForStmt, WhileStmt)):
+        return [stmt.body, *([stmt.else_body] if getattr(stmt, "else_body", None) else [])]
+    if isinstance(stmt, TryStmt):
+        optional = [stmt.else_body, stmt.finally_body]
+        return [stmt.body, *stmt.handlers, *(block for block in optional if block)]
+    return []
+
+
+def _is_schemas_unpacking(stmt: AssignmentStmt, schemas_names: set[str]) -> bool:
+    if len(stmt.lvalues) != 1 or not isinstance(stmt.rvalue, CallExpr):
+        return False
+    target = stmt.lvalues[0]
+    if not isinstance(target, TupleExpr) or len(target.items) != 3:
+        return False
+    if not all(isinstance(item, NameExpr) for item in target.items):
+        return False
+    return _callee_text(stmt.rvalue.callee) in schemas_names
+
+
+def _callee_text(callee: Expression) -> str:
+    if isinstance(callee, NameExpr):
+        return callee.name
+    if isinstance(callee, MemberExpr):
+        return f"{_callee_text(callee.expr)}.{callee.name}"
+    return ""
+
+
+def _module_names(file: MypyFile) -> set[str]:
+    """Names bound by ``import a.b`` / ``import a as b``: ``X.Model`` through them is left alone."""
+    names: set[str] = set()
+    for node in file.imports:
+        if isinstance(node, Import):
+            names.update(alias or module.split(".")[0] for module, alias in node.ids)
+    return names
+
+
+def _imports_schemas(file: MypyFile) -> set[str]:
+    """How this module spells fastpeewee's ``schemas`` (``schemas``, ``fastpeewee.schemas``...)."""
+    spellings: set[str] = set()
+    for node in file.imports:
+        if isinstance(node, ImportFrom) and node.id in ("fastpeewee", "fastpeewee.schema"):
+            spellings.update(alias or name for name, alias in node.names if name == "schemas")
+        elif isinstance(node, Import):
+            for module, alias in node.ids:
+                if module in ("fastpeewee", "fastpeewee.schema"):
+                    spellings.add(f"{alias or module}.schemas")
+    return spellings
+
+
+def _hidden_any() -> AssignmentStmt:
+    """``__fastpeewee_bases__: Any`` (a declaration with no value, only in mypy's tree)."""
+    any_type = AnyType(TypeOfAny.special_form)
+    stmt = AssignmentStmt([NameExpr(BASES)], TempNode(any_type, no_rhs=True), type=any_type)
+    stmt.set_line(1)
+    return stmt
+
+
+def _after_future_imports(file: MypyFile) -> int:
+    """The first position after the docstring and ``from __future__`` imports."""
+    for index, node in enumerate(file.defs):
+        is_future = isinstance(node, ImportFrom) and node.id == "__future__"
+        is_docstring = isinstance(node, ExpressionStmt) and isinstance(node.expr, StrExpr)
+        if not (is_future or is_docstring):
+            return index
+    return len(file.defs)
