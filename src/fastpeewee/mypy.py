@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 from mypy.nodes import (
     ARG_POS,
+    ARG_STAR2,
     GDEF,
     Argument,
     AssignmentStmt,
@@ -60,10 +61,19 @@ from mypy.nodes import (
     WhileStmt,
     WithStmt,
 )
-from mypy.plugin import AnalyzeTypeContext, DynamicClassDefContext, Plugin
-from mypy.plugins.common import add_method_to_class
+from mypy.plugin import AnalyzeTypeContext, ClassDefContext, DynamicClassDefContext, Plugin
+from mypy.plugins.common import add_attribute_to_class, add_method_to_class
 from mypy.typeanal import TypeAnalyser
-from mypy.types import AnyType, Instance, Type, TypeOfAny, UnboundType, get_proper_type
+from mypy.types import (
+    AnyType,
+    Instance,
+    NoneType,
+    Type,
+    TypeOfAny,
+    TypeType,
+    UnboundType,
+    get_proper_type,
+)
 
 __all__ = ["FastpeeweePlugin", "plugin"]
 
@@ -72,6 +82,9 @@ ASYNC_MODEL = "fastpeewee.model.AsyncModel"
 BASE_MODEL = "pydantic.main.BaseModel"
 TO_PYDANTIC = "fastpeewee.schema.to_pydantic"
 SCHEMAS = "fastpeewee.schema.schemas"
+PEEWEE_MODEL = "peewee.Model"
+AUTO_FIELDS = {"AutoField", "BigAutoField", "IdentityField", "PrimaryKeyField"}
+PLUGIN = "fastpeewee"  # the key of the plugin's notes in a class's (cached) metadata
 # The hidden module-level ``Any`` variable that rewritten bases are named through.
 BASES = "__fastpeewee_bases__"
 
@@ -94,6 +107,9 @@ class FastpeeweePlugin(Plugin):
         # the one point where the tree can be prepared. It adds no dependency.
         _rewrite(file)
         return []
+
+    def get_base_class_hook(self, fullname: str) -> Callable[[ClassDefContext], None] | None:
+        return _peewee_model
 
     def get_type_analyze_hook(self, fullname: str) -> Callable[[AnalyzeTypeContext], Type] | None:
         if f".{BASES}." in fullname:
@@ -151,6 +167,80 @@ def _returns_database(callee: RefExpr) -> bool:
     return False
 
 
+# What peewee adds to every model class ------------------------------------------------------
+
+
+def _peewee_model(ctx: ClassDefContext) -> None:
+    """``id`` (unless a primary key is declared) and ``DoesNotExist``, as peewee's metaclass adds them."""
+    info = ctx.cls.info
+    if not info.has_base(PEEWEE_MODEL) or info.fullname == PEEWEE_MODEL or PLUGIN in info.metadata:
+        return
+    declares_key = _declares_primary_key(ctx.cls) or any(
+        base.metadata.get(PLUGIN, {}).get("primary_key", False) for base in info.mro[1:]
+    )
+    info.metadata[PLUGIN] = {"primary_key": declares_key}
+    if not declares_key and info.get("id") is None:
+        auto = ctx.api.named_type_or_none("peewee.AutoField", [ctx.api.named_type("builtins.int")])
+        if auto is not None:
+            add_attribute_to_class(ctx.api, ctx.cls, "id", auto)
+    for target, backref in _backrefs(ctx.cls):
+        if target.get(backref) is None:
+            add_attribute_to_class(ctx.api, target.defn, backref, AnyType(TypeOfAny.special_form))
+    if "DoesNotExist" not in info.names:
+        error = ctx.api.named_type_or_none("peewee.DoesNotExist")
+        if error is not None:
+            add_attribute_to_class(
+                ctx.api, ctx.cls, "DoesNotExist", TypeType(error), is_classvar=True
+            )
+
+
+def _backrefs(cls: ClassDef) -> list[tuple[TypeInfo, str]]:
+    """``ForeignKeyField(Target, backref="name")`` in the body, for a target of this module.
+
+    A target in another module is left alone: its class is already analysed (and
+    cached) on its own, so ``Target.name`` stays unknown there.
+    """
+    found: list[tuple[TypeInfo, str]] = []
+    for stmt in cls.defs.body:
+        if not isinstance(stmt, AssignmentStmt) or not isinstance(stmt.rvalue, CallExpr):
+            continue
+        call = stmt.rvalue
+        if not _callee_text(call.callee).endswith("ForeignKeyField") or not call.args:
+            continue
+        keywords = dict(zip(call.arg_names, call.args, strict=True))
+        backref, target = keywords.get("backref"), call.args[0]
+        if not isinstance(backref, StrExpr):
+            continue
+        if isinstance(target, StrExpr) and target.value == "self":
+            found.append((cls.info, backref.value))
+        elif isinstance(target, RefExpr) and isinstance(target.node, TypeInfo):
+            if target.node.module_name == cls.info.module_name:
+                found.append((target.node, backref.value))
+    return found
+
+
+def _declares_primary_key(cls: ClassDef) -> bool:
+    """A field with ``primary_key=True``, an auto field, or ``Meta.primary_key``, in the body."""
+    for stmt in cls.defs.body:
+        if isinstance(stmt, ClassDef) and stmt.name == "Meta":
+            if any(_assigns(inner, "primary_key") for inner in stmt.defs.body):
+                return True
+        elif isinstance(stmt, AssignmentStmt) and isinstance(stmt.rvalue, CallExpr):
+            call = stmt.rvalue
+            if _callee_text(call.callee).rsplit(".", 1)[-1] in AUTO_FIELDS:
+                return True
+            for name, arg in zip(call.arg_names, call.args, strict=True):
+                if name == "primary_key" and isinstance(arg, NameExpr) and arg.name == "True":
+                    return True
+    return False
+
+
+def _assigns(stmt: Statement, name: str) -> bool:
+    return isinstance(stmt, AssignmentStmt) and any(
+        isinstance(target, NameExpr) and target.name == name for target in stmt.lvalues
+    )
+
+
 # The schema classes -------------------------------------------------------------------------
 
 
@@ -166,10 +256,17 @@ def _schema_class(ctx: DynamicClassDefContext) -> None:
         return
     info = ctx.api.basic_new_typeinfo(ctx.name, base, ctx.call.line)
     info.metaclass_type = info.calculate_metaclass_type()
-    # The generated fields are only known when the code runs: they read as Any.
+    # The generated fields are only known when the code runs: any keyword builds
+    # one, and they read as Any.
+    anything = AnyType(TypeOfAny.special_form)
+    data = Argument(Var("data", anything), anything, None, ARG_STAR2)
+    add_method_to_class(ctx.api, info.defn, "__init__", [data], NoneType())
+    # Marked as declared, so pydantic's dataclass_transform does not replace it
+    # with one built from the (unknown) fields.
+    info.names["__init__"].plugin_generated = False
     text = ctx.api.named_type("builtins.str")
     name = Argument(Var("name", text), text, None, ARG_POS)
-    add_method_to_class(ctx.api, info.defn, "__getattr__", [name], AnyType(TypeOfAny.special_form))
+    add_method_to_class(ctx.api, info.defn, "__getattr__", [name], anything)
     ctx.api.add_symbol_table_node(ctx.name, SymbolTableNode(GDEF, info, plugin_generated=True))
 
 
@@ -254,14 +351,16 @@ class _Finder:
 
 def _blocks(stmt: Statement) -> list[Block]:
     """The nested blocks of an ``if``/``with``/``try``/``for``/``while`` statement."""
+    optional: list[Block | None] = []
     if isinstance(stmt, IfStmt):
         return [*stmt.body, *([stmt.else_body] if stmt.else_body else [])]
-    if isinstance(stmt, (WithStmt, ForStmt, WhileStmt)):
-        return [stmt.body, *([stmt.else_body] if getattr(stmt, "else_body", None) else [])]
-    if isinstance(stmt, TryStmt):
-        optional = [stmt.else_body, stmt.finally_body]
-        return [stmt.body, *stmt.handlers, *(block for block in optional if block)]
-    return []
+    if isinstance(stmt, WithStmt):
+        return [stmt.body]
+    if isinstance(stmt, (ForStmt, WhileStmt)):
+        optional = [stmt.body, stmt.else_body]
+    elif isinstance(stmt, TryStmt):
+        optional = [stmt.body, *stmt.handlers, stmt.else_body, stmt.finally_body]
+    return [block for block in optional if block is not None]
 
 
 def _is_schemas_unpacking(stmt: AssignmentStmt, schemas_names: set[str]) -> bool:
