@@ -171,7 +171,7 @@ def _returns_database(callee: RefExpr) -> bool:
 
 
 def _peewee_model(ctx: ClassDefContext) -> None:
-    """``id`` (unless a primary key is declared) and ``DoesNotExist``, as peewee's metaclass adds them."""
+    """What peewee's metaclass adds: ``id`` (unless a key is declared), ``DoesNotExist``."""
     info = ctx.cls.info
     if not info.has_base(PEEWEE_MODEL) or info.fullname == PEEWEE_MODEL or PLUGIN in info.metadata:
         return
@@ -213,9 +213,12 @@ def _backrefs(cls: ClassDef) -> list[tuple[TypeInfo, str]]:
             continue
         if isinstance(target, StrExpr) and target.value == "self":
             found.append((cls.info, backref.value))
-        elif isinstance(target, RefExpr) and isinstance(target.node, TypeInfo):
-            if target.node.module_name == cls.info.module_name:
-                found.append((target.node, backref.value))
+        elif (
+            isinstance(target, RefExpr)
+            and isinstance(target.node, TypeInfo)
+            and target.node.module_name == cls.info.module_name
+        ):
+            found.append((target.node, backref.value))
     return found
 
 
@@ -383,7 +386,7 @@ def _callee_text(callee: Expression) -> str:
 
 
 def _module_names(file: MypyFile) -> set[str]:
-    """Names bound by ``import a.b`` / ``import a as b``: ``X.Model`` through them is left alone."""
+    """Names bound by ``import a.b`` / ``import a as b``: ``X.Model`` through them stays as is."""
     names: set[str] = set()
     for node in file.imports:
         if isinstance(node, Import):
