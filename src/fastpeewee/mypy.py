@@ -72,6 +72,7 @@ from mypy.types import (
     TypeOfAny,
     TypeType,
     UnboundType,
+    UnionType,
     get_proper_type,
 )
 
@@ -99,13 +100,15 @@ class FastpeeweePlugin(Plugin):
 
     def __init__(self, options: object) -> None:
         super().__init__(options)  # type: ignore[arg-type]  # mypy passes its Options
-        # Module-level variables assigned a database, known before mypy infers their type.
-        self._databases: set[str] = set()
+        # Variables assigned a database, known before mypy infers their type.
+        self._databases: set[Var] = set()
+        # The calls of ``A, B, C = schemas(...)`` statements (``X = schemas(...)`` is a tuple).
+        self._unpacked: set[int] = set()
 
     def get_additional_deps(self, file: MypyFile) -> list[tuple[int, str, int]]:
         # Called once per freshly parsed module, before its semantic analysis:
         # the one point where the tree can be prepared. It adds no dependency.
-        _rewrite(file)
+        _rewrite(file, self._unpacked)
         return []
 
     def get_base_class_hook(self, fullname: str) -> Callable[[ClassDefContext], None] | None:
@@ -119,9 +122,15 @@ class FastpeeweePlugin(Plugin):
     def get_dynamic_class_hook(
         self, fullname: str
     ) -> Callable[[DynamicClassDefContext], None] | None:
-        if fullname in (TO_PYDANTIC, SCHEMAS):
+        if fullname == TO_PYDANTIC:
             return _schema_class
+        if fullname == SCHEMAS:
+            return self._unpacked_schema
         return self._remember_database
+
+    def _unpacked_schema(self, ctx: DynamicClassDefContext) -> None:
+        if id(ctx.call) in self._unpacked:
+            _schema_class(ctx)
 
     def _remember_database(self, ctx: DynamicClassDefContext) -> None:
         """``db = AsyncSqliteDatabase(...)`` (or any call returning a database): note ``db``."""
@@ -130,7 +139,7 @@ class FastpeeweePlugin(Plugin):
             return
         sym = ctx.api.lookup_qualified(ctx.name, ctx.call, suppress_errors=True)
         if sym is not None and isinstance(sym.node, Var):
-            self._databases.add(sym.node.fullname)
+            self._databases.add(sym.node)
 
     def _model_base(self, ctx: AnalyzeTypeContext) -> Type:
         """``X.Model`` as a base: ``AsyncModel`` if ``X`` is a database, else mypy's own answer."""
@@ -149,12 +158,14 @@ class FastpeeweePlugin(Plugin):
         if not isinstance(node, Var):
             return False
         if node.type is None:
-            return node.fullname in self._databases
+            return node in self._databases
         return _is_database_type(node.type)
 
 
 def _is_database_type(typ: Type | None) -> bool:
     proper = get_proper_type(typ)
+    if isinstance(proper, UnionType):
+        return all(_is_database_type(item) for item in proper.items)
     return isinstance(proper, Instance) and proper.type.has_base(DATABASE)
 
 
@@ -183,15 +194,43 @@ def _peewee_model(ctx: ClassDefContext) -> None:
         auto = ctx.api.named_type_or_none("peewee.AutoField", [ctx.api.named_type("builtins.int")])
         if auto is not None:
             add_attribute_to_class(ctx.api, ctx.cls, "id", auto)
+    anything = AnyType(TypeOfAny.special_form)
     for target, backref in _backrefs(ctx.cls):
         if target.get(backref) is None:
-            add_attribute_to_class(ctx.api, target.defn, backref, AnyType(TypeOfAny.special_form))
+            add_attribute_to_class(ctx.api, target.defn, backref, anything)
+    for name in _object_ids(ctx.cls):
+        if info.get(name) is None:
+            add_attribute_to_class(ctx.api, ctx.cls, name, anything)
     if "DoesNotExist" not in info.names:
         error = ctx.api.named_type_or_none("peewee.DoesNotExist")
         if error is not None:
             add_attribute_to_class(
                 ctx.api, ctx.cls, "DoesNotExist", TypeType(error), is_classvar=True
             )
+
+
+def _foreign_keys(cls: ClassDef) -> list[tuple[str, CallExpr]]:
+    """``name = ForeignKeyField(...)`` assignments in the class body."""
+    found: list[tuple[str, CallExpr]] = []
+    for stmt in cls.defs.body:
+        if (
+            isinstance(stmt, AssignmentStmt)
+            and isinstance(stmt.rvalue, CallExpr)
+            and _callee_text(stmt.rvalue.callee).endswith("ForeignKeyField")
+            and isinstance(stmt.lvalues[0], NameExpr)
+        ):
+            found.append((stmt.lvalues[0].name, stmt.rvalue))
+    return found
+
+
+def _object_ids(cls: ClassDef) -> list[str]:
+    """``owner_id`` for ``owner = ForeignKeyField(...)`` (or its ``object_id_name``)."""
+    names: list[str] = []
+    for name, call in _foreign_keys(cls):
+        keywords = dict(zip(call.arg_names, call.args, strict=True))
+        custom = keywords.get("object_id_name")
+        names.append(custom.value if isinstance(custom, StrExpr) else f"{name}_id")
+    return names
 
 
 def _backrefs(cls: ClassDef) -> list[tuple[TypeInfo, str]]:
@@ -201,11 +240,8 @@ def _backrefs(cls: ClassDef) -> list[tuple[TypeInfo, str]]:
     cached) on its own, so ``Target.name`` stays unknown there.
     """
     found: list[tuple[TypeInfo, str]] = []
-    for stmt in cls.defs.body:
-        if not isinstance(stmt, AssignmentStmt) or not isinstance(stmt.rvalue, CallExpr):
-            continue
-        call = stmt.rvalue
-        if not _callee_text(call.callee).endswith("ForeignKeyField") or not call.args:
+    for _, call in _foreign_keys(cls):
+        if not call.args:
             continue
         keywords = dict(zip(call.arg_names, call.args, strict=True))
         backref, target = keywords.get("backref"), call.args[0]
@@ -290,7 +326,7 @@ def _base_model(ctx: DynamicClassDefContext) -> Instance | None:
 # Preparing the parsed tree ------------------------------------------------------------------
 
 
-def _rewrite(file: MypyFile) -> None:
+def _rewrite(file: MypyFile, unpacked: set[int]) -> None:
     modules = _module_names(file)
     finder = _Finder(modules, _imports_schemas(file))
     finder.walk(file.defs)
@@ -311,6 +347,7 @@ def _rewrite(file: MypyFile) -> None:
         target = stmt.lvalues[0]
         assert isinstance(target, TupleExpr)
         stmt.lvalues = list(target.items)
+        unpacked.add(id(stmt.rvalue))
 
 
 class _Finder:

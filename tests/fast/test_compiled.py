@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import peewee
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from fastpeewee import AsyncSqliteDatabase, Param, compile_query
 
 
-def _models(db: peewee.Database) -> tuple[type[peewee.Model], type[peewee.Model]]:
+def _models(db: peewee.Database) -> tuple[Any, Any]:
     class Author(peewee.Model):
         name = peewee.CharField()
 
