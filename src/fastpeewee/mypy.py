@@ -111,8 +111,14 @@ class FastpeeweePlugin(Plugin):
         _rewrite(file, self._unpacked)
         return []
 
+    # mypy asks the plugins in turn and takes the first hook offered: offer one only
+    # for what is ours, so the plugins listed after this one keep theirs.
+
     def get_base_class_hook(self, fullname: str) -> Callable[[ClassDefContext], None] | None:
-        return _peewee_model
+        sym = self.lookup_fully_qualified(fullname)
+        if sym is not None and isinstance(sym.node, TypeInfo) and sym.node.has_base(PEEWEE_MODEL):
+            return _peewee_model
+        return None
 
     def get_type_analyze_hook(self, fullname: str) -> Callable[[AnalyzeTypeContext], Type] | None:
         if f".{BASES}." in fullname:
@@ -126,7 +132,10 @@ class FastpeeweePlugin(Plugin):
             return _schema_class
         if fullname == SCHEMAS:
             return self._unpacked_schema
-        return self._remember_database
+        sym = self.lookup_fully_qualified(fullname) if "." in fullname else None
+        if sym is not None and _returns_database(sym.node):
+            return self._remember_database
+        return None
 
     def _unpacked_schema(self, ctx: DynamicClassDefContext) -> None:
         if id(ctx.call) in self._unpacked:
@@ -134,9 +143,6 @@ class FastpeeweePlugin(Plugin):
 
     def _remember_database(self, ctx: DynamicClassDefContext) -> None:
         """``db = AsyncSqliteDatabase(...)`` (or any call returning a database): note ``db``."""
-        callee = ctx.call.callee
-        if not isinstance(callee, RefExpr) or not _returns_database(callee):
-            return
         sym = ctx.api.lookup_qualified(ctx.name, ctx.call, suppress_errors=True)
         if sym is not None and isinstance(sym.node, Var):
             self._databases.add(sym.node)
@@ -169,8 +175,10 @@ def _is_database_type(typ: Type | None) -> bool:
     return isinstance(proper, Instance) and proper.type.has_base(DATABASE)
 
 
-def _returns_database(callee: RefExpr) -> bool:
-    node = callee.node
+def _returns_database(node: object) -> bool:
+    """A database class, or a function declared to return a database."""
+    if isinstance(node, Decorator):
+        node = node.func
     if isinstance(node, TypeInfo):
         return node.has_base(DATABASE)
     if isinstance(node, FuncDef) and node.type is not None:
