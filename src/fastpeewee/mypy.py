@@ -115,6 +115,8 @@ class FastpeeweePlugin(Plugin):
     # for what is ours, so the plugins listed after this one keep theirs.
 
     def get_base_class_hook(self, fullname: str) -> Callable[[ClassDefContext], None] | None:
+        if f".{BASES}." in fullname:  # a rewritten ``X.Model`` base
+            return _peewee_model
         sym = self.lookup_fully_qualified(fullname)
         if sym is not None and isinstance(sym.node, TypeInfo) and sym.node.has_base(PEEWEE_MODEL):
             return _peewee_model
