@@ -229,6 +229,7 @@ def _check_signups(server: PostgresServer, app: App, database: str,
 
 def _measure(server: PostgresServer, apps: list[App], databases: dict[str, str],
              keys: list[str], rounds: int, seconds: float, scripts: Path) -> list[dict[str, Any]]:
+    cells: dict[tuple[str, str], dict[str, Any]]
     cells = {(k, a.name): {"workload": k, "endpoint": ENDPOINTS[k], "app": a.name,
                            "rates": [], "ratios": [], "p99_ms": [], "error": ""}
              for k in keys for a in apps}

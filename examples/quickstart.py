@@ -19,11 +19,11 @@ path = os.environ.get("DATABASE_PATH") or os.path.join(tempfile.mkdtemp(), "quic
 db = AsyncSqliteDatabase(path, pool_size=5, pragmas={"journal_mode": "wal"})
 
 
-class User(db.Model):  # type: ignore[name-defined,misc]
+class User(db.Model):
     email = peewee.CharField(unique=True)
 
 
-class Item(db.Model):  # type: ignore[name-defined,misc]
+class Item(db.Model):
     owner = peewee.ForeignKeyField(User, backref="items")
     title = peewee.CharField()
 

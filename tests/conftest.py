@@ -29,6 +29,9 @@ from fastpeewee import (
 from .models import MODELS, bind_models
 from .servers import MariaDBServer, PostgresServer, ServerUnavailable
 
+# What make_database returns: an AsyncDatabase that is also a peewee Database.
+AnyDatabase = AsyncSqliteDatabase | AsyncPostgresqlDatabase | AsyncMySQLDatabase
+
 ALL_BACKENDS = ("sqlite", "postgres", "mysql")
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _unavailable: dict[str, str] = {}
@@ -91,7 +94,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 def make_database(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path, **options: Any
-) -> AsyncDatabase:
+) -> AnyDatabase:
     """A fresh database object for ``backend`` with small, fast-failing pools."""
     options = {"pool_size": 4, "acquire_timeout": 2.0, **options}
     if backend == "sqlite":

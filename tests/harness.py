@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +25,9 @@ from typing import Any
 
 import peewee
 
-from fastpeewee import AsyncDatabase, AsyncMySQLDatabase, AsyncPostgresqlDatabase
+from fastpeewee import AsyncMySQLDatabase, AsyncPostgresqlDatabase
 
-from .conftest import assert_no_leaks, model_database, settle
+from .conftest import AnyDatabase, assert_no_leaks, model_database, settle
 
 # One table of its own, so the harness never depends on the test models.
 LEDGER = "harness_ledger"
@@ -36,7 +36,7 @@ LEDGER = "harness_ledger"
 class Outside:
     """A view of the server that does not go through the library under test."""
 
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AnyDatabase) -> None:
         self.db = db
         self.kind = (
             "postgres"
@@ -167,7 +167,7 @@ async def ledger_database(
             outside.close()
 
 
-def _sqlite_idle_in_transaction(db: AsyncDatabase) -> int:
+def _sqlite_idle_in_transaction(db: AnyDatabase) -> int:
     count = 0
     for pool in {id(p): p for p in (db._async_pool, db._sync_pool) if p is not None}.values():
         for conn in list(pool._idle):
@@ -176,16 +176,16 @@ def _sqlite_idle_in_transaction(db: AsyncDatabase) -> int:
     return count
 
 
-async def insert(db: AsyncDatabase, tag: str) -> None:
+async def insert(db: AnyDatabase, tag: str) -> None:
     """One ledger row, through the library."""
     await db.aexecute_sql(f"INSERT INTO {LEDGER} (tag) VALUES ({db.param})", (tag,))
 
 
-def insert_sync(db: AsyncDatabase, tag: str) -> None:
+def insert_sync(db: AnyDatabase, tag: str) -> None:
     db.execute_sql(f"INSERT INTO {LEDGER} (tag) VALUES ({db.param})", (tag,))
 
 
-async def check_invariants(db: AsyncDatabase, outside: Outside, probe: str) -> None:
+async def check_invariants(db: AnyDatabase, outside: Outside, probe: str) -> None:
     """Nothing leaked, nothing is left open on the server, and the next owner's
     autocommit write is committed at once."""
     await settle(db)
@@ -219,7 +219,7 @@ class Boom(Exception):
     """A failure a test raises on purpose."""
 
 
-async def siblings_one_failing(db: AsyncDatabase) -> list[BaseException | None]:
+async def siblings_one_failing(db: AnyDatabase) -> Sequence[BaseException | None]:
     """Two sibling tasks, each in its own ``atomic()``: ``a`` writes "a" and fails
     after ``b`` wrote "b" and committed. Returns what each ended with."""
     a_inside = asyncio.Event()
@@ -239,7 +239,7 @@ async def siblings_one_failing(db: AsyncDatabase) -> list[BaseException | None]:
     return await asyncio.gather(a(), b(), return_exceptions=True)
 
 
-async def sibling_savepoint_failing(db: AsyncDatabase) -> None:
+async def sibling_savepoint_failing(db: AnyDatabase) -> None:
     """A task commits "outer" while a sibling's own block, writing "sibling", fails."""
     step = asyncio.Event()
 

@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 class ServerUnavailable(RuntimeError):
@@ -58,7 +59,7 @@ class PostgresServer:
     database: str = "fastpeewee_test"
 
     @property
-    def connect_params(self) -> dict[str, object]:
+    def connect_params(self) -> dict[str, Any]:
         return {"host": "127.0.0.1", "port": self.port, "user": self.user}
 
     @classmethod
@@ -161,7 +162,7 @@ class MariaDBServer:
         return self.tmp / "mysqld.sock"
 
     @property
-    def connect_params(self) -> dict[str, object]:
+    def connect_params(self) -> dict[str, Any]:
         return {"host": "127.0.0.1", "port": self.port, "user": self.user,
                 "password": self.password}
 

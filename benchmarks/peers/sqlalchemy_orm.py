@@ -58,7 +58,7 @@ class SqlAlchemyOrm(Peer):
     async def transaction(self, pk: int, row: dict[str, Any]) -> None:
         async with self.Session() as session, session.begin():
             item = await session.get(self.Item, pk)
-            item.quantity += 1
+            item.quantity += 1  # type: ignore[union-attr]
             session.add(self.Item(**row))
 
     async def task_gets(self, pks: list[int]) -> list[Any]:

@@ -37,7 +37,7 @@ OPS = {"W1": 1000, "W1b": 1000, "W2": 300, "W3": 600, "W4": 2, "W5": 300, "W6": 
 
 
 def define_model(db: Any, base: Any = peewee.Model) -> Any:
-    class Item(base):  # type: ignore[misc,valid-type]
+    class Item(base):  # type: ignore[misc]
         name = peewee.CharField()
         price = peewee.IntegerField()
 
@@ -212,7 +212,7 @@ class RawSqlite:
                                      (self.rng.randint(1, ROWS),)) as cur:
             row = await cur.fetchone()
         await self.conn.execute("UPDATE bench_item SET name = ?, price = ? WHERE id = ?",
-                                (row[1], row[2] + 1, row[0]))
+                                (row[1], row[2] + 1, row[0]))  # type: ignore[index]
         await self.conn.execute("INSERT INTO bench_item (name, price) VALUES (?, ?)",
                                 ("txn", 2))
         await self.conn.commit()
@@ -234,7 +234,7 @@ def make_peers(backend: str, target: Any, names: list[str]) -> list[Any]:
 
     if backend == "sqlite":
         peers: list[Any] = [RawSqlite(target)]
-        ours = fastpeewee.AsyncSqliteDatabase(target)
+        ours: fastpeewee.AsyncDatabase = fastpeewee.AsyncSqliteDatabase(target)
         theirs = pwasyncio.AsyncSqliteDatabase(target)
     else:
         params = dict(target.connect_params)

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks" / "profile"))
 
-from bench import define_model, fill  # noqa: E402
+from bench import define_model, fill  # type: ignore[import-not-found]  # noqa: E402
 from tests.servers import PostgresServer  # noqa: E402
 
 import fastpeewee  # noqa: E402

@@ -13,6 +13,7 @@ import asyncio
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -26,7 +27,7 @@ BLOCKS = 2000
 
 
 async def measure(server: PostgresServer) -> None:
-    params = {"host": "127.0.0.1", "port": server.port, "user": server.user}
+    params: dict[str, Any] = {"host": "127.0.0.1", "port": server.port, "user": server.user}
     db = fastpeewee.AsyncPostgresqlDatabase(server.database, **params)
     raw = await asyncpg.connect(database=server.database, **params)
 

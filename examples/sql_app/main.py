@@ -35,7 +35,7 @@ def create_app(db: AsyncDatabase | None = None) -> FastAPI:
     add_exception_handlers(app)  # User.DoesNotExist -> 404 "User not found", ...
 
     @app.post("/users/", response_model=UserRead, status_code=201)
-    async def create_user(user: UserCreate) -> Any:  # type: ignore[valid-type]
+    async def create_user(user: UserCreate) -> Any:
         if await crud.email_taken(user.email):
             raise HTTPException(status_code=409, detail="Email already registered")
         return await crud.create_user(user.email, user.password)
@@ -49,7 +49,7 @@ def create_app(db: AsyncDatabase | None = None) -> FastAPI:
         return await crud.get_user(user_id)
 
     @app.post("/users/{user_id}/items/", response_model=ItemRead, status_code=201)
-    async def create_item_for_user(user_id: UserId, item: ItemCreate) -> Any:  # type: ignore[valid-type]
+    async def create_item_for_user(user_id: UserId, item: ItemCreate) -> Any:
         if not await crud.user_exists(user_id):
             raise HTTPException(status_code=404, detail="User not found")
         return await crud.create_user_item(user_id, **item.model_dump())

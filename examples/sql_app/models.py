@@ -24,6 +24,7 @@ MODELS: list[type[peewee.Model]] = [User, Item]
 
 def bind(database: AsyncDatabase) -> None:
     """Point the models at ``database`` (the app does it when it is created)."""
+    assert isinstance(database, peewee.Database)  # every fastpeewee database is one
     database.bind(MODELS)
 
 

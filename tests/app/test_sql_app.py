@@ -242,7 +242,7 @@ async def add_users(first: int, count: int, items_each: int) -> None:
 
 
 async def test_listing_users_with_items_takes_the_same_queries_for_10_and_100(http, queries):
-    counts = []
+    counts: list[int] = []
     for total in (10, 100):
         await add_users(len(counts) * 10, total - len(counts) * 10, items_each=3)
         queries.count = 0

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -86,10 +86,12 @@ def _drop_app_tables(url: str) -> None:
     """Earlier tests may have left tables of the same names on the shared PostgreSQL."""
     from fastpeewee.db_url import connect
 
-    db = connect(url)
+    from ..conftest import AnyDatabase
+
+    db = cast("AnyDatabase", connect(url))  # connect() is typed AsyncDatabase
     try:
         cascade = " CASCADE" if url.startswith("postgres") else ""
-        left, right = db.quote  # the backend's identifier quotes
+        left, right = db.quote  # type: ignore[str-unpack]  # the backend's identifier quotes
         for table in ("item", "tweet", "user"):
             db.execute_sql(f"DROP TABLE IF EXISTS {left}{table}{right}{cascade}")
     finally:

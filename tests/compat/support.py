@@ -112,7 +112,7 @@ def reset_tables(db: Any, backend: str) -> None:
     key = (backend, repr(sorted(db.connect_params.items())))
     with db.bind_ctx([Note]):
         if backend != "sqlite" and key in _created:
-            for model in reversed(peewee.sort_models(models)):
+            for model in reversed(peewee.sort_models(models)):  # type: ignore[attr-defined]
                 model.delete().execute()
             return
         db.drop_tables(models, safe=True)

@@ -63,7 +63,7 @@ async def test_query_methods(compat_db: Any) -> None:
     assert await totals.aio_scalar(as_tuple=True) == (10, 5)
     # (a new value: MySQL counts changed rows, not matched ones)
     assert await Item.update(qty=-1).where(Item.qty < 2).aio_execute() == 2
-    assert await Item.delete().where(Item.qty == -1).aio_execute() == 2
+    assert await Item.delete().where(Item.qty == -1).aio_execute() == 2  # type: ignore[arg-type]
     new_id = await Item.insert(shelf=shelf, label="x").aio_execute()
     raw = Item.raw(f"SELECT * FROM compat_item WHERE id = {compat_db.param}", new_id)
     assert [i.label for i in await raw.aio_execute()] == ["x"]

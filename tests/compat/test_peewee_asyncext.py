@@ -42,7 +42,7 @@ class JsonOnly(peewee.Model):
 
 def _create_hstore(server: PostgresServer) -> None:
     params = {**server.connect_params, "dbname": server.database}
-    with psycopg.connect(autocommit=True, **params) as conn:  # type: ignore[arg-type]
+    with psycopg.connect(autocommit=True, **params) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS hstore")
 
 

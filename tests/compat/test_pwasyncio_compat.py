@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import playhouse.pwasyncio
 import pytest
@@ -63,7 +64,7 @@ PROGRAM = textwrap.dedent(
 
 def test_pwasyncio_program_runs_with_only_its_import_changed(tmp_path: Path):
     source = PROGRAM.replace("from playhouse.pwasyncio import", "from fastpeewee import")
-    namespace = {"DB_PATH": str(tmp_path / "books.db")}
+    namespace: dict[str, Any] = {"DB_PATH": str(tmp_path / "books.db")}
     # asyncio.run needs a thread without a running loop; this test is sync.
     exec(compile(source, "pwasyncio_program.py", "exec"), namespace)
     assert namespace["RESULT"] == (["one"], 1, "one", ["one"], "ann", 1, True)

@@ -7,6 +7,7 @@ import pytest
 
 from fastpeewee import AsyncModel, AsyncModelMixin
 
+from ..conftest import AnyDatabase
 from ..models import Tweet, User
 
 
@@ -131,7 +132,7 @@ async def test_iterate_early_break_frees_the_connection(db):
     assert await db.count(User.select()) == 50
 
 
-async def test_create_and_drop_tables(db):
+async def test_create_and_drop_tables(db: AnyDatabase):
     class Note(db.Model):
         body = peewee.TextField()
 

@@ -37,7 +37,7 @@ def test_translation_keeps_the_original_as_cause():
     with pytest.raises(peewee.IntegrityError) as caught, translate_errors():
         raise sqlite3.IntegrityError("UNIQUE constraint failed")
     assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
-    assert caught.value.orig is caught.value.__cause__
+    assert caught.value.orig is caught.value.__cause__  # type: ignore[attr-defined]
     with pytest.raises(KeyError), translate_errors():
         raise KeyError("not a driver error")
 

@@ -199,7 +199,7 @@ def test_pool_config_rejects_nonsense():
     with pytest.raises(ValueError, match="max_waiting"):
         PoolConfig(max_waiting=-1)
     with pytest.raises(TypeError):
-        PoolConfig(10)  # type: ignore[misc]  # keyword-only
+        PoolConfig(10)  # type: ignore[call-arg]  # keyword-only
 
 
 def test_a_connection_outliving_its_pool_goes_back_to_it_and_closes(backend, request, tmp_path):
@@ -208,11 +208,11 @@ def test_a_connection_outliving_its_pool_goes_back_to_it_and_closes(backend, req
         db.connect()
         old = db._sync_pool_get()
         db.close_all()  # the held connection stays usable until released
-        assert db.execute_sql("SELECT 1").fetchone()[0] == 1
+        assert db.execute_sql("SELECT 1").fetchone()[0] == 1  # type: ignore[index]
         db.close()
         stats = old.stats()
         assert stats.in_use == 0 and stats.closed == stats.opened == 1
-        assert db.execute_sql("SELECT 2").fetchone()[0] == 2  # a fresh pool
+        assert db.execute_sql("SELECT 2").fetchone()[0] == 2  # type: ignore[index]  # a fresh pool
         assert db._sync_pool_get() is not old
     finally:
         db.close_all()

@@ -24,7 +24,7 @@ import pytest
 from fastpeewee import AsyncDatabase, PoolConfig
 from fastpeewee.drivers.retry import NotSent, may_retry
 
-from ..conftest import assert_no_leaks, settle
+from ..conftest import AnyDatabase, assert_no_leaks, settle
 from ..proxy import proxied_database
 
 pytestmark = pytest.mark.backends("postgres", "mysql")
@@ -100,7 +100,7 @@ async def warm(db: AsyncDatabase, backend: str, n: int = POOL) -> list[int]:
 
     async def hold() -> None:
         async with db:
-            pids.append((await db.aexecute_sql(PID[backend])).fetchone()[0])
+            pids.append((await db.aexecute_sql(PID[backend])).fetchone()[0])  # type: ignore[index]
             await barrier.wait()
 
     await asyncio.gather(*(hold() for _ in range(n)))
@@ -109,14 +109,14 @@ async def warm(db: AsyncDatabase, backend: str, n: int = POOL) -> list[int]:
     return pids
 
 
-def warm_sync(db: AsyncDatabase, backend: str, n: int = POOL) -> list[int]:
+def warm_sync(db: AnyDatabase, backend: str, n: int = POOL) -> list[int]:
     """Fill the thread pool with ``n`` connections (``n`` threads at once)."""
     barrier = threading.Barrier(n)
     pids: list[int] = []
 
     def hold() -> None:
         with db.connection_context():
-            pids.append(db.execute_sql(PID[backend]).fetchone()[0])
+            pids.append(db.execute_sql(PID[backend]).fetchone()[0])  # type: ignore[index]
             barrier.wait()
 
     threads = [threading.Thread(target=hold) for _ in range(n)]
@@ -132,7 +132,7 @@ async def queries(db: AsyncDatabase, backend: str, mode: str, n: int = 2 * POOL)
     """Run ``n`` statements one after another or all at once; return the session ids."""
 
     async def one() -> int:
-        return int((await db.aexecute_sql(PID[backend])).fetchone()[0])
+        return int((await db.aexecute_sql(PID[backend])).fetchone()[0])  # type: ignore[index]
 
     if mode == "sequential":
         return [await one() for _ in range(n)]
@@ -144,7 +144,7 @@ async def queries(db: AsyncDatabase, backend: str, mode: str, n: int = 2 * POOL)
 
 def queries_sync(db: AsyncDatabase, backend: str, mode: str, n: int = 2 * POOL) -> list[int]:
     def one() -> int:
-        return int(db.execute_sql(PID[backend]).fetchone()[0])
+        return int(db.execute_sql(PID[backend]).fetchone()[0])  # type: ignore[index]
 
     if mode == "sequential":
         return [one() for _ in range(n)]

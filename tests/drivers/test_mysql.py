@@ -308,11 +308,11 @@ async def test_driver_keywords_reach_the_right_driver(backend, request, tmp_path
     try:
         async with db:
             assert db.connection()._stmt_cache_size == 8
-            assert (await db.aexecute_sql("SELECT @origin")).fetchone()[0] == "init"
+            assert (await db.aexecute_sql("SELECT @origin")).fetchone()[0] == "init"  # type: ignore[index]
 
         def sync() -> tuple[object, str]:
             with db.connection_context():
-                return db.connection()._write_timeout, db.execute_sql(
+                return db.connection()._write_timeout, db.execute_sql(  # type: ignore[index]
                     "SELECT @origin").fetchone()[0]
 
         assert await asyncio.to_thread(sync) == (5, "init")
@@ -350,10 +350,10 @@ async def test_the_connect_bound_does_not_limit_later_queries(backend, request, 
         def slow() -> object:
             with db.connection_context():
                 assert db.connection()._read_timeout is None
-                return db.execute_sql("SELECT SLEEP(0.8)").fetchone()[0]
+                return db.execute_sql("SELECT SLEEP(0.8)").fetchone()[0]  # type: ignore[index]
 
         assert await asyncio.to_thread(slow) == 0
-        assert (await db.aexecute_sql("SELECT SLEEP(0.8)")).fetchone()[0] == 0
+        assert (await db.aexecute_sql("SELECT SLEEP(0.8)")).fetchone()[0] == 0  # type: ignore[index]
     finally:
         await db.close_pool()
         db.close_all()

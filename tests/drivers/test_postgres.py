@@ -47,14 +47,14 @@ async def test_pgbouncer_mode_uses_unnamed_statements(backend, request, tmp_path
     try:
         async with db:
             for i in range(5):
-                assert (await db.aexecute_sql("SELECT %s::int", (i,))).fetchone()[0] == i
-            assert (await db.aexecute_sql(PREPARED)).fetchone()[0] == 0
+                assert (await db.aexecute_sql("SELECT %s::int", (i,))).fetchone()[0] == i  # type: ignore[index]
+            assert (await db.aexecute_sql(PREPARED)).fetchone()[0] == 0  # type: ignore[index]
 
         def sync() -> int:
             with db.connection_context():
                 for i in range(10):
                     db.execute_sql("SELECT %s::int", (i,))
-                return db.execute_sql(PREPARED).fetchone()[0]
+                return db.execute_sql(PREPARED).fetchone()[0]  # type: ignore[index]
 
         assert await asyncio.to_thread(sync) == 0
     finally:

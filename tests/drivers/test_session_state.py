@@ -250,7 +250,7 @@ def test_long_statements_are_classified_but_never_cached():
 # backend: (script, probe, the probe's value on a fresh session). SQLite runs one
 # statement at a time and PyMySQL (threads) refuses scripts; asyncpg, psycopg and
 # asyncmy run every statement of a script.
-SCRIPTS = {
+SCRIPTS: dict[str, list[tuple[str, str, Any]]] = {
     "sqlite": [
         ("CREATE TABLE temp.scratch (x)", "SELECT count(*) FROM temp.sqlite_master", 0),
         ('CREATE TABLE "temp".scratch (x)', "SELECT count(*) FROM temp.sqlite_master", 0),

@@ -263,7 +263,7 @@ def test_fast_record_extraction_is_the_row_by_row_conversion(case):
         assert None in slow and extracted is None
         return
     assert extracted is not None and extracted[1] == slow
-    assert all(type(v) in (str, int, float, type(None)) for r in slow for v in r)
+    assert all(type(v) in (str, int, float, type(None)) for r in slow for v in r)  # type: ignore[union-attr]
 
 
 async def test_uniform_and_odd_rows_store_what_peewee_stores(db, backend):

@@ -238,4 +238,4 @@ def test_layout_keys_mirror_peewees_column_resolution():
     source = inspect.getsource(vars(peewee)["_resolve_model_columns"])
     assert hashlib.sha256(source.encode()).hexdigest() == (
         "d14b213164d001f40c7ac9e88fd7d8f5e55a7355c854d12a4bf6753352980c1c"
-    ), f"peewee {peewee.__version__} changed _resolve_model_columns: review rows._column_key"
+    ), f"peewee {peewee.__version__} changed _resolve_model_columns: review rows._column_key"  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import peewee
 import pytest
@@ -13,7 +14,7 @@ from fastpeewee import AsyncSqliteDatabase, Param, compile_query
 pytestmark = pytest.mark.without_fast_paths
 
 
-def _models(db: peewee.Database) -> tuple[type[peewee.Model], type[peewee.Model]]:
+def _models(db: peewee.Database) -> tuple[Any, Any]:
     class Author(peewee.Model):
         name = peewee.CharField()
 

@@ -69,13 +69,13 @@ async def test_create_and_save_match_peewee(db):
     fast = await Tweet.acreate(user=ann, content="hi")
     slow = await db.run(Tweet.create, user=ann, content="hi")
     assert fast.id is not None and slow.id == fast.id + 1
-    assert fast._dirty == slow._dirty == set()
+    assert fast._dirty == slow._dirty == set()  # type: ignore[attr-defined]
     assert fast.__rel__ == {"user": ann}
     assert (fast.likes, fast.user_id) == (0, ann.id)
 
     fast.likes = 5
     assert await fast.asave() == 1
-    assert fast._dirty == set()
+    assert fast._dirty == set()  # type: ignore[attr-defined]
     stored = await Tweet.aget_by_id(fast.id)
     assert (stored.likes, stored.content, stored.user_id) == (5, "hi", ann.id)
 
@@ -88,9 +88,9 @@ async def test_save_only_and_expressions(db):
     assert await tweet.asave(only=[Tweet.likes]) == 1
     stored = await Tweet.aget_by_id(tweet.id)
     assert (stored.content, stored.likes) == ("a", 9)
-    assert tweet._dirty == {"content"}
+    assert tweet._dirty == {"content"}  # type: ignore[attr-defined]
     # An expression as a value is SQL: peewee's own path runs it.
-    tweet.likes = Tweet.likes + 1
+    tweet.likes = Tweet.likes + 1  # type: ignore[assignment]
     await tweet.asave()
     assert (await Tweet.aget_by_id(tweet.id)).likes == 10
 

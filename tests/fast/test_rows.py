@@ -15,7 +15,7 @@ from ..models import Tweet, User
 
 def snapshot(obj: Any) -> Any:
     if isinstance(obj, peewee.Model):
-        return type(obj), dict(obj.__data__), list(obj.__data__), set(obj._dirty), obj.__rel__
+        return type(obj), dict(obj.__data__), list(obj.__data__), set(obj._dirty), obj.__rel__  # type: ignore[attr-defined]
     return obj
 
 
@@ -62,7 +62,7 @@ async def test_same_objects_as_peewee(db, data, make):
 async def test_fast_rows_are_used_for_plain_selects(db, data):
     query = Tweet.select().order_by(Tweet.id)
     rows = await db.list(query)
-    assert isinstance(query._cursor_wrapper, ModelRows)
+    assert isinstance(query._cursor_wrapper, ModelRows)  # type: ignore[attr-defined]
     assert [t.likes for t in rows] == [0, 1, 2]
     # peewee caches the result on the query: iterating again runs no statement.
     assert [t.id for t in query] == [t.id for t in rows]

@@ -78,7 +78,7 @@ def test_shapes_with_equal_values_differ(two_dbs):
     Item = make_item(db)
     by_id = Item.select().where(Item.id == 3)
     by_price = Item.select().where(Item.price == 3)
-    assert shape_of(by_id)[0] != shape_of(by_price)[0]
+    assert shape_of(by_id)[0] != shape_of(by_price)[0]  # type: ignore[index]
     assert select_sql(db, by_id) == by_id.sql()
     assert select_sql(db, by_price) == by_price.sql()
 

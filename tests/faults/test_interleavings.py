@@ -138,16 +138,16 @@ async def scenario(db: Any, seed: int) -> list[Script]:
     in_scope: list[Callable[[], Any]] = []
     for _ in range(rng.randint(2, 3)):  # sibling tasks of one request
         script, arng = actor("task"), random.Random(rng.random())
-        in_scope.append(lambda s=script, r=arng: run_async(db, s, r, prefix))
+        in_scope.append(lambda s=script, r=arng: run_async(db, s, r, prefix))  # type: ignore[misc]
     if rng.random() < 0.7:  # a worker thread of the request (a def endpoint)
         script, arng = actor("thread"), random.Random(rng.random())
-        in_scope.append(lambda s=script, r=arng: asyncio.to_thread(run_sync, db, s, r, prefix))
+        in_scope.append(lambda s=script, r=arng: asyncio.to_thread(run_sync, db, s, r, prefix))  # type: ignore[misc]
     if rng.random() < 0.5:  # a task outside any scope
         script, arng = actor("free"), random.Random(rng.random())
-        jobs.append(lambda s=script, r=arng: run_async(db, s, r, prefix))
+        jobs.append(lambda s=script, r=arng: run_async(db, s, r, prefix))  # type: ignore[misc]
     if rng.random() < 0.3:  # a thread outside any scope
         script, arng = actor("freethread"), random.Random(rng.random())
-        jobs.append(lambda s=script, r=arng: asyncio.to_thread(run_sync, db, s, r, prefix))
+        jobs.append(lambda s=script, r=arng: asyncio.to_thread(run_sync, db, s, r, prefix))  # type: ignore[misc]
 
     async def request() -> None:
         async with db.scope():

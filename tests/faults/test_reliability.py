@@ -105,7 +105,7 @@ import threading
 import time
 import tracemalloc
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +130,7 @@ from fastpeewee.drivers import session
 from fastpeewee.fast import fastpath, rows
 from fastpeewee.integrations.fastapi import add_exception_handlers, database_lifespan
 
-from ..conftest import make_database, model_database, settle
+from ..conftest import AnyDatabase, make_database, model_database, settle
 from ..harness import (
     LEDGER,
     Outside,
@@ -289,7 +289,7 @@ async def session_id(db: AsyncDatabase, backend: str) -> int | None:
     if backend == "sqlite":
         await db.aexecute_sql("SELECT 1")
         return None
-    return int((await db.aexecute_sql(PID[backend])).fetchone()[0])
+    return int((await db.aexecute_sql(PID[backend])).fetchone()[0])  # type: ignore[index]
 
 
 def app_on(db: AsyncDatabase, backend: str = "sqlite") -> FastAPI:
@@ -307,7 +307,7 @@ def app_on(db: AsyncDatabase, backend: str = "sqlite") -> FastAPI:
 
     @app.get("/one")
     async def one() -> int:
-        return int((await db.aexecute_sql("SELECT 1")).fetchone()[0])
+        return int((await db.aexecute_sql("SELECT 1")).fetchone()[0])  # type: ignore[index]
 
     @app.get("/hold")
     async def hold() -> None:
@@ -365,7 +365,7 @@ async def warm(db: AsyncDatabase, backend: str, n: int = 2) -> list[int]:
 
     async def hold() -> None:
         async with db:
-            pids.append(int((await db.aexecute_sql(PID[backend])).fetchone()[0]))
+            pids.append(int((await db.aexecute_sql(PID[backend])).fetchone()[0]))  # type: ignore[index]
             await barrier.wait()
 
     await asyncio.gather(*(hold() for _ in range(n)))
@@ -374,14 +374,14 @@ async def warm(db: AsyncDatabase, backend: str, n: int = 2) -> list[int]:
     return pids
 
 
-def warm_threads(db: AsyncDatabase, backend: str, n: int = 2) -> list[int]:
+def warm_threads(db: AnyDatabase, backend: str, n: int = 2) -> list[int]:
     """Leave ``n`` idle connections in the thread pool; return their session ids."""
     barrier = threading.Barrier(n)
     pids: list[int] = []
 
     def hold() -> None:
         with db.connection_context():
-            pids.append(int(db.execute_sql(PID[backend]).fetchone()[0]))
+            pids.append(int(db.execute_sql(PID[backend]).fetchone()[0]))  # type: ignore[index]
             barrier.wait(5)
 
     threads = [threading.Thread(target=hold) for _ in range(n)]
@@ -397,12 +397,12 @@ async def next_callers(db: AsyncDatabase, backend: str, side: str, n: int) -> li
     """``n`` callers at once (tasks, or threads): (seconds, session id or error) each."""
 
     def pid_sync() -> int:
-        return int(db.execute_sql(PID[backend]).fetchone()[0])
+        return int(db.execute_sql(PID[backend]).fetchone()[0])  # type: ignore[index]
 
     async def pid() -> int:
         if side == "thread":
             return await asyncio.to_thread(pid_sync)
-        return int((await db.aexecute_sql(PID[backend])).fetchone()[0])
+        return int((await db.aexecute_sql(PID[backend])).fetchone()[0])  # type: ignore[index]
 
     return await asyncio.gather(*(timed(pid()) for _ in range(n)))
 
@@ -618,7 +618,7 @@ async def cancel_slow(db: AsyncDatabase, backend: str, how: str) -> float:
         await asyncio.sleep(0.05)
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message.get("body", b""))
 
     elapsed, raised = await timed(asyncio.wait_for(app(http_scope("/slow"), receive, send), 5))
@@ -651,7 +651,7 @@ async def test_r4_cancel_mid_query(env, how):
     await check_invariants(db, env.outside, "r4")  # nothing left open on the server
 
 
-async def r5_case(db: AsyncDatabase, where: str, how: str) -> None:
+async def r5_case(db: AnyDatabase, where: str, how: str) -> None:
     """Outer atomic() inserts; inner atomic() inserts; ``where`` fails by ``how``."""
     cancel_inner = (where, how) == ("inner", "cancel")
 
@@ -996,7 +996,7 @@ async def test_r12_concurrency_counts_equal_the_committed_work(backend, request,
         await asyncio.gather(*(worker(n) for n in range(100)))
         assert not errors, errors[:5]
         # Exactly the committed work: no lost, partial or interleaved transaction.
-        assert await asyncio.to_thread(env.outside.tags) == expected
+        assert await asyncio.to_thread(env.outside.tags) == expected  # type: ignore[union-attr]
         assert sum(1 for row in plan for kind, rb in row if kind == "transaction" and rb) > 50
 
 
@@ -1034,7 +1034,7 @@ async def test_r12_siblings_and_gather_inside_atomic(env):
         async with db.atomic():
             await User.acreate(username="parent")
             results = await asyncio.gather(child(0), child(1))
-            assert results == [(False, 0), (False, 0)]  # outside: the parent's row unseen
+            assert results == [(False, 0), (False, 0)]  # type: ignore[comparison-overlap]  # outside: the parent's row unseen
             assert db.transaction_depth() == 1  # the parent's stack untouched (no savepoints)
             raise Rollback
     assert await db.count(User.select()) == 0  # the parent rolled back alone...
@@ -1051,7 +1051,7 @@ class LedgerRow(peewee.Model):
 
 async def fill_ledger(env: Env, n: int) -> None:
     values = ", ".join(["('row')"] * n)
-    await asyncio.to_thread(env.outside.query, f"INSERT INTO {LEDGER} (tag) VALUES {values}")
+    await asyncio.to_thread(env.outside.query, f"INSERT INTO {LEDGER} (tag) VALUES {values}")  # type: ignore[union-attr]
 
 
 async def test_r13_stream_cut_by_a_client_disconnect(env):
@@ -1075,7 +1075,7 @@ async def test_r13_stream_cut_by_a_client_disconnect(env):
         await cut.wait()
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message.get("body"):
             sent.append(message["body"])
             if len(sent) == 10:  # the client goes away after 10 rows
@@ -1263,8 +1263,8 @@ async def test_r18_a_request_ending_mid_statement_keeps_its_connection_out(env):
         await insert(db, "next")
     [outcome] = await asyncio.gather(jobs[0], return_exceptions=True)
     # It finished, or failed loudly with a database error: never silently cut.
-    failed_loudly = isinstance(outcome, peewee.PeeweeException)
-    assert failed_loudly or not isinstance(outcome, BaseException), outcome
+    failed_loudly = isinstance(outcome, peewee.PeeweeException)  # type: ignore[has-type]
+    assert failed_loudly or not isinstance(outcome, BaseException), outcome  # type: ignore[has-type]
     await check_invariants(db, outside, "r18")
     assert (await asyncio.to_thread(outside.tags))["next"] == 1
 
@@ -1407,7 +1407,7 @@ async def reference_app(
     backend: str,
     request: pytest.FixtureRequest,
     tmp_path: Path,
-    db: AsyncDatabase | None = None,
+    db: AnyDatabase | None = None,
     **options: Any,
 ) -> AsyncIterator[RefApp]:
     """examples/sql_app on the default setup (its lifespan creating its tables),
@@ -1521,7 +1521,7 @@ async def test_s2_oversized_payload_is_a_413_before_it_is_buffered(ref):
         body = next(parts, None)
         return {"type": "http.request", "body": body or b"", "more_body": body is not None}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             started.append(message["status"])
 

@@ -139,6 +139,6 @@ async def test_other_scopes_pass_through():
 
 def test_a_negative_limit_is_refused():
     with pytest.raises(ValueError, match="max_bytes"):
-        BodySizeLimitMiddleware(lambda *a: None, drain_bytes=-1)  # type: ignore[arg-type,return-value]
+        BodySizeLimitMiddleware(lambda *a: None, drain_bytes=-1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_bytes"):
-        BodySizeLimitMiddleware(lambda *a: None, max_bytes=-1)  # type: ignore[arg-type,return-value]
+        BodySizeLimitMiddleware(lambda *a: None, max_bytes=-1)  # type: ignore[arg-type]

@@ -39,7 +39,7 @@ from fastpeewee import (
 from fastpeewee.errors import translate_errors
 from fastpeewee.integrations.fastapi import add_exception_handlers
 
-from ..conftest import settle
+from ..conftest import AnyDatabase, settle
 from ..faults.test_faults import PIDS, SLEEP, SLEEPERS, kill
 from ..models import Tweet, User
 from ..servers import free_port
@@ -62,22 +62,22 @@ def translated(exc: BaseException) -> BaseException:
 
 def _asyncpg(name: str, message: str = "x") -> BaseException:
     exceptions = pytest.importorskip("asyncpg.exceptions")
-    return getattr(exceptions, name)(message)  # type: ignore[no-any-return]
+    return getattr(exceptions, name)(message)
 
 
 def _psycopg(name: str, message: str = "x") -> BaseException:
     psycopg = pytest.importorskip("psycopg")
-    return getattr(psycopg.errors, name)(message)  # type: ignore[no-any-return]
+    return getattr(psycopg.errors, name)(message)
 
 
 def _pymysql(name: str, code: int, message: str = "x") -> BaseException:
     pymysql = pytest.importorskip("pymysql")
-    return getattr(pymysql.err, name)(code, message)  # type: ignore[no-any-return]
+    return getattr(pymysql.err, name)(code, message)
 
 
 def _asyncmy(name: str, code: int, message: str = "x") -> BaseException:
     errors = pytest.importorskip("asyncmy.errors")
-    return getattr(errors, name)(code, message)  # type: ignore[no-any-return]
+    return getattr(errors, name)(code, message)
 
 
 DRIVER_ERRORS: list[tuple[str, Callable[[], BaseException], bool]] = [
@@ -211,7 +211,7 @@ def client(app: Any) -> httpx.AsyncClient:
 
 async def own_pid(db: AsyncDatabase) -> int:
     query = PIDS["mysql" if isinstance(db, AsyncMySQLDatabase) else "postgres"]
-    return int((await db.aexecute_sql(query)).fetchone()[0])
+    return int((await db.aexecute_sql(query)).fetchone()[0])  # type: ignore[index]
 
 
 def fault_app(db: AsyncDatabase) -> FastAPI:
@@ -241,7 +241,7 @@ def fault_app(db: AsyncDatabase) -> FastAPI:
         query = PIDS["mysql" if isinstance(db, AsyncMySQLDatabase) else "postgres"]
         with db.atomic():
             User.create(username="first")
-            asyncio.run(kill(db, db.execute_sql(query).fetchone()[0]))
+            asyncio.run(kill(db, db.execute_sql(query).fetchone()[0]))  # type: ignore[index]
             time.sleep(0.1)
             User.create(username="second")
 
@@ -283,7 +283,7 @@ def warnings_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-def down_database(backend: str, tmp_path: Path) -> AsyncDatabase:
+def down_database(backend: str, tmp_path: Path) -> AnyDatabase:
     """A database nobody serves: a port nobody listens on, a file that cannot be opened."""
     port = free_port()
     options: dict[str, Any] = {"pool_size": 2, "acquire_timeout": 2.0}
@@ -429,8 +429,8 @@ async def test_text_no_driver_can_encode_is_a_422_from_a_generated_schema(db, ba
     add_exception_handlers(app)
 
     @app.post("/tweets", status_code=201)
-    async def create(tweet: TweetCreate) -> int:  # type: ignore[valid-type]
-        return (await Tweet.acreate(**tweet.model_dump())).id  # type: ignore[attr-defined]
+    async def create(tweet: TweetCreate) -> int:
+        return (await Tweet.acreate(**tweet.model_dump())).id
 
     user = await User.acreate(username="ann")
     bodies = [b'{"user_id": %d, "content": "\\ud800"}', b'{"user_id": %d, "content": "a\\udfffb"}',
