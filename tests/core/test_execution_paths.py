@@ -4,6 +4,7 @@ where it is logged on the ``peewee`` logger and reported to the query hooks once
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import peewee
 import pytest
@@ -17,7 +18,7 @@ ROWS = [{"username": f"u{i}"} for i in range(3)]
 def seen(db, caplog):
     """The SQL of every statement the hooks and the ``peewee`` logger saw."""
     caplog.set_level(logging.DEBUG, logger="peewee")
-    hooked: list = []
+    hooked: list[Any] = []
     db.query_hooks.append(hooked.append)
     yield hooked, caplog
     db.query_hooks.remove(hooked.append)

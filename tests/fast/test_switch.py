@@ -22,6 +22,7 @@ import pytest
 
 import fastpeewee
 from fastpeewee import (
+    AsyncDatabase,
     AsyncMySQLDatabase,
     AsyncPostgresqlDatabase,
     AsyncSqliteDatabase,
@@ -190,7 +191,7 @@ async def test_compile_query_stays_usable(backend, request, tmp_path, tripwires)
 
 
 def test_every_database_class_takes_the_switch(tmp_path):
-    classes = [
+    classes: list[type[AsyncDatabase]] = [
         AsyncSqliteDatabase,
         AsyncPostgresqlDatabase,
         AsyncMySQLDatabase,
