@@ -48,11 +48,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", names, indirect=True)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "backends(*names): run only on these backends")
-    config.addinivalue_line("markers", "soak: the 30 s soak of the reference app (-m 'not soak')")
-
-
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for name, reason in _unavailable.items():
         terminalreporter.write_sep("!", f"{name.upper()} TESTS SKIPPED: {reason}", red=True)
