@@ -22,12 +22,12 @@ quickstart: $(STAMP)  ## a short script tour of the async and sync API
 # The coverage floor is fail_under in pyproject.toml ([tool.coverage.report]).
 COVERAGE_ARGS := --cov --cov-report=term-missing:skip-covered
 
-test: lint  ## ruff, mypy --strict, then pytest on SQLite, a throwaway PostgreSQL and MariaDB
+test: lint  ## ruff, mypy --strict, then pytest (with coverage) on SQLite, PostgreSQL and MariaDB
 	$(PY) -m pytest $(COVERAGE_ARGS) $(PYTEST_ARGS)
 
 # Every test again with the compiled fast paths switched off, so the plain
-# peewee route they replace stays right. The fault tests exercise the
-# connection layer, which the switch does not touch.
+# peewee route they stand in for stays right. tests/faults (the slowest
+# modules, about connections rather than query paths) is left out.
 test-slow-paths: $(STAMP)  ## pytest with FASTPEEWEE_FAST_PATHS=0 (faults left out)
 	FASTPEEWEE_FAST_PATHS=0 $(PY) -m pytest -q -p no:randomly tests --ignore=tests/faults $(PYTEST_ARGS)
 
