@@ -3,7 +3,9 @@ and one throwaway MariaDB server (the ``mysql`` backend).
 
 ``FASTPEEWEE_BACKENDS=sqlite`` (comma-separated) limits the backends. With
 ``CI=true`` a server that cannot start fails the run; locally its tests skip
-with a loud message.
+with a loud message. ``FASTPEEWEE_TEST_POSTGRES_URL`` and
+``FASTPEEWEE_TEST_MYSQL_URL`` use an existing server instead of a throwaway one
+(see tests/servers.py); tests marked ``own_server`` skip on it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,7 +30,13 @@ from fastpeewee import (
 )
 
 from .models import MODELS, bind_models
-from .servers import MariaDBServer, PostgresServer, ServerUnavailable
+from .servers import (
+    URL_VARIABLES,
+    ExistingServer,
+    MariaDBServer,
+    PostgresServer,
+    ServerUnavailable,
+)
 
 # What make_database returns: an AsyncDatabase that is also a peewee Database.
 AnyDatabase = AsyncSqliteDatabase | AsyncPostgresqlDatabase | AsyncMySQLDatabase
@@ -51,18 +60,98 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", names, indirect=True)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "backends(*names): run only on these backends")
-    config.addinivalue_line("markers", "soak: the 30 s soak of the reference app (-m 'not soak')")
-
-
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for name, reason in _unavailable.items():
         terminalreporter.write_sep("!", f"{name.upper()} TESTS SKIPPED: {reason}", red=True)
 
 
+# Tests that rely on what only a server the suite started gives, by node id
+# prefix. They belong in an ``@pytest.mark.own_server(reason)`` in their module;
+# this table marks them meanwhile.
+OWN_SERVER_TESTS = {
+    "tests/core/test_dsn_masking.py::test_pool_timeouts_and_logs_never_show_the_password": (
+        "trust authentication: it connects with a made-up password", ("postgres",)
+    ),
+    "tests/faults/test_reliability.py::test_s10_a_stopped_database_answers_503_without_secrets": (
+        "trust authentication: it connects with a made-up password", ("postgres",)
+    ),
+    "tests/faults/test_soak.py::test_a_30_second_soak": (
+        "it restarts PostgreSQL: benchmarks.soak starts a cluster of its own", ("postgres",)
+    ),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for kind in URL_VARIABLES:
+        try:
+            ExistingServer.from_environment(kind)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    _write_passfile(config)
+
+
+def _write_passfile(config: pytest.Config) -> None:
+    """Give the PostgreSQL URL's password to every libpq and asyncpg connection.
+
+    Some tests pick ``host``, ``port`` and ``user`` out of ``connect_params`` to
+    open a connection of their own (the throwaway cluster needs no password); a
+    password file matching only this server and user serves those too, and an
+    explicit password still wins over it.
+    """
+    server = ExistingServer.from_environment("postgres")
+    if server is None or server.password is None:
+        return
+    fd, path = tempfile.mkstemp(prefix="fastpeewee-pgpass-")
+    with os.fdopen(fd, "w") as passfile:  # mkstemp: mode 0600, as libpq requires
+        passfile.write(server.passfile_line() + "\n")
+    config.stash[_PASSFILE] = (path, os.environ.get("PGPASSFILE"))
+    os.environ["PGPASSFILE"] = path
+
+
+_PASSFILE = pytest.StashKey[tuple[str, str | None]]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    path, before = config.stash.get(_PASSFILE, (None, None))
+    if path is None:
+        return
+    os.unlink(path)
+    if before is None:
+        os.environ.pop("PGPASSFILE", None)
+    else:
+        os.environ["PGPASSFILE"] = before
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for prefix, (reason, kinds) in OWN_SERVER_TESTS.items():
+            if item.nodeid.startswith(prefix):
+                item.add_marker(pytest.mark.own_server(reason, kinds=kinds))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip an ``own_server`` test whose backend's server was given as a URL."""
+    marker = item.get_closest_marker("own_server")
+    if marker is None:
+        return
+    kinds = marker.kwargs.get("kinds") or tuple(URL_VARIABLES)
+    callspec = getattr(item, "callspec", None)
+    backend = callspec.params.get("backend") if callspec is not None else None
+    if backend is not None:
+        kinds = [backend] if backend in kinds else []
+    for kind in kinds:
+        server = ExistingServer.from_environment(kind)
+        if server is not None:
+            pytest.skip(f"needs a server the suite started ({marker.args[0]}); "
+                        f"{URL_VARIABLES[kind]} gives {server!r}")  # fmt: skip
+
+
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server() -> Iterator[PostgresServer | ExistingServer]:
+    existing = ExistingServer.from_environment("postgres")
+    if existing is not None:
+        yield existing
+        return
     try:
         server = PostgresServer.start()
     except ServerUnavailable as exc:
@@ -75,7 +164,11 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="session")
-def mariadb_server() -> Iterator[MariaDBServer]:
+def mariadb_server() -> Iterator[MariaDBServer | ExistingServer]:
+    existing = ExistingServer.from_environment("mysql")
+    if existing is not None:
+        yield existing
+        return
     try:
         server = MariaDBServer.start()
     except ServerUnavailable as exc:
@@ -100,12 +193,12 @@ def make_database(
     if backend == "sqlite":
         return AsyncSqliteDatabase(str(tmp_path / "test.db"), **options)
     if backend == "mysql":
-        maria: MariaDBServer = request.getfixturevalue("mariadb_server")
+        maria: MariaDBServer | ExistingServer = request.getfixturevalue("mariadb_server")
         # The test server has no TLS; PyMySQL would otherwise build a TLS
         # context (~60 ms) for every connection only to find that out.
         options.setdefault("ssl_disabled", True)
         return AsyncMySQLDatabase(maria.database, **maria.connect_params, **options)
-    server: PostgresServer = request.getfixturevalue("postgres_server")
+    server: PostgresServer | ExistingServer = request.getfixturevalue("postgres_server")
     return AsyncPostgresqlDatabase(server.database, **server.connect_params, **options)
 
 

@@ -1,9 +1,15 @@
-"""Throwaway database servers for the test suite, on loopback in temp directories.
+"""Database servers for the test suite: throwaway ones on loopback in temp
+directories, or existing ones given as URLs.
 
 PostgreSQL refuses to run as root, so as root the cluster belongs to the
 ``postgres`` user, and MariaDB's server runs as the ``mysql`` user. Each
-server listens on a free port of 127.0.0.1 and is removed when the session
-ends.
+throwaway server listens on a free port of 127.0.0.1 and is removed when the
+session ends.
+
+``FASTPEEWEE_TEST_POSTGRES_URL`` (``postgresql://user:pass@host:port/db``) and
+``FASTPEEWEE_TEST_MYSQL_URL`` (``mysql://user:pass@host:port/db``) name an
+existing server to use instead (:class:`ExistingServer`): it is never started,
+stopped or restarted, and the tests that need more than its URL grants skip.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
 
 
 class ServerUnavailable(RuntimeError):
@@ -52,6 +59,7 @@ def _as_user(user: str, argv: list[str]) -> list[str]:
 class PostgresServer:
     """A PostgreSQL cluster started for the tests."""
 
+    controlled: ClassVar[bool] = True  # trust authentication, restartable
     port: int
     datadir: Path
     bindir: Path
@@ -150,6 +158,7 @@ MARIADB_OPTIONS = (
 class MariaDBServer:
     """A MariaDB server started for the tests, with one test user and database."""
 
+    controlled: ClassVar[bool] = True  # root over the socket, stoppable
     port: int
     tmp: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -253,3 +262,104 @@ class MariaDBServer:
             process.kill()  # nothing here is worth a clean shutdown
             process.wait(timeout=30)
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+URL_VARIABLES = {"postgres": "FASTPEEWEE_TEST_POSTGRES_URL", "mysql": "FASTPEEWEE_TEST_MYSQL_URL"}
+_SCHEMES = {"postgres": ("postgresql", "postgres"), "mysql": ("mysql", "mariadb")}
+_DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306}
+
+
+class NotControlled(ServerUnavailable):
+    """The test needs a server the suite started; this one was given as a URL."""
+
+
+@dataclass
+class ExistingServer:
+    """A server given as a URL: used as it is, never started, stopped or restarted.
+
+    Example::
+
+        server = ExistingServer.from_url("postgres", "postgresql://ann:pw@db:5432/scratch")
+        AsyncPostgresqlDatabase(server.database, **server.connect_params)
+
+    The suite drops and creates its tables in ``database``: give it a scratch one.
+    """
+
+    controlled: ClassVar[bool] = False
+    kind: str
+    host: str
+    port: int
+    user: str
+    password: str | None
+    database: str
+
+    @classmethod
+    def from_url(cls, kind: str, url: str) -> ExistingServer:
+        """Parse ``url`` (a scheme of ``kind``, user, optional password, host, port, database)."""
+        parts = urlsplit(url)
+        variable = URL_VARIABLES[kind]
+        if parts.scheme not in _SCHEMES[kind]:
+            raise ValueError(f"{variable}: scheme {parts.scheme!r} is not one of "
+                             f"{', '.join(_SCHEMES[kind])}")  # fmt: skip
+        database = unquote(parts.path.lstrip("/"))
+        if not (parts.hostname and parts.username and database):
+            raise ValueError(f"{variable} needs a user, a host and a database: "
+                             f"{kind}://user:password@host:port/database")  # fmt: skip
+        password = None if parts.password is None else unquote(parts.password)
+        return cls(kind=kind, host=parts.hostname, port=parts.port or _DEFAULT_PORTS[kind],
+                   user=unquote(parts.username), password=password, database=database)  # fmt: skip
+
+    @classmethod
+    def from_environment(cls, kind: str) -> ExistingServer | None:
+        """The server named by ``kind``'s URL variable, or None when it is unset."""
+        url = os.environ.get(URL_VARIABLES[kind], "").strip()
+        return cls.from_url(kind, url) if url else None
+
+    @property
+    def connect_params(self) -> dict[str, object]:
+        params: dict[str, object] = {"host": self.host, "port": self.port, "user": self.user}
+        if self.password is not None:
+            params["password"] = self.password
+        return params
+
+    def __repr__(self) -> str:  # never the password, in a test id or a failure
+        return (f"ExistingServer({self.kind}://{self.user}@{self.host}:{self.port}/"
+                f"{self.database})")  # fmt: skip
+
+    def passfile_line(self) -> str:
+        """This server's line for a libpq password file (``PGPASSFILE``)."""
+
+        def field(value: object) -> str:
+            return str(value).replace("\\", "\\\\").replace(":", "\\:")
+
+        return ":".join(field(v) for v in (self.host, self.port, "*", self.user, self.password))
+
+    def sql_as_root(self, *statements: str) -> None:
+        """Run statements as the URL's user (the MySQL stand-in for the throwaway
+        server's root); a statement it has no privilege for skips the test."""
+        import pymysql
+        import pytest
+
+        conn = pymysql.connect(database=self.database, autocommit=True, **self.connect_params)
+        try:
+            with conn.cursor() as cursor:
+                for statement in statements:
+                    cursor.execute(statement)
+        except pymysql.err.MySQLError as exc:
+            if exc.args[0] not in _MYSQL_ACCESS_DENIED:
+                raise
+            pytest.skip(f"{self!r} refused a statement this test needs: {exc.args[1]}")
+        finally:
+            conn.close()
+
+    def restart(self, down_seconds: float = 1.0) -> None:
+        """A server given as a URL is not the suite's to restart."""
+        raise NotControlled(f"{self!r} was given as a URL: the suite does not restart it")
+
+    def stop(self) -> None:
+        """Nothing to do: the server outlives the session."""
+
+
+# ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR, ER_TABLEACCESS_DENIED_ERROR,
+# ER_SPECIFIC_ACCESS_DENIED_ERROR
+_MYSQL_ACCESS_DENIED = frozenset({1044, 1045, 1142, 1227})

@@ -13,6 +13,7 @@ Example::
     ann = await User.acreate(name="ann")
 """
 
+from ._version import __version__ as __version__
 from .backends.mysql import AsyncMySQLDatabase
 from .backends.postgres import AsyncPostgresqlDatabase
 from .backends.sqlite import AsyncSqliteDatabase
@@ -44,8 +45,6 @@ from .schema import (
     to_pydantic,
 )
 from .transactions import async_atomic, async_savepoint, async_transaction
-
-__version__ = "0.1.0"
 
 # playhouse.pwasyncio calls the database mixin AsyncDatabaseMixin.
 AsyncDatabaseMixin = AsyncDatabase
