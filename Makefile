@@ -22,17 +22,19 @@ quickstart: $(STAMP)  ## a short script tour of the async and sync API
 # The coverage floor is fail_under in pyproject.toml ([tool.coverage.report]).
 COVERAGE_ARGS := --cov --cov-report=term-missing:skip-covered
 
-test: lint  ## ruff, mypy --strict, then pytest (with coverage) on SQLite, PostgreSQL and MariaDB
+test: lint  ## ruff, mypy, pytest (with coverage) on SQLite, PostgreSQL and MariaDB, then again without fast paths
 	$(PY) -m pytest $(COVERAGE_ARGS) $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-slow-paths
 
 # Every test again with the compiled fast paths switched off, so the plain
 # peewee route they stand in for stays right. tests/faults (the slowest
 # modules, about connections rather than query paths) is left out.
 test-slow-paths: $(STAMP)  ## pytest with FASTPEEWEE_FAST_PATHS=0 (faults left out)
-	FASTPEEWEE_FAST_PATHS=0 $(PY) -m pytest -q -p no:randomly tests --ignore=tests/faults $(PYTEST_ARGS)
+	FASTPEEWEE_FAST_PATHS=0 $(PY) -m pytest -q tests --ignore=tests/faults $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks
+	$(VENV)/bin/ruff format --check src tests examples benchmarks
 	$(VENV)/bin/mypy
 
 format: $(STAMP)  ## ruff format on the whole tree

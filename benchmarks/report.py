@@ -13,9 +13,14 @@ from typing import Any
 
 from .runner import Cell, Settings
 
-SHORT = {"raw asyncpg": "raw", "raw aiosqlite": "raw", "playhouse.pwasyncio": "pwasyncio",
-         "SQLAlchemy 2 async ORM": "SQLAlchemy", "Tortoise ORM": "Tortoise",
-         "peewee (sync)": "peewee sync"}
+SHORT = {
+    "raw asyncpg": "raw",
+    "raw aiosqlite": "raw",
+    "playhouse.pwasyncio": "pwasyncio",
+    "SQLAlchemy 2 async ORM": "SQLAlchemy",
+    "Tortoise ORM": "Tortoise",
+    "peewee (sync)": "peewee sync",
+}
 BACKEND = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
@@ -29,8 +34,13 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "load_average": os.getloadavg()}
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average": os.getloadavg(),
+    }
 
 
 def _fmt_ratio(cell: Cell) -> str:
@@ -42,8 +52,10 @@ def _fmt_ratio(cell: Cell) -> str:
 def ratio_table(cells: list[Cell]) -> str:
     """Workloads down, peers across: the median ratio to the raw driver (and its rate)."""
     peers = list(dict.fromkeys(SHORT.get(c.peer, c.peer) for c in cells if "raw" not in c.peer))
-    lines = ["| workload | raw driver | " + " | ".join(peers) + " |",
-             "|---|---:|" + "---:|" * len(peers)]
+    lines = [
+        "| workload | raw driver | " + " | ".join(peers) + " |",
+        "|---|---:|" + "---:|" * len(peers),
+    ]
     rows: dict[tuple[str, str], dict[str, Cell]] = {}
     for cell in cells:
         rows.setdefault((cell.backend, cell.workload), {})[SHORT.get(cell.peer, cell.peer)] = cell
@@ -67,8 +79,17 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
-PACKAGES = ("peewee", "asyncpg", "aiosqlite", "psycopg", "SQLAlchemy", "tortoise-orm",
-            "fastapi", "uvicorn", "uvloop")
+PACKAGES = (
+    "peewee",
+    "asyncpg",
+    "aiosqlite",
+    "psycopg",
+    "SQLAlchemy",
+    "tortoise-orm",
+    "fastapi",
+    "uvicorn",
+    "uvloop",
+)
 
 
 def versions() -> dict[str, str]:
@@ -86,12 +107,20 @@ def versions() -> dict[str, str]:
 
 def header(command: str, settings: Settings) -> dict[str, Any]:
     """When, where and how: the JSON's first keys and the printed preamble."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     import fastpeewee
 
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command,
-            "fastpeewee": str(Path(fastpeewee.__file__).parent),
-            "commit": commit, "argv": sys.argv[1:], "rounds": settings.rounds,
-            "heavy_rounds": settings.heavy_rounds, "seconds_per_measurement": settings.budget,
-            "machine": machine(), "versions": versions()}
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": command,
+        "fastpeewee": str(Path(fastpeewee.__file__).parent),
+        "commit": commit,
+        "argv": sys.argv[1:],
+        "rounds": settings.rounds,
+        "heavy_rounds": settings.heavy_rounds,
+        "seconds_per_measurement": settings.budget,
+        "machine": machine(),
+        "versions": versions(),
+    }

@@ -32,13 +32,18 @@ RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run",
-                                     description=(__doc__ or "").split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=(__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="short rounds (about 2 minutes)")
     parser.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W4,H1")
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--app-root", type=Path, default=web.ROOT,
-                        help="checkout holding examples/sql_app and src/ (default: this one)")
+    parser.add_argument(
+        "--app-root",
+        type=Path,
+        default=web.ROOT,
+        help="checkout holding examples/sql_app and src/ (default: this one)",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"default: {RESULTS}")
     return parser.parse_args()
 
@@ -53,8 +58,9 @@ def run_sqlite(settings: Settings, only: set[str] | None) -> list[Cell]:
         return cells
 
 
-def run_postgres(settings: Settings, only: set[str] | None,
-                 payload: dict[str, Any], app_root: Path) -> list[Cell]:
+def run_postgres(
+    settings: Settings, only: set[str] | None, payload: dict[str, Any], app_root: Path
+) -> list[Cell]:
     try:
         server = PostgresServer.start()
     except ServerUnavailable as exc:
@@ -62,15 +68,21 @@ def run_postgres(settings: Settings, only: set[str] | None,
         payload["postgres_skipped"] = str(exc)
         return []
     try:
-        target = Target("postgres", host="127.0.0.1", port=server.port, user=server.user,
-                        database=server.database)
+        target = Target(
+            "postgres",
+            host="127.0.0.1",
+            port=server.port,
+            user=server.user,
+            database=server.database,
+        )
         payload["postgres_version"] = server._psql("SHOW server_version").strip()
         cells: list[Cell] = []
         if only is None or any(k.startswith("W") for k in only):
             fill(sync_database("postgres", server))
             checker = Checker(sync_database("postgres", server))
             cells, payload["synchronous_commit"] = asyncio.run(
-                bench_backend(target, checker, settings, only))
+                bench_backend(target, checker, settings, only)
+            )
             checker.db.close()
         payload["http"] = web.run_http(server, payload["quick"], only, app_root)
         return cells
@@ -100,13 +112,17 @@ def main() -> None:
 
 def print_summary(payload: dict[str, Any], cells: list[Cell]) -> None:
     m = payload["machine"]
-    print(f"\n{payload['date']}, {m['cpu']} x{m['cores']}, Python {m['python']}, "
-          f"PostgreSQL {payload.get('postgres_version', '-')}, {payload['command']} "
-          f"({payload['rounds']} rounds, {payload['heavy_rounds']} for W4/W6, "
-          f"{payload['seconds_per_measurement']} s a measurement)")
+    print(
+        f"\n{payload['date']}, {m['cpu']} x{m['cores']}, Python {m['python']}, "
+        f"PostgreSQL {payload.get('postgres_version', '-')}, {payload['command']} "
+        f"({payload['rounds']} rounds, {payload['heavy_rounds']} for W4/W6, "
+        f"{payload['seconds_per_measurement']} s a measurement)"
+    )
     if payload.get("synchronous_commit"):
-        print("synchronous_commit per PostgreSQL peer session:",
-              ", ".join(f"{k}={v}" for k, v in payload["synchronous_commit"].items()))
+        print(
+            "synchronous_commit per PostgreSQL peer session:",
+            ", ".join(f"{k}={v}" for k, v in payload["synchronous_commit"].items()),
+        )
     if cells:
         print("\nMedian ratio to the raw driver in the same round (higher is faster):\n")
         print(report.ratio_table(cells))

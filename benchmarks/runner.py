@@ -77,9 +77,13 @@ class Settings:
     budget: float
 
 
-async def bench_backend(target: Target, checker: Checker, settings: Settings,
-                        only: set[str] | None = None, peers: list[Peer] | None = None,
-                        ) -> tuple[list[Cell], dict[str, str]]:
+async def bench_backend(
+    target: Target,
+    checker: Checker,
+    settings: Settings,
+    only: set[str] | None = None,
+    peers: list[Peer] | None = None,
+) -> tuple[list[Cell], dict[str, str]]:
     """Run the workloads (all, or the keys in ``only``) on one backend.
 
     ``peers`` defaults to :func:`peers_for`; the first one is the ratios' floor.
@@ -94,8 +98,9 @@ async def bench_backend(target: Target, checker: Checker, settings: Settings,
         for workload in WORKLOADS:
             if only is None or workload.key in only:
                 rounds = settings.heavy_rounds if workload.heavy else settings.rounds
-                cells += await _bench_workload(target.backend, workload, peers, broken,
-                                               checker, rounds, settings.budget)
+                cells += await _bench_workload(
+                    target.backend, workload, peers, broken, checker, rounds, settings.budget
+                )
     finally:
         for peer in peers:
             if not broken.get(peer.name, "").startswith("setup"):
@@ -106,11 +111,18 @@ async def bench_backend(target: Target, checker: Checker, settings: Settings,
     return cells, seen
 
 
-async def _bench_workload(backend: str, workload: Any, peers: list[Peer],
-                          broken: dict[str, str], checker: Checker, rounds: int,
-                          budget: float) -> list[Cell]:
-    cells = {p.name: Cell(backend, workload.key, workload.title, workload.unit, p.name)
-             for p in peers}
+async def _bench_workload(
+    backend: str,
+    workload: Any,
+    peers: list[Peer],
+    broken: dict[str, str],
+    checker: Checker,
+    rounds: int,
+    budget: float,
+) -> list[Cell]:
+    cells = {
+        p.name: Cell(backend, workload.key, workload.title, workload.unit, p.name) for p in peers
+    }
     for name, why in broken.items():
         cells[name].error = why
     floor = peers[0].name

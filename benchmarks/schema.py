@@ -22,8 +22,12 @@ COLUMNS = ("name", "description", "price", "quantity")
 
 def make_row(n: int) -> dict[str, Any]:
     """Row number ``n``: the same values for every peer."""
-    return {"name": f"item {n}", "description": f"the item numbered {n}",
-            "price": n % 1000, "quantity": 0}
+    return {
+        "name": f"item {n}",
+        "description": f"the item numbered {n}",
+        "price": n % 1000,
+        "quantity": 0,
+    }
 
 
 def peewee_model(db: peewee.Database, table: str, base: type[Any] = peewee.Model) -> type[Any]:
@@ -33,9 +37,14 @@ def peewee_model(db: peewee.Database, table: str, base: type[Any] = peewee.Model
         database = db
         table_name = table
 
-    attrs = {"name": peewee.CharField(max_length=100), "description": peewee.TextField(),
-             "price": peewee.IntegerField(), "quantity": peewee.IntegerField(),
-             "Meta": Meta, "__module__": __name__}
+    attrs = {
+        "name": peewee.CharField(max_length=100),
+        "description": peewee.TextField(),
+        "price": peewee.IntegerField(),
+        "quantity": peewee.IntegerField(),
+        "Meta": Meta,
+        "__module__": __name__,
+    }
     return type("BulkItem" if table == BULK_TABLE else "Item", (base,), attrs)
 
 

@@ -227,8 +227,10 @@ def _requests(run: Run) -> str:
         f" {overall['aborted']} cancelled before their answer came",
     ]  # fmt: skip
     if after_500:
-        lines.append(f"  {after_500} without a response because uvicorn closed the connection "
-                     "after a 500 (counted under the 500)")
+        lines.append(
+            f"  {after_500} without a response because uvicorn closed the connection "
+            "after a 500 (counted under the 500)"
+        )
     for kind, counts in sorted(by_kind.items()):
         lines.append(f"  {kind:<16}{sum(counts.values()):>7}  {_counts(counts)}")
     return "\n".join(lines)
@@ -316,8 +318,10 @@ def _memory(run: Run) -> str:
                       if s.rss is not None)  # fmt: skip
     lines = [f"RSS of uvicorn under load (MB, every {run.settings.sample_every:.0f} s): {shown}"]
     if run.rss is not None:
-        lines.append(f"  with no request in flight: after warm-up {run.rss.baseline / MB:.1f} MB,"
-                     f" at the end {run.rss.end / MB:.1f} MB (bound {run.rss.bound / MB:.1f} MB)")
+        lines.append(
+            f"  with no request in flight: after warm-up {run.rss.baseline / MB:.1f} MB,"
+            f" at the end {run.rss.end / MB:.1f} MB (bound {run.rss.bound / MB:.1f} MB)"
+        )
     return "\n".join(lines)
 
 
@@ -345,8 +349,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak",
                                      description=(__doc__ or "").split("\n")[0])  # fmt: skip
     default_seconds = float(os.environ.get("SOAK_SECONDS") or 300)
-    parser.add_argument("--seconds", type=float, default=default_seconds,
-                        help="how long the clients run (default: $SOAK_SECONDS or 300)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=default_seconds,
+        help="how long the clients run (default: $SOAK_SECONDS or 300)",
+    )
     parser.add_argument("--clients", type=int, default=Settings.clients)
     parser.add_argument("--pool-size", type=int, default=Settings.pool_size)
     parser.add_argument("--seed", type=int, default=Settings.seed,

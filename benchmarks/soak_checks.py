@@ -121,8 +121,9 @@ def check_users(ledger: Ledger, rows: Rows) -> list[str]:
     if wrong:
         failures.append(f"{len(wrong)} acknowledged users stored with other data: {wrong[:10]}")
     sample = sorted(i for i in ledger.acked_users if i in rows.users)[:PASSWORDS_CHECKED]
-    bad_hash = [i for i in sample
-                if not verify_password(ledger.acked_users[i].password, rows.users[i][1])]
+    bad_hash = [
+        i for i in sample if not verify_password(ledger.acked_users[i].password, rows.users[i][1])
+    ]
     if bad_hash:
         failures.append(f"stored password hashes do not match what was sent: ids {bad_hash}")
     by_email: dict[str, list[int]] = defaultdict(list)
@@ -201,8 +202,10 @@ def leak_failures(settled: Settled) -> list[str]:
         if settled.pools is not None:
             known = sum(p["size"] for p in settled.pools)
             if len(settled.backends) > known:
-                failures.append(f"{len(settled.backends)} sessions of the app on the server "
-                                f"but its pools hold {known}: connections leaked outside the pool")
+                failures.append(
+                    f"{len(settled.backends)} sessions of the app on the server "
+                    f"but its pools hold {known}: connections leaked outside the pool"
+                )
     return failures
 
 

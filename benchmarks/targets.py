@@ -19,17 +19,24 @@ FAST, PW = "fastpeewee", "playhouse.pwasyncio"
 ASYNC_ORMS = (PW, "SQLAlchemy 2 async ORM", "Tortoise ORM")
 LAYER_BOUND = [(b, w) for b in ("sqlite", "postgres") for w in ("W1", "W2", "W4", "W6")]
 LAYER_BOUND += [("postgres", "W3"), ("postgres", "W5")]
-TO_RAW = {("postgres", "W1"): 0.5, ("postgres", "W2"): 0.5, ("postgres", "W3"): 0.6,
-          ("postgres", "W5"): 0.6, ("postgres", "W6"): 0.4, ("postgres", "W4"): 1.5,
-          ("sqlite", "W1"): 0.6}
+TO_RAW = {
+    ("postgres", "W1"): 0.5,
+    ("postgres", "W2"): 0.5,
+    ("postgres", "W3"): 0.6,
+    ("postgres", "W5"): 0.6,
+    ("postgres", "W6"): 0.4,
+    ("postgres", "W4"): 1.5,
+    ("sqlite", "W1"): 0.6,
+}
 NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
 def _ratios(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float | None]]:
     table: dict[tuple[str, str], dict[str, float | None]] = {}
     for cell in results:
-        table.setdefault((cell["backend"], cell["workload"]), {})[cell["peer"]] = (
-            cell["median_ratio"])
+        table.setdefault((cell["backend"], cell["workload"]), {})[cell["peer"]] = cell[
+            "median_ratio"
+        ]
     return table
 
 
@@ -43,19 +50,37 @@ def _line(what: str, value: float | None, goal: float) -> str:
 def _vs_peers(key: tuple[str, str], row: dict[str, float | None]) -> list[str]:
     fast = row.get(FAST)
     others = {p: r for p, r in row.items() if p in ASYNC_ORMS}
-    best_name, best = max(((p, r) for p, r in others.items() if r is not None),
-                          key=lambda pr: pr[1], default=("-", None))
+    best_name, best = max(
+        ((p, r) for p, r in others.items() if r is not None),
+        key=lambda pr: pr[1],
+        default=("-", None),
+    )
     where = f"{NAMES[key[0]]} {key[1]}"
     lines = []
     if key in LAYER_BOUND:
         pw = others.get(PW)
-        lines.append(_line(f"{where} fastpeewee / pwasyncio",
-                           fast / pw if fast is not None and pw else None, 2.0))
-        lines.append(_line(f"{where} fastpeewee / best ORM peer ({best_name})",
-                           fast / best if fast is not None and best else None, 1.3))
+        lines.append(
+            _line(
+                f"{where} fastpeewee / pwasyncio",
+                fast / pw if fast is not None and pw else None,
+                2.0,
+            )
+        )
+        lines.append(
+            _line(
+                f"{where} fastpeewee / best ORM peer ({best_name})",
+                fast / best if fast is not None and best else None,
+                1.3,
+            )
+        )
     elif key[0] == "sqlite" and key[1] in ("W3", "W5"):
-        lines.append(_line(f"{where} fastpeewee / best ORM peer ({best_name})",
-                           fast / best if fast is not None and best else None, 1.0))
+        lines.append(
+            _line(
+                f"{where} fastpeewee / best ORM peer ({best_name})",
+                fast / best if fast is not None and best else None,
+                1.0,
+            )
+        )
     if key in TO_RAW:
         lines.append(_line(f"{where} fastpeewee / raw driver", fast, TO_RAW[key]))
     return lines
@@ -74,8 +99,11 @@ def check(payload: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else (
-        Path(__file__).resolve().parent / "results" / "latest.json")
+    path = (
+        Path(sys.argv[1])
+        if len(sys.argv) > 1
+        else (Path(__file__).resolve().parent / "results" / "latest.json")
+    )
     print("\n".join(check(json.loads(path.read_text()))))
 
 

@@ -38,8 +38,10 @@ from tests.servers import PostgresServer, free_port
 ROOT = Path(__file__).resolve().parent.parent
 SEED_USERS = 100
 CONNECTIONS = 10
-APPS = {"fastpeewee": "examples.sql_app.main:app",
-        "SQLAlchemy": "benchmarks.apps.sqlalchemy_app.main:app"}
+APPS = {
+    "fastpeewee": "examples.sql_app.main:app",
+    "SQLAlchemy": "benchmarks.apps.sqlalchemy_app.main:app",
+}
 BASELINE = "SQLAlchemy"
 ENDPOINTS = {"H1": "GET /users/{id}", "H2": "GET /users/?limit=100", "H3": "POST /users/"}
 
@@ -109,14 +111,31 @@ class App:
     def start(self) -> None:
         """Run uvicorn and wait until the app answers."""
         self.port = free_port()
-        env = {**os.environ, "DATABASE_URL": self.database_url, "POOL_SIZE": "10",
-               "PYTHONPATH": self.pythonpath}
-        argv = [sys.executable, "-m", "uvicorn", self.spec, "--host", "127.0.0.1",
-                "--port", str(self.port), "--workers", "1", "--no-access-log",
-                "--log-level", "warning"]
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "POOL_SIZE": "10",
+            "PYTHONPATH": self.pythonpath,
+        }
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            self.spec,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen(argv, cwd=self.cwd, env=env, stdout=log,
-                                            stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                argv, cwd=self.cwd, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -144,8 +163,9 @@ class App:
 def request(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
     """One HTTP request; returns the status and the decoded JSON body."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, json.loads(resp.read() or b"null")
@@ -157,12 +177,18 @@ def seed(app: App) -> None:
     """SEED_USERS users with one item each, through the app's own routes."""
 
     def one(n: int) -> None:
-        status, user = request("POST", f"{app.base}/users/",
-                               {"email": f"seed{n}@example.com", "password": "correct horse"})
+        status, user = request(
+            "POST",
+            f"{app.base}/users/",
+            {"email": f"seed{n}@example.com", "password": "correct horse"},
+        )
         if status != 201:
             raise RuntimeError(f"{app.name}: POST /users/ answered {status}: {user}")
-        status, item = request("POST", f"{app.base}/users/{user['id']}/items/",
-                               {"title": f"item of {n}", "description": "seeded"})
+        status, item = request(
+            "POST",
+            f"{app.base}/users/{user['id']}/items/",
+            {"title": f"item of {n}", "description": "seeded"},
+        )
         if status != 201:
             raise RuntimeError(f"{app.name}: POST items answered {status}: {item}")
 
@@ -176,12 +202,18 @@ def same_json(apps: list[App]) -> None:
     for app in apps:
         status, users = request("GET", f"{app.base}/users/?limit=100")
         if status != 200 or len(users) != SEED_USERS:
-            raise RuntimeError(f"{app.name}: GET /users/?limit=100 gave {status}, "
-                               f"{len(users)} users")
+            raise RuntimeError(
+                f"{app.name}: GET /users/?limit=100 gave {status}, {len(users)} users"
+            )
         seen[app.name] = sorted(
-            (sorted(u), u["email"], u["is_active"],
-             [(sorted(i), i["title"], i["description"]) for i in u["items"]])
-            for u in users)
+            (
+                sorted(u),
+                u["email"],
+                u["is_active"],
+                [(sorted(i), i["title"], i["description"]) for i in u["items"]],
+            )
+            for u in users
+        )
     first, *others = seen.values()
     if any(other != first for other in others):
         raise RuntimeError(f"the apps' JSON differ: {json.dumps(seen)[:1000]}")
@@ -192,18 +224,29 @@ def wrk(app: App, key: str, seconds: float, scripts: Path) -> dict[str, Any]:
     prefix = f"h3-{app.name.lower()}-{uuid.uuid4().hex[:8]}-"
     script = scripts / f"{key}-{prefix}.lua"
     script.write_text(_lua(key, prefix))
-    argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--timeout", "10s",
-            "-s", str(script), app.base]
+    argv = [
+        "wrk",
+        "-t1",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        app.base,
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     line = next((x for x in done.stdout.splitlines() if x.startswith("WRKJSON ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    summary: dict[str, Any] = json.loads(line[len("WRKJSON "):])
+    summary: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
     summary["rps"] = summary["requests"] / (summary["duration_us"] / 1e6)
     summary["prefix"] = prefix
     if summary["status_errors"] or summary["socket_errors"]:
-        raise RuntimeError(f"{app.name} {key}: {summary['status_errors']} non-2xx responses, "
-                           f"{summary['socket_errors']} socket errors of {summary['requests']}")
+        raise RuntimeError(
+            f"{app.name} {key}: {summary['status_errors']} non-2xx responses, "
+            f"{summary['socket_errors']} socket errors of {summary['requests']}"
+        )
     return summary
 
 
@@ -213,26 +256,47 @@ def count_signups(server: PostgresServer, database: str, prefix: str) -> int:
     with db.connection_context():
         table = db.execute_sql(
             "SELECT table_name FROM information_schema.columns "
-            "WHERE column_name = 'hashed_password' AND table_schema = 'public'").fetchone()[0]
+            "WHERE column_name = 'hashed_password' AND table_schema = 'public'"
+        ).fetchone()[0]
         sql = f'SELECT COUNT(*) FROM "{table}" WHERE email LIKE %s'
         return int(db.execute_sql(sql, (prefix + "%",)).fetchone()[0])
 
 
-def _check_signups(server: PostgresServer, app: App, database: str,
-                   summary: dict[str, Any]) -> None:
+def _check_signups(
+    server: PostgresServer, app: App, database: str, summary: dict[str, Any]
+) -> None:
     # wrk counts the responses it read; requests cut off at the end may still have landed.
     found = count_signups(server, database, summary["prefix"])
     if not summary["requests"] <= found <= summary["requests"] + CONNECTIONS:
-        raise RuntimeError(f"{app.name} H3: {found} users in the database after "
-                           f"{summary['requests']} answered sign-ups")
+        raise RuntimeError(
+            f"{app.name} H3: {found} users in the database after "
+            f"{summary['requests']} answered sign-ups"
+        )
 
 
-def _measure(server: PostgresServer, apps: list[App], databases: dict[str, str],
-             keys: list[str], rounds: int, seconds: float, scripts: Path) -> list[dict[str, Any]]:
+def _measure(
+    server: PostgresServer,
+    apps: list[App],
+    databases: dict[str, str],
+    keys: list[str],
+    rounds: int,
+    seconds: float,
+    scripts: Path,
+) -> list[dict[str, Any]]:
     cells: dict[tuple[str, str], dict[str, Any]]
-    cells = {(k, a.name): {"workload": k, "endpoint": ENDPOINTS[k], "app": a.name,
-                           "rates": [], "ratios": [], "p99_ms": [], "error": ""}
-             for k in keys for a in apps}
+    cells = {
+        (k, a.name): {
+            "workload": k,
+            "endpoint": ENDPOINTS[k],
+            "app": a.name,
+            "rates": [],
+            "ratios": [],
+            "p99_ms": [],
+            "error": "",
+        }
+        for k in keys
+        for a in apps
+    }
     for round_no in range(rounds):
         for key in keys:
             order = apps if round_no % 2 == 0 else apps[::-1]
@@ -263,13 +327,20 @@ def _measure(server: PostgresServer, apps: list[App], databases: dict[str, str],
     return list(cells.values())
 
 
-def run_http(server: PostgresServer, quick: bool, only: set[str] | None = None,
-             app_root: Path = ROOT) -> dict[str, Any]:
+def run_http(
+    server: PostgresServer, quick: bool, only: set[str] | None = None, app_root: Path = ROOT
+) -> dict[str, Any]:
     """Serve both apps on ``server`` and load H1-H3; returns what the report needs."""
     keys = [k for k in ENDPOINTS if only is None or k in only]
     rounds, seconds = (2, 2.0) if quick else (3, 6.0)
-    info: dict[str, Any] = {"rounds": rounds, "seconds": seconds, "connections": CONNECTIONS,
-                            "baseline": BASELINE, "seed_users": SEED_USERS, "results": []}
+    info: dict[str, Any] = {
+        "rounds": rounds,
+        "seconds": seconds,
+        "connections": CONNECTIONS,
+        "baseline": BASELINE,
+        "seed_users": SEED_USERS,
+        "results": [],
+    }
     info["skipped"] = why_skipped(app_root) if keys else "not selected"
     if info["skipped"]:
         if keys:
@@ -308,18 +379,21 @@ def table(http: dict[str, Any]) -> str:
     """Markdown: requests/s of each app and fastpeewee's ratio to the SQLAlchemy app."""
     if http.get("skipped"):
         return str(http["skipped"])
-    lines = [f"HTTP, uvicorn 1 worker, wrk {http['connections']} connections, "
-             f"{http['rounds']} rounds of {http['seconds']:g} s "
-             f"(ratio to the {http['baseline']} app in the same round):", "",
-             "| workload | " + " | ".join(f"{a} req/s" for a in APPS)
-             + " | fastpeewee / SQLAlchemy |", "|---|" + "---:|" * (len(APPS) + 1)]
+    lines = [
+        f"HTTP, uvicorn 1 worker, wrk {http['connections']} connections, "
+        f"{http['rounds']} rounds of {http['seconds']:g} s "
+        f"(ratio to the {http['baseline']} app in the same round):",
+        "",
+        "| workload | " + " | ".join(f"{a} req/s" for a in APPS) + " | fastpeewee / SQLAlchemy |",
+        "|---|" + "---:|" * (len(APPS) + 1),
+    ]
     by_key: dict[str, dict[str, dict[str, Any]]] = {}
     for cell in http["results"]:
         by_key.setdefault(cell["workload"], {})[cell["app"]] = cell
     for key, cells in by_key.items():
-        rates = " | ".join(f"{cells[a]['median_rps']:,.0f}" if cells[a]["median_rps"]
-                           else "failed" for a in APPS)
+        rates = " | ".join(
+            f"{cells[a]['median_rps']:,.0f}" if cells[a]["median_rps"] else "failed" for a in APPS
+        )
         ratio = cells["fastpeewee"]["median_ratio"]
-        lines.append(f"| {key} {ENDPOINTS[key]} | {rates} | "
-                     f"{f'{ratio:.2f}' if ratio else '-'} |")
+        lines.append(f"| {key} {ENDPOINTS[key]} | {rates} | {f'{ratio:.2f}' if ratio else '-'} |")
     return "\n".join(lines)

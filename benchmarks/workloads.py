@@ -51,8 +51,9 @@ def expect(condition: bool, what: str) -> None:
         raise Mismatch(what)
 
 
-async def timed(op: Callable[[int], Awaitable[None]], budget: float,
-                limit: int) -> tuple[int, float]:
+async def timed(
+    op: Callable[[int], Awaitable[None]], budget: float, limit: int
+) -> tuple[int, float]:
     """Run ``op(0)``, ``op(1)``, ... until ``budget`` seconds or ``limit`` calls."""
     started = time.perf_counter()
     done, elapsed = 0, 0.0
@@ -90,8 +91,12 @@ async def w2(peer: Peer, plan: Plan, checker: Checker, budget: float) -> float:
     async def op(i: int) -> None:
         offset = plan.offsets[i]
         objs = await peer.page(offset)
-        expect(len(objs) == 100 and peer.pk(objs[0]) == offset + 1
-               and peer.pk(objs[-1]) == offset + 100, f"W2 page({offset})")
+        expect(
+            len(objs) == 100
+            and peer.pk(objs[0]) == offset + 1
+            and peer.pk(objs[-1]) == offset + 100,
+            f"W2 page({offset})",
+        )
 
     done, elapsed = await timed(op, budget, len(plan.offsets))
     return done / elapsed
@@ -130,8 +135,10 @@ async def w5(peer: Peer, plan: Plan, checker: Checker, budget: float) -> float:
 
     done, elapsed = await timed(op, budget, len(plan.pks))
     count, added = checker.count(TABLE) - before, checker.quantity() - quantity
-    expect(count == done and added == done,
-           f"W5 inserted {count} rows and added {added} to quantities, expected {done} each")
+    expect(
+        count == done and added == done,
+        f"W5 inserted {count} rows and added {added} to quantities, expected {done} each",
+    )
     return done / elapsed
 
 
@@ -140,8 +147,10 @@ async def w6(peer: Peer, plan: Plan, checker: Checker, budget: float) -> float:
 
     async def op(i: int) -> None:
         objs = await peer.concurrent_gets(plan.batches)
-        expect(sorted(peer.pk(o) for o in objs) == sorted(wanted),
-               f"W6 returned {len(objs)} rows, not the {len(wanted)} asked for")
+        expect(
+            sorted(peer.pk(o) for o in objs) == sorted(wanted),
+            f"W6 returned {len(objs)} rows, not the {len(wanted)} asked for",
+        )
 
     done, elapsed = await timed(op, budget, 1_000)
     return done * len(wanted) / elapsed
@@ -153,6 +162,5 @@ WORKLOADS = [
     Workload("W3", "insert one row, autocommit", "inserts/s", w3),
     Workload("W4", "bulk insert 10,000 rows", "rows/s", w4, heavy=True),
     Workload("W5", "transaction: get, update, insert", "txns/s", w5),
-    Workload("W6", f"{W6_TASKS} tasks x {W6_GETS} gets, pool of 10", "gets/s", w6,
-             heavy=True),
+    Workload("W6", f"{W6_TASKS} tasks x {W6_GETS} gets, pool of 10", "gets/s", w6, heavy=True),
 ]

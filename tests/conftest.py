@@ -70,13 +70,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # this table marks them meanwhile.
 OWN_SERVER_TESTS = {
     "tests/core/test_dsn_masking.py::test_pool_timeouts_and_logs_never_show_the_password": (
-        "trust authentication: it connects with a made-up password", ("postgres",)
+        "trust authentication: it connects with a made-up password",
+        ("postgres",),
     ),
     "tests/faults/test_reliability.py::test_s10_a_stopped_database_answers_503_without_secrets": (
-        "trust authentication: it connects with a made-up password", ("postgres",)
+        "trust authentication: it connects with a made-up password",
+        ("postgres",),
     ),
     "tests/faults/test_soak.py::test_a_30_second_soak": (
-        "it restarts PostgreSQL: benchmarks.soak starts a cluster of its own", ("postgres",)
+        "it restarts PostgreSQL: benchmarks.soak starts a cluster of its own",
+        ("postgres",),
     ),
 }
 

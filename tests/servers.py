@@ -78,8 +78,21 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(tmp, "postgres", "postgres")
         server = cls(port=free_port(), datadir=datadir, bindir=bindir)
-        run = _as_user("postgres", [str(bindir / "initdb"), "-D", str(datadir), "-A", "trust",
-                                    "-U", "postgres", "-E", "UTF8", "--no-sync"])
+        run = _as_user(
+            "postgres",
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(datadir),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        )
         _check(run, "initdb")
         server._pg_ctl_start()
         server._psql(f"CREATE DATABASE {server.database}")
@@ -87,31 +100,79 @@ class PostgresServer:
 
     def _pg_ctl_start(self) -> None:
         tmp = self.datadir.parent
-        options = (f"-p {self.port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        start = _as_user("postgres", [str(self.bindir / "pg_ctl"), "-D", str(self.datadir),
-                                      "-o", options, "-l", str(tmp / "log"), "-w", "-t", "60",
-                                      "start"])
+        options = (
+            f"-p {self.port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        start = _as_user(
+            "postgres",
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-o",
+                options,
+                "-l",
+                str(tmp / "log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )
         _check(start, "pg_ctl start", tmp / "log")
 
     def restart(self, down_seconds: float = 1.0) -> None:
         """Stop the cluster as an operator would (``pg_ctl -m fast``: sessions are
         terminated, the data is kept), stay down ``down_seconds``, then start it
         again on the same port and data directory."""
-        stop = _as_user("postgres", [str(self.bindir / "pg_ctl"), "-D", str(self.datadir),
-                                     "-m", "fast", "-w", "-t", "60", "stop"])
+        stop = _as_user(
+            "postgres",
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+                "stop",
+            ],
+        )
         _check(stop, "pg_ctl stop", self.datadir.parent / "log")
         time.sleep(down_seconds)
         self._pg_ctl_start()
 
     def _psql(self, sql: str) -> str:
-        argv = [str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
-                self.user, "-d", "postgres", "-Atc", sql]
+        argv = [
+            str(self.bindir / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            "-d",
+            "postgres",
+            "-Atc",
+            sql,
+        ]
         return _check(argv, "psql")
 
     def stop(self) -> None:
-        stop = _as_user("postgres", [str(self.bindir / "pg_ctl"), "-D", str(self.datadir),
-                                     "-m", "immediate", "-w", "stop"])
+        stop = _as_user(
+            "postgres",
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        )
         subprocess.run(stop, capture_output=True, timeout=60)
         shutil.rmtree(self.datadir.parent, ignore_errors=True)
 
@@ -172,8 +233,12 @@ class MariaDBServer:
 
     @property
     def connect_params(self) -> dict[str, Any]:
-        return {"host": "127.0.0.1", "port": self.port, "user": self.user,
-                "password": self.password}
+        return {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+        }
 
     @classmethod
     def start(cls) -> MariaDBServer:
@@ -195,8 +260,13 @@ class MariaDBServer:
         return server
 
     def _install(self, install_db: str) -> None:
-        argv = [install_db, *MARIADB_OPTIONS, f"--datadir={self.tmp / 'data'}",
-                "--auth-root-authentication-method=socket", "--skip-test-db"]
+        argv = [
+            install_db,
+            *MARIADB_OPTIONS,
+            f"--datadir={self.tmp / 'data'}",
+            "--auth-root-authentication-method=socket",
+            "--skip-test-db",
+        ]
         if os.geteuid() == 0:
             argv.append("--user=mysql")
         _check(_as_user("mysql", argv), "mariadb-install-db")
@@ -210,14 +280,22 @@ class MariaDBServer:
         raise ServerUnavailable(f"mariadbd could not bind a port: {self._log_tail()}")
 
     def _start_process(self, mariadbd: str) -> bool:
-        argv = [mariadbd, *MARIADB_OPTIONS, f"--datadir={self.tmp / 'data'}",
-                f"--socket={self.socket}", f"--pid-file={self.tmp / 'mysqld.pid'}",
-                f"--log-error={self.tmp / 'error.log'}", "--skip-networking=0",
-                "--bind-address=127.0.0.1", f"--port={self.port}"]
+        argv = [
+            mariadbd,
+            *MARIADB_OPTIONS,
+            f"--datadir={self.tmp / 'data'}",
+            f"--socket={self.socket}",
+            f"--pid-file={self.tmp / 'mysqld.pid'}",
+            f"--log-error={self.tmp / 'error.log'}",
+            "--skip-networking=0",
+            "--bind-address=127.0.0.1",
+            f"--port={self.port}",
+        ]
         if os.geteuid() == 0:
             argv.append("--user=mysql")  # mariadbd drops root for the mysql user itself
-        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         process = self.process
         if not wait_until(lambda: self._accepting() or process.poll() is not None, 60):
             raise ServerUnavailable("mariadbd did not accept connections within 60 s")
@@ -252,8 +330,14 @@ class MariaDBServer:
         client = shutil.which("mariadb") or "mariadb"
         # Socket authentication: the OS user that ran mariadb-install-db is an admin.
         os_user = "mysql" if os.geteuid() == 0 else getpass.getuser()
-        argv = [client, "--no-defaults", f"--socket={self.socket}", f"-u{os_user}",
-                "-e", ";".join(statements)]
+        argv = [
+            client,
+            "--no-defaults",
+            f"--socket={self.socket}",
+            f"-u{os_user}",
+            "-e",
+            ";".join(statements),
+        ]
         _check(_as_user("mysql", argv), "mariadb client")
 
     def stop(self) -> None:

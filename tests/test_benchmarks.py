@@ -50,10 +50,16 @@ def target(tmp_path: Path) -> Target:
 
 async def test_harness_measures_flags_and_survives(target: Target) -> None:
     checker = Checker(peewee.SqliteDatabase(target.path))
-    peers = [SyncPeewee(target), FastPeewee(target), OffByOne(target), NoBulk(target),
-             LosesInserts(target)]
-    cells, _ = await bench_backend(target, checker, Settings(2, 1, 0.02), {"W1", "W3", "W4"},
-                                   peers)
+    peers = [
+        SyncPeewee(target),
+        FastPeewee(target),
+        OffByOne(target),
+        NoBulk(target),
+        LosesInserts(target),
+    ]
+    cells, _ = await bench_backend(
+        target, checker, Settings(2, 1, 0.02), {"W1", "W3", "W4"}, peers
+    )
     by = {(c.workload, c.peer): c for c in cells}
 
     for key in ("W1", "W3", "W4"):

@@ -29,10 +29,29 @@ def test_every_public_name_has_a_docstring():
 
 def test_pwasyncio_names_exist_on_the_databases():
     names = [
-        "aconnect", "aclose", "is_closed", "close_pool", "aexecute_sql", "acreate_tables",
-        "adrop_tables", "aexecute", "get", "first", "list", "scalar", "count", "exists",
-        "aprefetch", "iterate", "run", "Model", "atomic", "transaction", "savepoint",
-        "__aenter__", "__aexit__",
+        "aconnect",
+        "aclose",
+        "is_closed",
+        "close_pool",
+        "aexecute_sql",
+        "acreate_tables",
+        "adrop_tables",
+        "aexecute",
+        "get",
+        "first",
+        "list",
+        "scalar",
+        "count",
+        "exists",
+        "aprefetch",
+        "iterate",
+        "run",
+        "Model",
+        "atomic",
+        "transaction",
+        "savepoint",
+        "__aenter__",
+        "__aexit__",
     ]
     databases = (
         fastpeewee.AsyncSqliteDatabase,
@@ -43,8 +62,18 @@ def test_pwasyncio_names_exist_on_the_databases():
         for name in names:
             assert hasattr(cls, name), (cls.__name__, name)
     model_names = [
-        "acreate", "aget", "aget_or_none", "aget_by_id", "aget_or_create", "aset_by_id",
-        "adelete_by_id", "abulk_create", "abulk_update", "asave", "adelete_instance", "afetch",
+        "acreate",
+        "aget",
+        "aget_or_none",
+        "aget_by_id",
+        "aget_or_create",
+        "aset_by_id",
+        "adelete_by_id",
+        "abulk_create",
+        "abulk_update",
+        "asave",
+        "adelete_instance",
+        "afetch",
     ]
     for name in model_names:
         assert hasattr(fastpeewee.AsyncModel, name), name

@@ -75,8 +75,9 @@ class FastPeewee(AsyncPeeweePeer):
         t = self.target
         if t.backend == "sqlite":
             return fastpeewee.AsyncSqliteDatabase(t.path, pool_size=POOL_SIZE)
-        return fastpeewee.AsyncPostgresqlDatabase(t.database, host=t.host, port=t.port,
-                                                  user=t.user, pool_size=POOL_SIZE)
+        return fastpeewee.AsyncPostgresqlDatabase(
+            t.database, host=t.host, port=t.port, user=t.user, pool_size=POOL_SIZE
+        )
 
     async def bulk(self, rows: list[dict[str, Any]]) -> None:
         # One call for all rows: staying under the driver's parameter cap is the library's job.
@@ -98,8 +99,9 @@ class PwAsyncio(AsyncPeeweePeer):
         t = self.target
         if t.backend == "sqlite":
             return pwasyncio.AsyncSqliteDatabase(t.path, pool_size=POOL_SIZE)
-        return pwasyncio.AsyncPostgresqlDatabase(t.database, host=t.host, port=t.port,
-                                                 user=t.user, pool_size=POOL_SIZE)
+        return pwasyncio.AsyncPostgresqlDatabase(
+            t.database, host=t.host, port=t.port, user=t.user, pool_size=POOL_SIZE
+        )
 
 
 class SyncPeewee(Peer):
@@ -115,12 +117,18 @@ class SyncPeewee(Peer):
 
         t = self.target
         if t.backend == "sqlite":
-            self.db: Any = PooledSqliteDatabase(t.path, max_connections=POOL_SIZE, timeout=10,
-                                           check_same_thread=False)
+            self.db: Any = PooledSqliteDatabase(
+                t.path, max_connections=POOL_SIZE, timeout=10, check_same_thread=False
+            )
         else:
-            self.db = PooledPostgresqlDatabase(t.database, host=t.host, port=t.port,
-                                               user=t.user, max_connections=POOL_SIZE,
-                                               timeout=10)
+            self.db = PooledPostgresqlDatabase(
+                t.database,
+                host=t.host,
+                port=t.port,
+                user=t.user,
+                max_connections=POOL_SIZE,
+                timeout=10,
+            )
         self.Item = peewee_model(self.db, TABLE)
         self.Bulk = peewee_model(self.db, BULK_TABLE)
         self.threads = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="bench-peewee")

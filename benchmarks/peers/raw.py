@@ -57,8 +57,9 @@ class RawAsyncpg(Peer):
     async def transaction(self, pk: int, row: dict[str, Any]) -> None:
         async with self.conn.transaction():
             found = await self.conn.fetchrow(f"{_SELECT} WHERE id = $1", pk)
-            await self.conn.execute(f"UPDATE {TABLE} SET quantity = $1 WHERE id = $2",
-                                    found["quantity"] + 1, pk)
+            await self.conn.execute(
+                f"UPDATE {TABLE} SET quantity = $1 WHERE id = $2", found["quantity"] + 1, pk
+            )
             await self.conn.execute(self._insert, *_values(row))
 
     async def task_gets(self, pks: list[int]) -> list[Any]:
@@ -109,15 +110,17 @@ class RawAiosqlite(Peer):
 
     async def bulk(self, rows: list[dict[str, Any]]) -> None:
         await self.conn.execute("BEGIN")
-        await self.conn.executemany(f"INSERT INTO {BULK_TABLE} ({_COLS}) VALUES (?, ?, ?, ?)",
-                                    [_values(r) for r in rows])
+        await self.conn.executemany(
+            f"INSERT INTO {BULK_TABLE} ({_COLS}) VALUES (?, ?, ?, ?)", [_values(r) for r in rows]
+        )
         await self.conn.execute("COMMIT")
 
     async def transaction(self, pk: int, row: dict[str, Any]) -> None:
         await self.conn.execute("BEGIN")
         found = await self._fetchone(self.conn, f"{_SELECT} WHERE id = ?", (pk,))
-        await self.conn.execute(f"UPDATE {TABLE} SET quantity = ? WHERE id = ?",
-                                (found[4] + 1, pk))
+        await self.conn.execute(
+            f"UPDATE {TABLE} SET quantity = ? WHERE id = ?", (found[4] + 1, pk)
+        )
         await self.conn.execute(self._insert, _values(row))
         await self.conn.execute("COMMIT")
 

@@ -19,10 +19,15 @@ def _model(name: str, table: str, module: str) -> type[Any]:
         pass
 
     Meta.table = table  # type: ignore[attr-defined]
-    attrs = {"id": fields.IntField(primary_key=True),
-             "name": fields.CharField(max_length=100), "description": fields.TextField(),
-             "price": fields.IntField(), "quantity": fields.IntField(),
-             "Meta": Meta, "__module__": module}
+    attrs = {
+        "id": fields.IntField(primary_key=True),
+        "name": fields.CharField(max_length=100),
+        "description": fields.TextField(),
+        "price": fields.IntField(),
+        "quantity": fields.IntField(),
+        "Meta": Meta,
+        "__module__": module,
+    }
     return type(name, (Model,), attrs)
 
 

@@ -18,9 +18,11 @@ class TortoiseOrm(Peer):
         from . import tortoise_models
 
         t = self.target
-        url = (f"sqlite://{t.path}" if t.backend == "sqlite"
-               else f"asyncpg://{t.user}@{t.host}:{t.port}/{t.database}"
-                    f"?minsize=1&maxsize={POOL_SIZE}")
+        url = (
+            f"sqlite://{t.path}"
+            if t.backend == "sqlite"
+            else f"asyncpg://{t.user}@{t.host}:{t.port}/{t.database}?minsize=1&maxsize={POOL_SIZE}"
+        )
         module = tortoise_models.models_module(t.backend)
         # An explicit context per backend: Tortoise's state is otherwise process-wide.
         self.context = TortoiseContext()
@@ -28,9 +30,12 @@ class TortoiseOrm(Peer):
         # Tortoise caches insert SQL per (connection name, table), whatever the dialect:
         # a connection name per backend keeps the SQLite SQL away from PostgreSQL.
         name = f"bench_{t.backend}"
-        await self.context.init(config={
-            "connections": {name: url},
-            "apps": {"models": {"models": [module.__name__], "default_connection": name}}})
+        await self.context.init(
+            config={
+                "connections": {name: url},
+                "apps": {"models": {"models": [module.__name__], "default_connection": name}},
+            }
+        )
         self.connection = name
         self.Item, self.Bulk = module.Item, module.BulkItem
 

@@ -129,18 +129,21 @@ class RawPg:
 
     async def W1(self) -> Any:
         return await self.conn.fetchrow(
-            "SELECT id, name, price FROM bench_item WHERE id = $1", self.rng.randint(1, ROWS))
+            "SELECT id, name, price FROM bench_item WHERE id = $1", self.rng.randint(1, ROWS)
+        )
 
     W1b = W1
 
     async def W2(self) -> Any:
         return await self.conn.fetch(
             "SELECT id, name, price FROM bench_item ORDER BY id LIMIT 100 OFFSET $1",
-            self.rng.randint(0, ROWS - 100))
+            self.rng.randint(0, ROWS - 100),
+        )
 
     async def W3(self) -> Any:
         return await self.conn.fetchval(
-            "INSERT INTO bench_item (name, price) VALUES ($1, $2) RETURNING id", "new", 1)
+            "INSERT INTO bench_item (name, price) VALUES ($1, $2) RETURNING id", "new", 1
+        )
 
     async def W4(self) -> Any:
         rows = [(f"bulk {i}", i) for i in range(10_000)]
@@ -149,20 +152,27 @@ class RawPg:
     async def W5(self) -> Any:
         async with self.conn.transaction():
             row = await self.conn.fetchrow(
-                "SELECT id, name, price FROM bench_item WHERE id = $1", self.rng.randint(1, ROWS))
+                "SELECT id, name, price FROM bench_item WHERE id = $1", self.rng.randint(1, ROWS)
+            )
             await self.conn.execute(
                 "UPDATE bench_item SET name = $1, price = $2 WHERE id = $3",
-                row["name"], row["price"] + 1, row["id"])
+                row["name"],
+                row["price"] + 1,
+                row["id"],
+            )
             await self.conn.fetchval(
-                "INSERT INTO bench_item (name, price) VALUES ($1, $2) RETURNING id", "txn", 2)
+                "INSERT INTO bench_item (name, price) VALUES ($1, $2) RETURNING id", "txn", 2
+            )
 
     async def W6(self) -> Any:
         async def worker(seed: int) -> None:
             rng = random.Random(seed)
             for _ in range(20):
                 async with self.pool.acquire() as conn:
-                    await conn.fetchrow("SELECT id, name, price FROM bench_item WHERE id = $1",
-                                        rng.randint(1, ROWS))
+                    await conn.fetchrow(
+                        "SELECT id, name, price FROM bench_item WHERE id = $1",
+                        rng.randint(1, ROWS),
+                    )
 
         await asyncio.gather(*(worker(i) for i in range(200)))
 
@@ -183,21 +193,24 @@ class RawSqlite:
         await self.conn.close()
 
     async def W1(self) -> Any:
-        async with self.conn.execute("SELECT id, name, price FROM bench_item WHERE id = ?",
-                                     (self.rng.randint(1, ROWS),)) as cur:
+        async with self.conn.execute(
+            "SELECT id, name, price FROM bench_item WHERE id = ?", (self.rng.randint(1, ROWS),)
+        ) as cur:
             return await cur.fetchone()
 
     W1b = W1
 
     async def W2(self) -> Any:
         async with self.conn.execute(
-                "SELECT id, name, price FROM bench_item ORDER BY id LIMIT 100 OFFSET ?",
-                (self.rng.randint(0, ROWS - 100),)) as cur:
+            "SELECT id, name, price FROM bench_item ORDER BY id LIMIT 100 OFFSET ?",
+            (self.rng.randint(0, ROWS - 100),),
+        ) as cur:
             return await cur.fetchall()
 
     async def W3(self) -> Any:
-        async with self.conn.execute("INSERT INTO bench_item (name, price) VALUES (?, ?)",
-                                     ("new", 1)) as cur:
+        async with self.conn.execute(
+            "INSERT INTO bench_item (name, price) VALUES (?, ?)", ("new", 1)
+        ) as cur:
             pass
         await self.conn.commit()
         return cur.lastrowid
@@ -208,13 +221,14 @@ class RawSqlite:
         await self.conn.commit()
 
     async def W5(self) -> Any:
-        async with self.conn.execute("SELECT id, name, price FROM bench_item WHERE id = ?",
-                                     (self.rng.randint(1, ROWS),)) as cur:
+        async with self.conn.execute(
+            "SELECT id, name, price FROM bench_item WHERE id = ?", (self.rng.randint(1, ROWS),)
+        ) as cur:
             row = await cur.fetchone()
-        await self.conn.execute("UPDATE bench_item SET name = ?, price = ? WHERE id = ?",
-                                (row[1], row[2] + 1, row[0]))  # type: ignore[index]
-        await self.conn.execute("INSERT INTO bench_item (name, price) VALUES (?, ?)",
-                                ("txn", 2))
+        await self.conn.execute(
+            "UPDATE bench_item SET name = ?, price = ? WHERE id = ?", (row[1], row[2] + 1, row[0])
+        )  # type: ignore[index]
+        await self.conn.execute("INSERT INTO bench_item (name, price) VALUES (?, ?)", ("txn", 2))
         await self.conn.commit()
 
     async def W6(self) -> Any:
@@ -222,8 +236,8 @@ class RawSqlite:
             rng = random.Random(seed)
             for _ in range(20):
                 async with self.conn.execute(
-                        "SELECT id, name, price FROM bench_item WHERE id = ?",
-                        (rng.randint(1, ROWS),)) as cur:
+                    "SELECT id, name, price FROM bench_item WHERE id = ?", (rng.randint(1, ROWS),)
+                ) as cur:
                     await cur.fetchone()
 
         await asyncio.gather(*(worker(i) for i in range(200)))
@@ -285,7 +299,9 @@ async def run_backend(backend: str, target: Any, args: argparse.Namespace) -> No
                     ratios[name].append(r / this["raw"])
             line = " | ".join(
                 f"{p.name} {statistics.median(rates[p.name]):8,.1f}/s "
-                f"{statistics.median(ratios[p.name]):.2f}" for p in peers)
+                f"{statistics.median(ratios[p.name]):.2f}"
+                for p in peers
+            )
             print(f"{backend:8} {w:4} {line}", flush=True)
     finally:
         for p in peers:

@@ -1,6 +1,6 @@
 """Where a primary-key get spends its time, layer by layer (PostgreSQL).
 
-    .venv/bin/python benchmarks/profile/layers.py
+.venv/bin/python benchmarks/profile/layers.py
 """
 
 from __future__ import annotations
@@ -56,10 +56,15 @@ async def main(server: PostgresServer) -> None:
     async def t_held_get(i: int) -> object:
         return await Item.aget_by_id(i % 9000 + 1)
 
-    cases = [("raw fetchrow", t_raw, False), ("raw _execute", t_raw_exec, False),
-             ("db.aexecute_sql", t_sql, False), ("  same, held conn", t_held, True),
-             ("aget_by_id", t_get, False), ("  aget_by_id, held", t_held_get, True),
-             ("db.get(select)", t_dbget, False)]
+    cases = [
+        ("raw fetchrow", t_raw, False),
+        ("raw _execute", t_raw_exec, False),
+        ("db.aexecute_sql", t_sql, False),
+        ("  same, held conn", t_held, True),
+        ("aget_by_id", t_get, False),
+        ("  aget_by_id, held", t_held_get, True),
+        ("db.get(select)", t_dbget, False),
+    ]
     results: dict[str, list[float]] = {}
     for _ in range(5):
         for name, fn, held in cases:

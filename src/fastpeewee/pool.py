@@ -629,6 +629,7 @@ class Pool(Generic[C]):
         except Exception:
             logger.warning("pool %r: error closing a connection", self.name, exc_info=True)
 
+
 def _to_loop_time(deadline: float) -> float:
     """Convert a ``time.monotonic`` deadline to the running loop's clock."""
     loop = asyncio.get_running_loop()

@@ -161,8 +161,9 @@ def test_max_connections_sets_the_pool_size() -> None:
 async def test_db_url_schemes_of_peewee_async(
     backend: str, request: pytest.FixtureRequest
 ) -> None:
-    server = request.getfixturevalue("postgres_server" if backend == "postgres" else
-                                     "mariadb_server")
+    server = request.getfixturevalue(
+        "postgres_server" if backend == "postgres" else "mariadb_server"
+    )
     params = server.connect_params
     auth = params["user"] + (f":{params['password']}" if "password" in params else "")
     scheme = "postgresql" if backend == "postgres" else "mysql"

@@ -50,8 +50,10 @@ def _create_hstore(server: PostgresServer) -> None:
 async def ext_db(backend: str, postgres_server: PostgresServer) -> AsyncIterator[Any]:
     await asyncio.to_thread(_create_hstore, postgres_server)
     db = peewee_asyncext.PooledPostgresqlExtDatabase(
-        postgres_server.database, **postgres_server.connect_params,
-        max_connections=3, acquire_timeout=2.0,
+        postgres_server.database,
+        **postgres_server.connect_params,
+        max_connections=3,
+        acquire_timeout=2.0,
     )
     ext_proxy.initialize(db)
     await asyncio.to_thread(_reset, db, [Document])
@@ -101,8 +103,11 @@ async def test_jsonb_and_hstore_round_trip_in_a_thread(ext_db: Any) -> None:
 
 async def test_register_hstore_false_still_has_json(postgres_server: PostgresServer) -> None:
     db = peewee_asyncext.PostgresqlExtDatabase(
-        postgres_server.database, **postgres_server.connect_params,
-        register_hstore=False, max_connections=2, acquire_timeout=2.0,
+        postgres_server.database,
+        **postgres_server.connect_params,
+        register_hstore=False,
+        max_connections=2,
+        acquire_timeout=2.0,
     )
     assert db._register_hstore is False
     ext_proxy.initialize(db)

@@ -90,12 +90,19 @@ def test_the_same_program_runs_on_mariadb(request: pytest.FixtureRequest):
 
 def test_the_public_names_of_pwasyncio_exist():
     shared = [
-        "AsyncDatabaseMixin", "AsyncModel", "AsyncModelMixin", "AsyncMySQLDatabase",
+        "AsyncDatabaseMixin",
+        "AsyncModel",
+        "AsyncModelMixin",
+        "AsyncMySQLDatabase",
         "AsyncPostgresqlDatabase",
-        "AsyncSqliteDatabase", "MissingGreenletBridge", "async_atomic", "async_savepoint",
-        "async_transaction", "await_", "greenlet_spawn",
+        "AsyncSqliteDatabase",
+        "MissingGreenletBridge",
+        "async_atomic",
+        "async_savepoint",
+        "async_transaction",
+        "await_",
+        "greenlet_spawn",
     ]
     for name in shared:
         assert hasattr(playhouse.pwasyncio, name), name
         assert hasattr(fastpeewee, name), name
-

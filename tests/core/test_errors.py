@@ -47,7 +47,9 @@ def test_pool_timeout_is_an_operational_error():
 
 
 def test_passwords_are_masked_in_pool_names():
-    assert mask_password("postgresql://ann:s3cret@db:5432/app") == "postgresql://ann:***@db:5432/app"
+    assert (
+        mask_password("postgresql://ann:s3cret@db:5432/app") == "postgresql://ann:***@db:5432/app"
+    )
     assert mask_password("postgresql://ann@db/app") == "postgresql://ann@db/app"
     db = AsyncPostgresqlDatabase("postgresql://ann:s3cret@127.0.0.1:1/app")
     assert "s3cret" not in db._pool_name()

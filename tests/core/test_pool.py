@@ -67,8 +67,9 @@ async def test_waiters_are_served_in_turn(small_db):
 
 
 async def test_too_many_waiters_fail_at_once(backend, request, tmp_path):
-    database = make_database(backend, request, tmp_path, pool_size=1, max_waiting=2,
-                             acquire_timeout=2.0)
+    database = make_database(
+        backend, request, tmp_path, pool_size=1, max_waiting=2, acquire_timeout=2.0
+    )
     try:
         release = asyncio.Event()
         started = asyncio.Event()
@@ -219,8 +220,9 @@ def test_a_connection_outliving_its_pool_goes_back_to_it_and_closes(backend, req
 
 
 @pytest.mark.parametrize("side", ["sync", "async"])
-async def test_a_deadline_passed_before_opening_frees_the_slot_once(backend, request, tmp_path,
-                                                                    side):
+async def test_a_deadline_passed_before_opening_frees_the_slot_once(
+    backend, request, tmp_path, side
+):
     # A budget so short it is gone before the pool gets to open a connection.
     db = make_database(backend, request, tmp_path, acquire_timeout=1e-9)
     try:

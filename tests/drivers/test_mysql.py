@@ -175,12 +175,18 @@ async def _deadlock(db) -> list[BaseException | None]:
 
     async def worker(mine: User, theirs: User) -> None:
         async with db.atomic():
-            await User.update(username=User.username.concat("!")).where(
-                User.id == mine.id).aexecute()
+            await (
+                User.update(username=User.username.concat("!"))
+                .where(User.id == mine.id)
+                .aexecute()
+            )
             await both_locked.wait()
             try:
-                await User.update(username=User.username.concat("?")).where(
-                    User.id == theirs.id).aexecute()
+                await (
+                    User.update(username=User.username.concat("?"))
+                    .where(User.id == theirs.id)
+                    .aexecute()
+                )
             except peewee.OperationalError as exc:
                 assert error_code(exc) == 1213  # ER_LOCK_DEADLOCK
                 # The server rolled the whole transaction back: going on must fail.
@@ -303,8 +309,14 @@ async def test_a_bad_isolation_level_leaks_nothing(db, backend):
 
 async def test_driver_keywords_reach_the_right_driver(backend, request, tmp_path):
     # stmt_cache_size is asyncmy's, write_timeout PyMySQL's; each is kept from the other.
-    db = make_database(backend, request, tmp_path, stmt_cache_size=8, write_timeout=5,
-                       init_command="SET @origin = 'init'")
+    db = make_database(
+        backend,
+        request,
+        tmp_path,
+        stmt_cache_size=8,
+        write_timeout=5,
+        init_command="SET @origin = 'init'",
+    )
     try:
         async with db:
             assert db.connection()._stmt_cache_size == 8
@@ -313,7 +325,8 @@ async def test_driver_keywords_reach_the_right_driver(backend, request, tmp_path
         def sync() -> tuple[object, str]:
             with db.connection_context():
                 return db.connection()._write_timeout, db.execute_sql(  # type: ignore[index]
-                    "SELECT @origin").fetchone()[0]
+                    "SELECT @origin"
+                ).fetchone()[0]
 
         assert await asyncio.to_thread(sync) == (5, "init")
     finally:
@@ -322,8 +335,16 @@ async def test_driver_keywords_reach_the_right_driver(backend, request, tmp_path
 
 
 def test_constructor_matches_pwasyncio():
-    db = AsyncMySQLDatabase("app", host="db", user="u", password="p", pool_size=3,
-                            acquire_timeout=1.5, pool_min_size=2, charset="utf8mb4")
+    db = AsyncMySQLDatabase(
+        "app",
+        host="db",
+        user="u",
+        password="p",
+        pool_size=3,
+        acquire_timeout=1.5,
+        pool_min_size=2,
+        charset="utf8mb4",
+    )
     assert db.pool_config.pool_size == 3
     assert db.pool_config.acquire_timeout == 1.5
     assert db.pool_config.pool_min_size == 2
@@ -333,20 +354,39 @@ def test_constructor_matches_pwasyncio():
 
 
 def test_driver_parameters_are_split_and_normalised():
-    db = AsyncMySQLDatabase(None, host="h", passwd="pw", db="app", stmt_cache_size=4,
-                            write_timeout=3, ssl_disabled=True, read_timeout=9)
+    db = AsyncMySQLDatabase(
+        None,
+        host="h",
+        passwd="pw",
+        db="app",
+        stmt_cache_size=4,
+        write_timeout=3,
+        ssl_disabled=True,
+        read_timeout=9,
+    )
     for_asyncmy = db._asyncmy_params(2.0)
     for_pymysql = db._pymysql_params(2.0)
-    common = {"host": "h", "password": "pw", "database": "app", "autocommit": True,
-              "charset": "utf8mb4", "read_timeout": 9}
+    common = {
+        "host": "h",
+        "password": "pw",
+        "database": "app",
+        "autocommit": True,
+        "charset": "utf8mb4",
+        "read_timeout": 9,
+    }
     assert for_asyncmy == {**common, "stmt_cache_size": 4, "connect_timeout": 2.0}
-    assert for_pymysql == {**common, "write_timeout": 3, "ssl_disabled": True,
-                           "connect_timeout": 2}
+    assert for_pymysql == {
+        **common,
+        "write_timeout": 3,
+        "ssl_disabled": True,
+        "connect_timeout": 2,
+    }
 
 
 async def test_the_connect_bound_does_not_limit_later_queries(backend, request, tmp_path):
     db = make_database(backend, request, tmp_path, acquire_timeout=0.5)
     try:
+
         def slow() -> object:
             with db.connection_context():
                 assert db.connection()._read_timeout is None
@@ -365,8 +405,9 @@ async def test_a_server_that_never_answers_times_out_within_the_bound():
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         port = silent.getsockname()[1]
-        db = AsyncMySQLDatabase("app", host="127.0.0.1", port=port, user="u",
-                                acquire_timeout=0.3, ssl_disabled=True)
+        db = AsyncMySQLDatabase(
+            "app", host="127.0.0.1", port=port, user="u", acquire_timeout=0.3, ssl_disabled=True
+        )
         begun = time.monotonic()
         with pytest.raises(peewee.OperationalError):
             await db.aexecute_sql("SELECT 1")
@@ -495,8 +536,10 @@ async def test_stream_cancelled_inside_a_transaction_loses_it(db, backend):
 
 async def test_table_settings_give_utf8mb4_in_a_latin1_database(backend, request, tmp_path):
     maria = request.getfixturevalue("mariadb_server")
-    maria.sql_as_root("DROP DATABASE IF EXISTS fastpeewee_latin1",
-                      "CREATE DATABASE fastpeewee_latin1 CHARACTER SET latin1")
+    maria.sql_as_root(
+        "DROP DATABASE IF EXISTS fastpeewee_latin1",
+        "CREATE DATABASE fastpeewee_latin1 CHARACTER SET latin1",
+    )
     db = make_database(backend, request, tmp_path)
     db.init("fastpeewee_latin1", **db.connect_params)
 

@@ -169,8 +169,14 @@ async def test_values_convert_as_peewee_converts_them(db, backend):
     ann = await Owner.acreate(username="ann")
     when = datetime.datetime(2024, 1, 2, 3, 4, 5)
     data: list[dict[Any, Any]] = [
-        {"label": "a", "when": when, "price": decimal.Decimal("1.50"), "flag": True,
-         "owner": ann, "token": uuid.UUID(int=1)},
+        {
+            "label": "a",
+            "when": when,
+            "price": decimal.Decimal("1.50"),
+            "flag": True,
+            "owner": ann,
+            "token": uuid.UUID(int=1),
+        },
         {"label_col": "b", "when": when, "price": 2, "flag": 0, "owner": ann.id},
         {Mixed.label: "c", "when": when, "price": "3.25", "flag": False, "n": 9},
         {"label": 4, "when": when, "price": 4.5, "flag": 1, "token": str(uuid.UUID(int=2))},

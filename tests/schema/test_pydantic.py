@@ -166,9 +166,7 @@ def test_foreign_key_ids_beyond_the_column_are_refused(value: int) -> None:
 def test_decimal_digits_and_places() -> None:
     assert PersonCreate(**GOOD, balance="9999.99").balance == Decimal("9999.99")
     assert errors_of(PersonCreate, **GOOD, balance="99999.99") == ["balance:decimal_max_digits"]
-    assert errors_of(PersonCreate, **GOOD, balance="1.234") == [
-        "balance:decimal_max_places"
-    ]
+    assert errors_of(PersonCreate, **GOOD, balance="1.234") == ["balance:decimal_max_places"]
     assert errors_of(PersonCreate, **GOOD, balance="NaN") == ["balance:finite_number"]
 
 

@@ -263,9 +263,11 @@ async def test_schema_round_trip_create_update_read(shop: Any) -> None:
     data = create(email="ann@example.com", nickname="ann", karma=2**63 - 1, balance="12.34")
     person = await Person.acreate(**data.model_dump())
     patch = update(nickname=None, score=-(2**31))
-    await Person.update(**patch.model_dump(exclude_unset=True)).where(
-        Person.id == person.id
-    ).aexecute()
+    await (
+        Person.update(**patch.model_dump(exclude_unset=True))
+        .where(Person.id == person.id)
+        .aexecute()
+    )
     read = await afetch_one(Person.select().where(Person.id == person.id), PersonRead)
     assert (read.nickname, read.score, read.karma) == (None, -(2**31), 2**63 - 1)
     assert str(read.balance) == "12.34"

@@ -14,8 +14,11 @@ from .security import hash_password
 
 async def get_user(db: AsyncSession, user_id: int) -> models.User | None:
     """The user and their items (two queries), or None."""
-    query = (select(models.User).where(models.User.id == user_id)
-             .options(selectinload(models.User.items)))
+    query = (
+        select(models.User)
+        .where(models.User.id == user_id)
+        .options(selectinload(models.User.items))
+    )
     return (await db.scalars(query)).first()
 
 
@@ -26,8 +29,13 @@ async def get_user_by_email(db: AsyncSession, email: str) -> models.User | None:
 
 async def get_users(db: AsyncSession, skip: int, limit: int) -> list[models.User]:
     """A page of users with their items (two queries)."""
-    query = (select(models.User).order_by(models.User.id).offset(skip).limit(limit)
-             .options(selectinload(models.User.items)))
+    query = (
+        select(models.User)
+        .order_by(models.User.id)
+        .offset(skip)
+        .limit(limit)
+        .options(selectinload(models.User.items))
+    )
     return list((await db.scalars(query)).all())
 
 
@@ -46,8 +54,9 @@ async def get_items(db: AsyncSession, skip: int, limit: int) -> list[models.Item
     return list((await db.scalars(query)).all())
 
 
-async def create_user_item(db: AsyncSession, item: schemas.ItemCreate,
-                           user_id: int) -> models.Item:
+async def create_user_item(
+    db: AsyncSession, item: schemas.ItemCreate, user_id: int
+) -> models.Item:
     """Insert an item owned by ``user_id``."""
     db_item = models.Item(**item.model_dump(), owner_id=user_id)
     db.add(db_item)

@@ -8,8 +8,11 @@ from collections.abc import AsyncIterator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 DEFAULT_URL = "sqlite:///./sql_app_sqlalchemy.db"
-_DRIVERS = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg",
-            "sqlite": "sqlite+aiosqlite"}
+_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
 
 
 def async_url(url: str) -> str:
@@ -19,8 +22,9 @@ def async_url(url: str) -> str:
 
 
 pool_size = int(os.environ.get("POOL_SIZE", "10"))
-engine = create_async_engine(async_url(os.environ.get("DATABASE_URL") or DEFAULT_URL),
-                             pool_size=pool_size, max_overflow=0)
+engine = create_async_engine(
+    async_url(os.environ.get("DATABASE_URL") or DEFAULT_URL), pool_size=pool_size, max_overflow=0
+)
 SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
 
 

@@ -36,8 +36,9 @@ async def create_user(user: schemas.UserCreate, db: Db) -> schemas.User:
 
 
 @app.get("/users/", response_model=list[schemas.User])
-async def read_users(db: Db, skip: schemas.Skip = 0,
-                     limit: schemas.Limit = 100) -> list[models.User]:
+async def read_users(
+    db: Db, skip: schemas.Skip = 0, limit: schemas.Limit = 100
+) -> list[models.User]:
     return await crud.get_users(db, skip=skip, limit=limit)
 
 
@@ -50,14 +51,16 @@ async def read_user(user_id: schemas.UserId, db: Db) -> models.User:
 
 
 @app.post("/users/{user_id}/items/", response_model=schemas.Item, status_code=201)
-async def create_item_for_user(user_id: schemas.UserId, item: schemas.ItemCreate,
-                               db: Db) -> models.Item:
+async def create_item_for_user(
+    user_id: schemas.UserId, item: schemas.ItemCreate, db: Db
+) -> models.Item:
     if await db.get(models.User, user_id) is None:
         raise HTTPException(status_code=404, detail="User not found")
     return await crud.create_user_item(db, item, user_id)
 
 
 @app.get("/items/", response_model=list[schemas.Item])
-async def read_items(db: Db, skip: schemas.Skip = 0,
-                     limit: schemas.Limit = 100) -> list[models.Item]:
+async def read_items(
+    db: Db, skip: schemas.Skip = 0, limit: schemas.Limit = 100
+) -> list[models.Item]:
     return await crud.get_items(db, skip=skip, limit=limit)

@@ -40,6 +40,7 @@ _PYMYSQL_ONLY = frozenset(
 )
 _ALIASES = frozenset({"passwd", "db"})
 
+
 class AsyncMySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):
     """A ``peewee.MySQLDatabase`` for async (asyncmy) and sync (PyMySQL) code.
 

@@ -21,6 +21,7 @@ from ..pool import Pool
 
 __all__ = ["AsyncSqliteDatabase"]
 
+
 class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
     """A ``peewee.SqliteDatabase`` for async and sync code, with a connection pool.
 
@@ -80,9 +81,7 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
 
         def open_sync(timeout: float) -> SqliteConnection:
             with translate_errors():
-                return SqliteConnection(
-                    connect_sqlite(self), executor, self._reads_inline, memory
-                )
+                return SqliteConnection(connect_sqlite(self), executor, self._reads_inline, memory)
 
         async def open_async(timeout: float) -> SqliteConnection:
             loop = asyncio.get_running_loop()

@@ -311,9 +311,7 @@ TRANSACTION_HELPERS = _TransactionHelpers(
 _resolve(TRANSACTION_HELPERS.atomic, "_build_ctx", "method", "(self)")
 _TRANSACTION_BEGIN = _resolve(TRANSACTION_HELPERS.transaction, "_begin", "method", "(self)")
 _RUN_COMMIT_CALLBACKS = _resolve(peewee.Database, "_run_commit_callbacks", "method", "(self)")
-_CLEAR_COMMIT_CALLBACKS = _resolve(
-    peewee.Database, "_clear_commit_callbacks", "method", "(self)"
-)
+_CLEAR_COMMIT_CALLBACKS = _resolve(peewee.Database, "_clear_commit_callbacks", "method", "(self)")
 _instance_attr(TRANSACTION_HELPERS.atomic, "_transaction_args")
 _instance_attr(TRANSACTION_HELPERS.transaction, "_begin_args")
 
@@ -482,14 +480,36 @@ def unexecuted_on(query: Any, db: Any) -> bool:
 # Attributes of a ModelSelect that do not change the SQL (row type, the database
 # it runs on) or that select_parts() returns.
 _SELECT_READ = frozenset(
-    {"_where", "_order_by", "_limit", "_offset", "_returning", "_from_list", "_join_ctx",
-     "_is_default", "model", "_database", "_cursor_wrapper", "_hash", "_row_type",
-     "_constructor"}
+    {
+        "_where",
+        "_order_by",
+        "_limit",
+        "_offset",
+        "_returning",
+        "_from_list",
+        "_join_ctx",
+        "_is_default",
+        "model",
+        "_database",
+        "_cursor_wrapper",
+        "_hash",
+        "_row_type",
+        "_constructor",
+    }
 )
 # Attributes that must keep their default (None; an empty dict for _joins).
 _SELECT_UNSET = frozenset(
-    {"_alias", "_cte_list", "_distinct", "_for_update", "_group_by", "_having", "_lateral",
-     "_simple_distinct", "_windows"}
+    {
+        "_alias",
+        "_cte_list",
+        "_distinct",
+        "_for_update",
+        "_group_by",
+        "_having",
+        "_lateral",
+        "_simple_distinct",
+        "_windows",
+    }
 )
 _instance_attr(peewee.ModelSelect, *sorted(_SELECT_READ - {"model", "_constructor"}))
 _instance_attr(peewee.ModelSelect, *sorted(_SELECT_UNSET), "_joins")

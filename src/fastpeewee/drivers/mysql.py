@@ -75,9 +75,7 @@ class MySQLConnection(Connection):
         self._rolled_back = False
 
     def in_transaction(self) -> bool:
-        return (
-            not self._rolled_back and bool(self.raw.server_status & _IN_TRANS) and self.usable()
-        )
+        return not self._rolled_back and bool(self.raw.server_status & _IN_TRANS) and self.usable()
 
     def after_error(self, exc: BaseException) -> None:
         if error_code(exc) == _DEADLOCK:

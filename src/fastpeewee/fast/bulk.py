@@ -452,4 +452,3 @@ def _matches(
         elif type(a) is not type(b) or a != b:
             return False
     return True
-

@@ -303,9 +303,7 @@ async def _run_update(inst: Any, db: Any, field_dict: dict[str, Any]) -> Any:
 
 def can_save(model: type[Any]) -> bool:
     """True when ``save`` is peewee's own, so :func:`save` may stand in for it."""
-    return not overrides(
-        model, "save", *SAVE_STEP_METHODS, "insert", "update"
-    )
+    return not overrides(model, "save", *SAVE_STEP_METHODS, "insert", "update")
 
 
 async def save(inst: Any, db: Any, force_insert: bool, only: Any) -> Any:

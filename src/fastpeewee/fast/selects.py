@@ -21,6 +21,7 @@ from .shapes import first_row_sql, select_sql
 
 __all__ = ["aexecute_select", "aget", "native"]
 
+
 def _is_select(query: Any) -> bool:
     return isinstance(query, peewee.SelectBase)
 

@@ -33,8 +33,18 @@ from .fastpath import Plan, plan_for
 __all__ = ["first_row_sql", "select_sql", "shape_of"]
 
 _SCALARS = frozenset(
-    {int, float, str, bytes, bool, decimal.Decimal, datetime.datetime, datetime.date,
-     datetime.time, uuid.UUID}
+    {
+        int,
+        float,
+        str,
+        bytes,
+        bool,
+        decimal.Decimal,
+        datetime.datetime,
+        datetime.date,
+        datetime.time,
+        uuid.UUID,
+    }
 )
 _COMPARE = frozenset({"=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE"})
 _BOOLEAN = frozenset({"AND", "OR"})
@@ -167,9 +177,7 @@ def first_row_sql(db: Any, query: Any) -> tuple[str, list[Any]]:
     return _cached(db, query, shape_of(query, (1, 0)), lambda: query.paginate(1, 1))
 
 
-def _cached(
-    db: Any, query: Any, found: Any, actual: Callable[[], Any]
-) -> tuple[str, list[Any]]:
+def _cached(db: Any, query: Any, found: Any, actual: Callable[[], Any]) -> tuple[str, list[Any]]:
     if found is None:
         return _render(db, actual())
     key, values = found

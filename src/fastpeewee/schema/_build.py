@@ -196,7 +196,5 @@ def build_schema(
         for declared in base_model.model_fields:
             fields.pop(declared, None)
     name = model_name or f"{model.__name__}{_NAME_SUFFIX[variant]}"
-    schema: type[BaseModel] = create_model(
-        name, __base__=_bases(base_model, variant), **fields
-    )
+    schema: type[BaseModel] = create_model(name, __base__=_bases(base_model, variant), **fields)
     return schema

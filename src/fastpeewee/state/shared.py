@@ -53,9 +53,7 @@ class SharedState(AsyncState):
         return loop is self.loop and not self.finished
 
     def serves_thread(self) -> bool:
-        return self.loop.is_running() and (
-            not self.finished or self.closing or bool(self.others)
-        )
+        return self.loop.is_running() and (not self.finished or self.closing or bool(self.others))
 
     def resolve(self, who: object) -> AsyncState | None:
         """The state the caller ``who`` uses, or None once this state is over for it."""
