@@ -225,9 +225,10 @@ class RawSqlite:
             "SELECT id, name, price FROM bench_item WHERE id = ?", (self.rng.randint(1, ROWS),)
         ) as cur:
             row = await cur.fetchone()
+        assert row is not None
         await self.conn.execute(
             "UPDATE bench_item SET name = ?, price = ? WHERE id = ?", (row[1], row[2] + 1, row[0])
-        )  # type: ignore[index]
+        )
         await self.conn.execute("INSERT INTO bench_item (name, price) VALUES (?, ?)", ("txn", 2))
         await self.conn.commit()
 
