@@ -58,9 +58,9 @@ async def test_a_multi_row_insert_is_seen_once(db, backend, seen):
     event = inserts[0]
     assert event.exception is None
     assert logged(caplog, event.sql) == 1
-    if backend == "sqlite":  # executemany: one single-row INSERT, the rows as parameters
-        assert len(event.params) == len(ROWS)
-    if backend == "postgres":  # COPY, from async code
+    if backend == "sqlite" and db.fast_paths:  # executemany: one single-row INSERT
+        assert len(event.params) == len(ROWS)  # the rows as parameters
+    if backend == "postgres" and db.fast_paths:  # COPY, from async code
         assert event.sql.startswith("COPY")
     assert await db.count(User.select()) == len(ROWS)
 
