@@ -32,6 +32,8 @@ from .errors import (
 from .fast.compiled import Param, Template, Uncompilable, compile_query
 from .integrations.asgi import DatabaseMiddleware
 from .integrations.body_limit import BodySizeLimitMiddleware
+from .integrations.core import ErrorReply, database_lifespan, error_reply
+from .integrations.wsgi import WSGIDatabaseMiddleware
 from .model import AsyncModel, AsyncModelMixin
 from .pool import PoolConfig, PoolStats
 from .schema import (
@@ -59,6 +61,7 @@ __all__ = [
     "AsyncSqliteDatabase",
     "BodySizeLimitMiddleware",
     "DatabaseMiddleware",
+    "ErrorReply",
     "MissingGreenletBridge",
     "Param",
     "PoolClosed",
@@ -72,6 +75,7 @@ __all__ = [
     "TransactionLost",
     "Uncompilable",
     "UnloadedRelation",
+    "WSGIDatabaseMiddleware",
     "afetch",
     "afetch_one",
     "async_atomic",
@@ -79,6 +83,8 @@ __all__ = [
     "async_transaction",
     "await_",
     "compile_query",
+    "database_lifespan",
+    "error_reply",
     "fetch",
     "fetch_one",
     "greenlet_spawn",

@@ -336,6 +336,23 @@ class AsyncDatabase:
             old.terminate()  # connections of a stopped loop cannot be reused
         return pool
 
+    async def warm_pool(self) -> int:
+        """Open the task pool's ``pool_min_size`` connections now; return how many are idle.
+
+        For start-up hooks: the first requests then find connections ready
+        instead of each paying for a connect. Connections already open count.
+        """
+        self._check_initialized()
+        pool = self._async_pool_get()
+        taken: list[Any] = []
+        try:
+            while len(taken) < self.pool_config.pool_min_size:
+                taken.append(await pool.aacquire())
+        finally:
+            for conn in taken:
+                pool.release(conn)
+        return pool.stats().idle
+
     def pool_stats(self) -> list[PoolStats]:
         """Counters of this database's open pools (one for SQLite, two for PostgreSQL)."""
         pools = {id(p): p for p in (self._async_pool, self._sync_pool) if p is not None}
@@ -532,6 +549,18 @@ class AsyncDatabase:
     async def aclose(self) -> bool:
         """Give this task's held connection back to the pool."""
         return await self._async_state().aclose()
+
+    def release_thread(self) -> bool:
+        """Give back whatever this thread still holds; return whether it held anything.
+
+        For the end of a request in a sync (WSGI) framework, whose worker
+        thread serves the next request next: a connection kept by
+        :meth:`connect` without :meth:`close` goes back to the pool, and a
+        transaction left open (``begin()`` with no commit, a handler that
+        raised past its own clean-up) is rolled back first, with a warning.
+        """
+        state = self._threads.state
+        return state is not None and state.release()
 
     def is_closed(self) -> bool:
         """True when this thread or task holds no connection."""

@@ -21,8 +21,9 @@ two.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
+
+from .core import as_databases, request_scope
 
 if TYPE_CHECKING:
     from ..database import AsyncDatabase
@@ -51,11 +52,7 @@ class DatabaseMiddleware:
 
     def __init__(self, app: ASGIApp, database: AsyncDatabase | Sequence[AsyncDatabase]) -> None:
         self.app = app
-        self.databases: tuple[AsyncDatabase, ...] = (
-            tuple(database) if isinstance(database, Sequence) else (database,)
-        )
-        if not self.databases:
-            raise ValueError("DatabaseMiddleware needs at least one database")
+        self.databases = as_databases(database)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in _SCOPED_TYPES:
@@ -63,12 +60,5 @@ class DatabaseMiddleware:
             return
         # A request keeps its connection from its first query to its end; a
         # WebSocket, which may idle for hours, only while a transaction is open.
-        hold = scope["type"] == "http"
-        if len(self.databases) == 1:
-            async with self.databases[0].scope(hold=hold):
-                await self.app(scope, receive, send)
-            return
-        async with AsyncExitStack() as stack:
-            for db in self.databases:
-                await stack.enter_async_context(db.scope(hold=hold))
+        async with request_scope(self.databases, hold=scope["type"] == "http"):
             await self.app(scope, receive, send)

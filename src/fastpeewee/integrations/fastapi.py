@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import peewee
@@ -27,7 +26,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from ..errors import PoolClosed, PoolError, is_unavailable, mask_password
+from . import core
+from .core import ERROR_STATUSES, database_lifespan, error_reply
 
 if TYPE_CHECKING:
     from ..database import AsyncDatabase
@@ -53,9 +53,7 @@ def request_scope(*databases: AsyncDatabase) -> Any:
         raise ValueError("request_scope needs at least one database")
 
     async def database_scope() -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            for db in databases:
-                await stack.enter_async_context(db.scope())
+        async with core.request_scope(databases):
             yield
 
     return Depends(database_scope, scope="request")
@@ -76,33 +74,10 @@ def atomic_request(database: AsyncDatabase) -> Any:
     """
 
     async def transaction() -> AsyncIterator[None]:
-        async with database.scope(), database.atomic():
+        async with core.request_scope([database], atomic=True):
             yield
 
     return Depends(transaction, scope="function")
-
-
-def database_lifespan(
-    database: AsyncDatabase, models: Iterable[type[peewee.Model]] = (), *, safe: bool = True
-) -> Callable[[Any], AbstractAsyncContextManager[None]]:
-    """A lifespan that creates ``models``' tables at start-up and closes the pools at shutdown.
-
-    ``FastAPI(lifespan=database_lifespan(db, [User, Item]))``. To combine it
-    with a lifespan of your own, enter it there:
-    ``async with database_lifespan(db, models)(app): yield``.
-    """
-    models = list(models)
-
-    @asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[None]:
-        if models:
-            await database.acreate_tables(models, safe=safe)
-        try:
-            yield
-        finally:
-            await database.close_pool()
-
-    return lifespan
 
 
 def add_exception_handlers(app: FastAPI, *, retry_after: int = 1) -> None:
@@ -127,41 +102,18 @@ def add_exception_handlers(app: FastAPI, *, retry_after: int = 1) -> None:
     ``fastpeewee.fastapi`` logger, passwords masked.
     """
 
-    async def not_found(request: Request, exc: Exception) -> JSONResponse:
-        name = type(exc).__name__.removesuffix("DoesNotExist") or "Object"
-        return JSONResponse({"detail": f"{name} not found"}, status_code=404)
-
-    async def conflict(request: Request, exc: Exception) -> JSONResponse:
-        logger.info(
-            "integrity error on %s %s: %s", request.method, request.url.path, _describe(exc)
-        )
-        return JSONResponse(
-            {"detail": "The request conflicts with existing data."}, status_code=409
-        )
-
-    async def bad_value(request: Request, exc: Exception) -> JSONResponse:
-        logger.info("data error on %s %s: %s", request.method, request.url.path, _describe(exc))
-        return JSONResponse(
-            {"detail": "A value in the request cannot be stored by the database."},
-            status_code=422,
-        )
-
-    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        logger.warning(
-            "database unavailable on %s %s: %s", request.method, request.url.path, _describe(exc)
-        )
-        return JSONResponse(
-            {"detail": _unavailable_detail(exc)},
-            status_code=503,
-            headers={"Retry-After": str(retry_after)},
-        )
-
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        if not is_unavailable(exc):
+        reply = error_reply(
+            exc,
+            retry_after=retry_after,
+            request=f"{request.method} {request.url.path}",
+            log=logger,
+        )
+        if reply is None:
             # A bug, not an outage: re-raised, it takes the app's usual 500 path
             # (ServerErrorMiddleware, the server's traceback log) unchanged.
             raise exc
-        return await unavailable(request, exc)
+        return JSONResponse(reply.body, status_code=reply.status, headers=dict(reply.headers))
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -169,30 +121,11 @@ def add_exception_handlers(app: FastAPI, *, retry_after: int = 1) -> None:
         return JSONResponse({"detail": errors}, status_code=422)
 
     app.add_exception_handler(RequestValidationError, invalid)
-    app.add_exception_handler(peewee.DoesNotExist, not_found)
-    app.add_exception_handler(peewee.IntegrityError, conflict)
-    app.add_exception_handler(peewee.DataError, bad_value)
-    app.add_exception_handler(PoolError, unavailable)
+    for error_class, _ in ERROR_STATUSES:
+        app.add_exception_handler(error_class, database_error)
     # The rest of peewee's tree: 503 when the database is unavailable, else a 500.
     app.add_exception_handler(peewee.DatabaseError, database_error)
     app.add_exception_handler(peewee.InterfaceError, database_error)
-
-
-def _unavailable_detail(exc: Exception) -> str:
-    if isinstance(exc, PoolClosed):
-        return "The database is shutting down."
-    if isinstance(exc, PoolError):
-        return "The database is busy; retry shortly."
-    return "The database is unavailable; retry shortly."
-
-
-def _describe(exc: BaseException) -> str:
-    """``exc`` for the log: its class, the driver's class, the message; passwords masked."""
-    text = f"{type(exc).__name__}: {exc}"
-    cause = exc.__cause__
-    if cause is not None:
-        text += f" (from {type(cause).__module__}.{type(cause).__qualname__})"
-    return mask_password(text)
 
 
 def _json_safe(value: Any) -> Any:

@@ -96,6 +96,22 @@ class ThreadState(ConnectionState):
             self._return(conn)
         return was_open
 
+    def release(self) -> bool:
+        """Give back everything held, whatever its state (the end of a request);
+        return whether anything was held. An open transaction is rolled back."""
+        if not self.busy:
+            return False
+        conn = self.conn
+        if self.transactions or (conn is not None and not conn.broken and conn.in_transaction()):
+            logger.warning(
+                "%s: a transaction was left open at the end of a request; rolling it back",
+                type(self.db).__name__,
+            )
+        conn = self._forget()
+        if conn is not None:
+            self._return(conn)
+        return True
+
     def _return(self, conn: Connection) -> None:
         """Release ``conn`` to its pool, rolling back a transaction left open."""
         if not conn.broken and conn.usable() and conn.in_transaction():
