@@ -119,10 +119,8 @@ def not_a_tag(user: UserRead) -> TagRead:
 MARK = re.compile(r"#\s*E:\s*([a-z -]+)$")
 
 
-@pytest.fixture(scope="module")
-def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    """Errors by ``file:line``, from one strict mypy run with the plugin."""
-    root = tmp_path_factory.mktemp("typed")
+def write_package(root: Path) -> Path:
+    """The sample package (database, good, bad) and a strict mypy.ini under ``root``."""
     package = root / "app"
     package.mkdir()
     (package / "__init__.py").write_text("")
@@ -134,6 +132,11 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
         "[mypy-playhouse.*,asyncpg.*,asyncmy.*,pymysql.*,greenlet.*]\n"
         "ignore_missing_imports = true\n"
     )
+    return package
+
+
+def run_mypy(root: Path, package: Path) -> dict[str, list[str]]:
+    """Errors by ``file:line`` of one mypy run (the cache in ``root``)."""
     stdout, stderr, _ = api.run(
         [
             "--config-file",
@@ -157,6 +160,13 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     return errors
 
 
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """Errors by ``file:line``, from one strict mypy run with the plugin."""
+    root = tmp_path_factory.mktemp("typed")
+    return run_mypy(root, write_package(root))
+
+
 def test_models_and_schemas_check_clean(checked: dict[str, list[str]]) -> None:
     assert {where: codes for where, codes in checked.items() if where.startswith("good:")} == {}
 
@@ -170,3 +180,17 @@ def test_real_errors_are_still_reported(checked: dict[str, list[str]]) -> None:
     }
     reported = {where: codes for where, codes in checked.items() if where.startswith("bad:")}
     assert reported == expected
+
+
+def test_a_warm_cache_after_an_import_changed(tmp_path: Path) -> None:
+    # mypy re-checks a module whose own cache is valid when what it imports
+    # changed, without the step where the plugin prepares its tree: the plugin
+    # keeps such modules out of the cache so they are never checked unprepared.
+    package = write_package(tmp_path)
+    first = run_mypy(tmp_path, package)
+    with (package / "database.py").open("a") as database:
+        # A new name: an interface change, so mypy re-checks good.py.
+        database.write("\n\ndef added() -> int:\n    return 1\n")
+    second = run_mypy(tmp_path, package)
+    assert {w: c for w, c in second.items() if w.startswith("good:")} == {}
+    assert second == first

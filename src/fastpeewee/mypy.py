@@ -27,7 +27,10 @@ exactly what mypy would have answered for the original ``X.Model``.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
+from typing import Any
 
 from mypy.nodes import (
     ARG_POS,
@@ -61,7 +64,13 @@ from mypy.nodes import (
     WhileStmt,
     WithStmt,
 )
-from mypy.plugin import AnalyzeTypeContext, ClassDefContext, DynamicClassDefContext, Plugin
+from mypy.plugin import (
+    AnalyzeTypeContext,
+    ClassDefContext,
+    DynamicClassDefContext,
+    Plugin,
+    ReportConfigContext,
+)
 from mypy.plugins.common import add_attribute_to_class, add_method_to_class
 from mypy.typeanal import TypeAnalyser
 from mypy.types import (
@@ -88,6 +97,10 @@ AUTO_FIELDS = {"AutoField", "BigAutoField", "IdentityField", "PrimaryKeyField"}
 PLUGIN = "fastpeewee"  # the key of the plugin's notes in a class's (cached) metadata
 # The hidden module-level ``Any`` variable that rewritten bases are named through.
 BASES = "__fastpeewee_bases__"
+# Source that the plugin may rewrite: a dotted ``.Model`` base, schemas()/to_pydantic().
+_REWRITTEN = re.compile(
+    r"^\s*class\s+\w+\s*\([^)]*\w\.Model\b|\bschemas\s*\(|\bto_pydantic\s*\(", re.M
+)
 
 
 def plugin(version: str) -> type[Plugin]:
@@ -104,6 +117,22 @@ class FastpeeweePlugin(Plugin):
         self._databases: set[Var] = set()
         # The calls of ``A, B, C = schemas(...)`` statements (``X = schemas(...)`` is a tuple).
         self._unpacked: set[int] = set()
+        self._run = os.urandom(8).hex()  # tells this mypy run from the others
+
+    def report_config_data(self, ctx: ReportConfigContext) -> Any:
+        # The tree is prepared in get_additional_deps, which mypy calls for a
+        # module it parses to find its imports, but not for a module whose
+        # cache is valid and which it re-checks because an import changed: that
+        # one would be checked unprepared. So a module with something to
+        # prepare never has a valid cache: its data differs on every run.
+        if ctx.path.endswith(".py") and os.sep + "site-packages" + os.sep not in ctx.path:
+            try:
+                with open(ctx.path, encoding="utf-8") as source:
+                    if _REWRITTEN.search(source.read()):
+                        return self._run
+            except (OSError, UnicodeDecodeError):
+                pass
+        return None
 
     def get_additional_deps(self, file: MypyFile) -> list[tuple[int, str, int]]:
         # Called once per freshly parsed module, before its semantic analysis:
