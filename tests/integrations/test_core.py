@@ -26,6 +26,7 @@ from ..models import MODELS, User
 from .asgi_checks import in_use, opened, usernames_outside
 
 SECRET = "s3cret-Pw"
+UNSTORABLE = "A value in the request cannot be stored by the database."
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -177,7 +178,7 @@ class Thing(peewee.Model):
         (Thing.DoesNotExist("x"), 404, "Thing not found"),
         (peewee.DoesNotExist("x"), 404, "Object not found"),
         (peewee.IntegrityError("UNIQUE failed"), 409, "The request conflicts with existing data."),
-        (peewee.DataError("out of range"), 422, "A value in the request cannot be stored by the database."),
+        (peewee.DataError("out of range"), 422, UNSTORABLE),
         (PoolTimeout("x"), 503, "The database is busy; retry shortly."),
         (TooManyWaiters("x"), 503, "The database is busy; retry shortly."),
         (PoolClosed("x"), 503, "The database is shutting down."),
