@@ -32,36 +32,36 @@ Limit = Annotated[int, QueryParameter(ge=1, le=100)]
 
 
 @post("/users/", status_code=201)
-async def create_user(data: JSONBody[UserCreate]) -> UserRead:  # type: ignore[valid-type]
+async def create_user(data: JSONBody[UserCreate]) -> UserRead:
     if await crud.email_taken(data.email):
         raise HTTPException(status_code=409, detail="Email already registered")
-    user: UserRead = await crud.create_user(data.email, data.password)  # type: ignore[valid-type]
+    user: UserRead = await crud.create_user(data.email, data.password)
     return user
 
 
 @get("/users/")
-async def read_users(skip: Skip = 0, limit: Limit = 100) -> list[UserRead]:  # type: ignore[valid-type]
-    users: list[UserRead] = await crud.get_users(skip=skip, limit=limit)  # type: ignore[valid-type]
+async def read_users(skip: Skip = 0, limit: Limit = 100) -> list[UserRead]:
+    users: list[UserRead] = await crud.get_users(skip=skip, limit=limit)
     return users
 
 
 @get("/users/{user_id:int}")
-async def read_user(user_id: UserId) -> UserRead:  # type: ignore[valid-type]
-    user: UserRead = await crud.get_user(user_id)  # User.DoesNotExist -> 404  # type: ignore[valid-type]
+async def read_user(user_id: UserId) -> UserRead:
+    user: UserRead = await crud.get_user(user_id)  # User.DoesNotExist -> 404
     return user
 
 
 @post("/users/{user_id:int}/items/", status_code=201)
-async def create_item_for_user(user_id: UserId, data: JSONBody[ItemCreate]) -> ItemRead:  # type: ignore[valid-type]
+async def create_item_for_user(user_id: UserId, data: JSONBody[ItemCreate]) -> ItemRead:
     if not await crud.user_exists(user_id):
         raise HTTPException(status_code=404, detail="User not found")
-    item: ItemRead = await crud.create_user_item(user_id, **data.model_dump())  # type: ignore[valid-type,attr-defined]
+    item: ItemRead = await crud.create_user_item(user_id, **data.model_dump())
     return item
 
 
 @get("/items/")
-async def read_items(skip: Skip = 0, limit: Limit = 100) -> list[ItemRead]:  # type: ignore[valid-type]
-    items: list[ItemRead] = await crud.get_items(skip=skip, limit=limit)  # type: ignore[valid-type]
+async def read_items(skip: Skip = 0, limit: Limit = 100) -> list[ItemRead]:
+    items: list[ItemRead] = await crud.get_items(skip=skip, limit=limit)
     return items
 
 
@@ -97,7 +97,7 @@ def create_app(db: AsyncDatabase | None = None) -> Litestar:
             health,
         ],
         middleware=[DatabaseMiddleware(db)],
-        exception_handlers={  # type: ignore[dict-item]
+        exception_handlers={
             HTTPException: http_error,
             ValidationException: invalid,
             **exception_handlers(),  # User.DoesNotExist -> 404 "User not found", ...

@@ -139,7 +139,7 @@ def create_app(db: AsyncDatabase | None = None) -> Starlette:
             Route("/health", health, methods=["GET"]),
         ],
         middleware=[Middleware(DatabaseMiddleware, database=db)],
-        exception_handlers={  # type: ignore[arg-type]
+        exception_handlers={
             **exception_handlers(),  # User.DoesNotExist -> 404 "User not found", ...
             HTTPException: http_error,
             Invalid: invalid,

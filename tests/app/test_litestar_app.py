@@ -11,7 +11,7 @@ async def test_every_route(backend, request, tmp_path):
     def lifespan(app):
         return app.lifespan()
 
-    async with serve(main.create_app, lifespan, backend, request, tmp_path) as (http, db):
+    async with serve(main.create_app, lifespan, backend, request, tmp_path) as (http, _db):
         await check_every_route(http)
         # A user id that is no integer matches no route in Litestar: 404, not 422.
         assert (await http.get("/users/abc")).status_code == 404

@@ -11,7 +11,7 @@ async def test_every_route(backend, request, tmp_path):
     def lifespan(app):
         return app.router.lifespan_context(app)
 
-    async with serve(main.create_app, lifespan, backend, request, tmp_path) as (http, db):
+    async with serve(main.create_app, lifespan, backend, request, tmp_path) as (http, _db):
         await check_every_route(http)
 
 

@@ -42,7 +42,7 @@ def make_app(db: Any, handlers: list[Any], *, atomic: bool = False, **options: A
     return Litestar(
         route_handlers=handlers,
         middleware=[DatabaseMiddleware(db, atomic=atomic)],
-        exception_handlers=exception_handlers(retry_after=3),  # type: ignore[arg-type]
+        exception_handlers=exception_handlers(retry_after=3),
         **options,
     )
 
@@ -178,7 +178,7 @@ async def test_atomic_requests_commit_before_the_response_or_roll_back(db, where
     def sync_part(name: str) -> None:
         User.create(username=f"{name}-thread")
 
-    layer = {"middleware": [atomic_request(db)]} if where == "handler" else {}
+    layer: dict[str, Any] = {"middleware": [atomic_request(db)]} if where == "handler" else {}
 
     @post("/a/{name:str}", **layer)
     async def create(name: FromPath[str], outcome: FromQuery[str] = "") -> Response[int]:

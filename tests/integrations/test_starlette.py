@@ -41,7 +41,7 @@ def make_app(db: Any, routes: list[Route], **options: Any) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[Middleware(DatabaseMiddleware, database=db)],
-        exception_handlers=exception_handlers(retry_after=3),  # type: ignore[arg-type]
+        exception_handlers=exception_handlers(retry_after=3),
         **options,
     )
 

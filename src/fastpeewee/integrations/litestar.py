@@ -51,7 +51,7 @@ __all__ = [
 
 logger = logging.getLogger("fastpeewee.litestar")
 
-ExceptionHandler = Callable[[Request[Any, Any, Any], Exception], Response[Any]]
+ExceptionHandler = Callable[[Request[Any, Any, Any], Any], Response[Any]]
 
 
 class _ErrorResponse(Exception):
@@ -142,7 +142,7 @@ def provide_database(database: AsyncDatabase) -> Provide:
     return Provide(provide, use_cache=True, sync_to_thread=False)
 
 
-def exception_handlers(*, retry_after: int = 1) -> dict[type[Exception], ExceptionHandler]:
+def exception_handlers(*, retry_after: int = 1) -> dict[int | type[Exception], ExceptionHandler]:
     """Handlers answering database errors, for ``Litestar(exception_handlers=...)``.
 
     - ``DoesNotExist`` -> 404 ``{"detail": "<Model> not found"}``;
@@ -171,7 +171,7 @@ def exception_handlers(*, retry_after: int = 1) -> dict[type[Exception], Excepti
             return create_exception_response(request, exc)
         return Response(reply.body, status_code=reply.status, headers=dict(reply.headers))
 
-    handlers: dict[type[Exception], ExceptionHandler] = {
+    handlers: dict[int | type[Exception], ExceptionHandler] = {
         cls: database_error for cls, _ in ERROR_STATUSES
     }
     # The rest of peewee's tree: 503 when the database is unavailable, else a 500.
