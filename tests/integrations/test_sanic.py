@@ -32,7 +32,7 @@ def _sanic_test_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Sanic, "test_mode", True)
 
 
-def new_app() -> Sanic:
+def new_app() -> Sanic[Any, Any]:
     app = Sanic(f"fastpeewee_test_{next(_names)}")
     app.config.KEEP_ALIVE_TIMEOUT = 10
     app.config.MOTD = False  # its banner imports every Sanic extension installed
@@ -40,7 +40,7 @@ def new_app() -> Sanic:
 
 
 @asynccontextmanager
-async def serving(app: Sanic) -> AsyncIterator[str]:
+async def serving(app: Sanic[Any, Any]) -> AsyncIterator[str]:
     """Serve ``app`` on a free 127.0.0.1 port in this event loop, with its listeners."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -61,6 +61,11 @@ async def serving(app: Sanic) -> AsyncIterator[str]:
             await asyncio.wait_for(closing, 5)
         await server.after_stop()
         sock.close()
+
+
+def client_port(request: Request) -> int:
+    assert request.conn_info is not None
+    return request.conn_info.client_port
 
 
 def one_socket(base_url: str) -> httpx.AsyncClient:
@@ -98,7 +103,7 @@ async def test_a_kept_alive_socket_never_carries_state_to_the_next_request(db, e
         states.append(db._state)
         if ending == "raises":
             raise RuntimeError("boom")
-        return json({"port": request.conn_info.client_port})
+        return json({"port": client_port(request)})
 
     @app.get("/look")
     async def look(request: Request) -> HTTPResponse:
@@ -108,7 +113,7 @@ async def test_a_kept_alive_socket_never_carries_state_to_the_next_request(db, e
         states.append(db._state)
         return json({
             "held_before": held_before, "count": count, "in_transaction": db.in_transaction(),
-            "port": request.conn_info.client_port,
+            "port": client_port(request),
         })  # fmt: skip
 
     outside = Outside(db)
@@ -386,7 +391,7 @@ async def test_database_errors_map_to_404_409_422_and_503(backend, request, tmp_
         assert (await http.post("/users/ann")).status_code == 201
         duplicate = await http.post("/users/ann")
         too_big = await http.post("/bad")
-        bug = await http.get("/bug")
+        buggy = await http.get("/bug")
         holder = asyncio.create_task(http.get("/hold"))
         await asyncio.wait_for(held.wait(), 5)
         busy = await http.get("/users/1")
@@ -398,11 +403,11 @@ async def test_database_errors_map_to_404_409_422_and_503(backend, request, tmp_
     assert duplicate.json() == {"detail": "The request conflicts with existing data."}
     # SQLite's INTEGER holds 64 bits: there the row is stored.
     assert too_big.status_code == (200 if backend == "sqlite" else 422), too_big.text
-    assert bug.status_code == 500
+    assert buggy.status_code == 500
     assert busy.status_code == 503
     assert busy.headers["retry-after"] == "3"
     assert busy.json() == {"detail": "The database is busy; retry shortly."}
-    for response in (duplicate, too_big, bug, busy):
+    for response in (duplicate, too_big, buggy, busy):
         for secret in ("INSERT", "SELECT", "no_such_table", "127.0.0.1"):
             assert secret not in response.text
     assert db.pool_stats() == []  # the server stopped: the pool is closed
@@ -423,7 +428,7 @@ async def test_the_lifespan_creates_tables_warms_and_closes_the_pool(backend, re
         return json(sorted(await db.run(db.get_tables)))
 
     @app.after_server_start
-    async def started(app: Sanic) -> None:
+    async def started(app: Sanic[Any, Any]) -> None:
         seen.append([(s.opened, s.idle) for s in db.pool_stats()])
 
     async with serving(app) as url, one_socket(url) as http:

@@ -307,29 +307,32 @@ async def test_database_errors_map_to_404_409_422_and_503(backend, request, tmp_
         [(r"/users/(\w+)", Users), (r"/bad", Bad), (r"/bug", Bug), (r"/hold", Hold)],
         database=db,
     )
-    async with lifespan(app, MODELS):
-        async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
-            missing = await http.get("/users/42")
-            assert (await http.post("/users/ann", content=b"")).status_code == 201
-            duplicate = await http.post("/users/ann", content=b"")
-            too_big = await http.post("/bad", content=b"")
-            bug = await http.get("/bug")
-            holder = asyncio.create_task(http.get("/hold"))
-            await asyncio.wait_for(held.wait(), 5)
-            busy = await http.get("/users/1")
-            release.set()
-            assert (await holder).status_code == 200
+    async with (
+        lifespan(app, MODELS),
+        serving(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as http,
+    ):
+        missing = await http.get("/users/42")
+        assert (await http.post("/users/ann", content=b"")).status_code == 201
+        duplicate = await http.post("/users/ann", content=b"")
+        too_big = await http.post("/bad", content=b"")
+        buggy = await http.get("/bug")
+        holder = asyncio.create_task(http.get("/hold"))
+        await asyncio.wait_for(held.wait(), 5)
+        busy = await http.get("/users/1")
+        release.set()
+        assert (await holder).status_code == 200
     assert missing.status_code == 404
     assert missing.json() == {"detail": "User not found"}
     assert duplicate.status_code == 409
     assert duplicate.json() == {"detail": "The request conflicts with existing data."}
     # SQLite's INTEGER holds 64 bits: there the row is stored.
     assert too_big.status_code == (200 if backend == "sqlite" else 422), too_big.text
-    assert bug.status_code == 500
+    assert buggy.status_code == 500
     assert busy.status_code == 503
     assert busy.headers["retry-after"] == "3"
     assert busy.json() == {"detail": "The database is busy; retry shortly."}
-    for response in (duplicate, too_big, bug, busy):
+    for response in (duplicate, too_big, buggy, busy):
         for secret in ("INSERT", "SELECT", "no_such_table", "127.0.0.1"):
             assert secret not in response.text
     assert db.pool_stats() == []  # the lifespan closed the pool
@@ -372,7 +375,7 @@ async def test_peewee_async_tornado_example_shape_works(db):
     class RootHandler(DatabaseHandlerMixin, tornado.web.RequestHandler):
         async def post(self) -> None:
             name = self.get_argument("name")
-            obj = await self.application.objects.create(TestNameModel, name=name)
+            obj = await self.application.objects.create(TestNameModel, name=name)  # type: ignore[attr-defined]
             self.write({"id": obj.id, "name": obj.name})
 
         async def get(self) -> None:
@@ -381,7 +384,7 @@ async def test_peewee_async_tornado_example_shape_works(db):
                 self.write("Please provide the 'id' query argument, i.e. ?id=1")
                 return
             try:
-                obj = await self.application.objects.get(TestNameModel, id=obj_id)
+                obj = await self.application.objects.get(TestNameModel, id=obj_id)  # type: ignore[attr-defined]
                 self.write({"id": obj.id, "name": obj.name})
             except TestNameModel.DoesNotExist:
                 raise tornado.web.HTTPError(404, "Object not found!") from None
@@ -394,8 +397,8 @@ async def test_peewee_async_tornado_example_shape_works(db):
 
         async def get_or_create(self) -> Any:
             obj_id = self.get_argument("id", None)
-            async with self.application.objects.atomic():
-                obj, created = await self.application.objects.get_or_create(
+            async with self.application.objects.atomic():  # type: ignore[attr-defined]
+                obj, _created = await self.application.objects.get_or_create(  # type: ignore[attr-defined]
                     TestNameModel, id=obj_id, defaults={"name": f"TestNameModel id={obj_id}"}
                 )
                 return obj

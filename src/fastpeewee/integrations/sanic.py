@@ -86,7 +86,10 @@ class _Scope:
 
 
 def add_request_scope(
-    app: Sanic, database: AsyncDatabase | Sequence[AsyncDatabase], *, atomic: bool = False
+    app: Sanic[Any, Any],
+    database: AsyncDatabase | Sequence[AsyncDatabase],
+    *,
+    atomic: bool = False,
 ) -> None:
     """Give each request of ``app`` its own connection state on ``database``.
 
@@ -119,7 +122,8 @@ def add_request_scope(
         scope = getattr(request.ctx, _SLOT, None)
         if scope is None:
             return
-        if atomic or getattr(request.route.ctx, "atomic", False):
+        route = request.route
+        if atomic or (route is not None and getattr(route.ctx, "atomic", False)):
             for db in databases:
                 await scope.stack.enter_async_context(db.atomic())
 
@@ -154,7 +158,7 @@ def add_request_scope(
 
 
 def add_lifespan(
-    app: Sanic,
+    app: Sanic[Any, Any],
     database: AsyncDatabase | Sequence[AsyncDatabase],
     models: Iterable[type[peewee.Model]] = (),
     *,
@@ -167,12 +171,12 @@ def add_lifespan(
     lifespan = database_lifespan(database, models, safe=safe, warm=warm)
     running: list[Any] = []
 
-    async def start(app: Sanic) -> None:
+    async def start(app: Sanic[Any, Any]) -> None:
         context = lifespan(app)
         await context.__aenter__()
         running.append(context)
 
-    async def stop(app: Sanic) -> None:
+    async def stop(app: Sanic[Any, Any]) -> None:
         while running:
             await running.pop().__aexit__(None, None, None)
 
@@ -180,7 +184,7 @@ def add_lifespan(
     app.register_listener(stop, "after_server_stop")
 
 
-def add_error_handlers(app: Sanic, *, retry_after: int = 1) -> None:
+def add_error_handlers(app: Sanic[Any, Any], *, retry_after: int = 1) -> None:
     """Answer database errors through ``app.error_handler`` with JSON ``{"detail": ...}``.
 
     404 ``"<Model> not found"`` for ``DoesNotExist``, 409 for an integrity
@@ -210,7 +214,7 @@ def add_error_handlers(app: Sanic, *, retry_after: int = 1) -> None:
 
 
 def setup(
-    app: Sanic,
+    app: Sanic[Any, Any],
     database: AsyncDatabase | Sequence[AsyncDatabase],
     *,
     models: Iterable[type[peewee.Model]] = (),
