@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,15 @@ from typing import Any
 import pytest
 
 from .helpers import sync_database
+
+# WebOb (under WebTest and Pyramid) imports the stdlib's deprecated ``cgi``
+# module and Pyramid imports ``pkg_resources``: import them once here, where
+# those import-time deprecation warnings are not errors.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+    import pyramid.config  # noqa: F401
+    import webob  # noqa: F401
 
 
 @pytest.fixture

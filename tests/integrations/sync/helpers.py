@@ -23,6 +23,12 @@ from ...harness import Outside
 from ...models import MODELS, User, bind_models
 
 __all__ = [
+    "Boom",
+    "Build",
+    "Views",
+    "check_atomic",
+    "check_concurrency",
+    "check_exception",
     "MODELS",
     "Probe",
     "User",
@@ -156,3 +162,79 @@ class Probe:
         assert len({conn for conn, _ in self.seen}) == parties  # never shared
         assert all(peak == parties for _, peak in self.seen)
 
+
+
+class Boom(Exception):
+    """A view's own (non-database) failure."""
+
+
+class Views:
+    """The bodies of the views every framework's test app routes to.
+
+    - ``probe()``: see :class:`Probe`;
+    - ``boom()``: opens a transaction, writes, and raises (no clean-up);
+    - ``create(name)``: writes a user;
+    - ``fail(name)``: writes a user, then raises.
+    """
+
+    def __init__(self, db: AnyDatabase, parties: int = 4) -> None:
+        self.db = db
+        self.probe_ = Probe(db, parties)
+
+    def probe(self) -> str:
+        self.probe_.probe()
+        return "ok"
+
+    def boom(self) -> str:
+        self.db.begin()
+        User.create(username="boom")
+        raise Boom("boom")
+
+    def create(self, name: str) -> str:
+        User.create(username=name)
+        return "created"
+
+    def fail(self, name: str) -> str:
+        User.create(username=name)
+        raise Boom("fail")
+
+
+Build = Callable[[Views, bool], Any]
+"""``build(views, atomic)``: the framework's WSGI app, routing ``/probe``,
+``/boom``, ``/create/<name>`` and ``/fail/<name>`` to ``views``, wrapped in the
+database middleware (``atomic`` passed on)."""
+
+
+def check_concurrency(db: AnyDatabase, build: Build, parties: int = 4) -> None:
+    """Concurrent requests through a real server each get their own
+    connection, all at once; nothing is left behind."""
+    views = Views(db, parties)
+    with serve(build(views, False), threads=parties) as url:
+        responses = get_many([url + "/probe"] * parties)
+    assert [r.status_code for r in responses] == [200] * parties, responses[0].text
+    views.probe_.check(parties)
+    assert_clean(db)
+
+
+def check_exception(db: AnyDatabase, build: Build) -> None:
+    """A view that raises inside a transaction it opened: the framework's
+    500, the transaction rolled back, the connection back in the pool."""
+    with serve(build(Views(db), False)) as url:
+        response = httpx.get(url + "/boom", timeout=WAIT)
+    assert response.status_code == 500
+    assert "INSERT" not in response.text
+    assert_clean(db)
+    assert count_outside(db, "boom") == 0
+
+
+def check_atomic(db: AnyDatabase, build: Build) -> None:
+    """With the per-request transaction: a success commits, a raise rolls back."""
+    with serve(build(Views(db), True)) as url:
+        created = httpx.get(url + "/create/kept", timeout=WAIT)
+        failed = httpx.get(url + "/fail/lost", timeout=WAIT)
+    assert created.status_code == 200, created.text
+    assert created.text == "created"
+    assert failed.status_code == 500
+    assert_clean(db)
+    assert count_outside(db, "kept") == 1
+    assert count_outside(db, "lost") == 0
