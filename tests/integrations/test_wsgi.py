@@ -44,6 +44,11 @@ class Boom(Exception):
     pass
 
 
+def no_start(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+    """A start_response that drops what it is given."""
+    return lambda data: None
+
+
 def call(app: Any, path: str = "/") -> tuple[str, bytes]:
     """One request, as a WSGI server makes it: call, iterate the body, close it."""
     statuses: list[str] = []
@@ -239,7 +244,7 @@ def test_atomic_rolls_back_when_the_app_starts_no_response(sdb):
         User.create(username="no-response")
         return []
 
-    body = WSGIDatabaseMiddleware(app, sdb, atomic=True)({}, lambda *a: None)
+    body = WSGIDatabaseMiddleware(app, sdb, atomic=True)({}, no_start)
     assert list(body) == []
     body.close()  # type: ignore[attr-defined]
     assert_clean(sdb)
@@ -288,7 +293,7 @@ def test_a_streaming_body_keeps_its_connection_until_close(sdb):
             during.append(in_use(sdb))
             yield b"chunk"
 
-    body = WSGIDatabaseMiddleware(app, sdb)({}, lambda *a: None)
+    body = WSGIDatabaseMiddleware(app, sdb)({}, no_start)
     assert in_use(sdb) == 0  # nothing ran yet: a generator body runs while iterated
     assert b"".join(body) == b"chunk" * 3
     assert during == [1, 1, 1]
@@ -312,7 +317,7 @@ def test_close_releases_even_when_the_bodys_own_close_raises(sdb):
         start_response("200 OK", [])
         return Body()
 
-    body = WSGIDatabaseMiddleware(app, sdb)({}, lambda *a: None)
+    body = WSGIDatabaseMiddleware(app, sdb)({}, no_start)
     assert list(body) == [b"x"]
     with pytest.raises(Boom):
         body.close()  # type: ignore[attr-defined]

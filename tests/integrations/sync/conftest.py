@@ -17,8 +17,8 @@ from .helpers import sync_database
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
-    import pyramid.config  # noqa: F401
-    import webob  # noqa: F401
+    import pyramid.config  # type: ignore[import-untyped]  # noqa: F401
+    import webob  # type: ignore[import-untyped]  # noqa: F401
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from waitress.server import create_server
+from waitress.server import create_server  # type: ignore[import-untyped]
 
 from fastpeewee import AsyncDatabase
 
@@ -23,16 +23,16 @@ from ...harness import Outside
 from ...models import MODELS, User, bind_models
 
 __all__ = [
+    "MODELS",
     "Boom",
     "Build",
+    "Probe",
+    "User",
     "Views",
+    "assert_clean",
     "check_atomic",
     "check_concurrency",
     "check_exception",
-    "MODELS",
-    "Probe",
-    "User",
-    "assert_clean",
     "count_outside",
     "get_many",
     "in_use",
@@ -92,7 +92,8 @@ def count_outside(db: AnyDatabase, username: str) -> int:
     outside = Outside(db)
     try:
         table = '"user"' if outside.kind != "mysql" else "`user`"
-        return int(outside.query(f"SELECT count(*) FROM {table} WHERE username = ?", (username,))[0][0])
+        sql = f"SELECT count(*) FROM {table} WHERE username = ?"
+        return int(outside.query(sql, (username,))[0][0])
     finally:
         outside.close()
 
@@ -122,6 +123,7 @@ def serve(app: Any, threads: int = 4) -> Iterator[str]:
         stopping.set()
         runner.join(WAIT)
         assert not runner.is_alive(), "the test server did not stop"
+
 
 def get_many(urls: list[str], method: str = "GET") -> list[httpx.Response]:
     """Send every request at once, each from its own client thread."""
@@ -161,7 +163,6 @@ class Probe:
         assert len(self.seen) == parties
         assert len({conn for conn, _ in self.seen}) == parties  # never shared
         assert all(peak == parties for _, peak in self.seen)
-
 
 
 class Boom(Exception):

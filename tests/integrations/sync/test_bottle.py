@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import bottle
-from webtest import TestApp
+import bottle  # type: ignore[import-untyped]
+from webtest import TestApp  # type: ignore[import-untyped]
 
 from fastpeewee import WSGIDatabaseMiddleware
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import cherrypy
+import cherrypy  # type: ignore[import-untyped]
 
 from fastpeewee import WSGIDatabaseMiddleware
 

@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import django
+import django  # type: ignore[import-untyped]
 import httpx
 import pytest
-from django.conf import settings
-from django.http import HttpRequest, HttpResponse
-from django.urls import path
+from django.conf import settings  # type: ignore[import-untyped]
+from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped]
+from django.urls import path  # type: ignore[import-untyped]
 
 from fastpeewee import WSGIDatabaseMiddleware
 
@@ -48,7 +48,7 @@ def _view(action: str) -> Any:
 
 def both(request: HttpRequest, name: str) -> HttpResponse:
     """A view using both ORMs: a Django ``Group`` and a fastpeewee ``User``."""
-    from django.contrib.auth.models import Group
+    from django.contrib.auth.models import Group  # type: ignore[import-untyped]
 
     from ...models import User
 
@@ -71,7 +71,7 @@ urlpatterns = [
 @pytest.fixture(scope="module")
 def django_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Django configured in-process: its own SQLite database, this module's URLs."""
-    from django.core.management import call_command
+    from django.core.management import call_command  # type: ignore[import-untyped]
 
     db_file = tmp_path_factory.mktemp("django") / "django.sqlite3"
     if not settings.configured:
@@ -92,7 +92,7 @@ def django_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def build(django_project: Path) -> Iterator[Any]:
-    from django.core.wsgi import get_wsgi_application
+    from django.core.wsgi import get_wsgi_application  # type: ignore[import-untyped]
 
     def build(views: Views, atomic: bool) -> WSGIDatabaseMiddleware:
         """The recipe: the project's WSGI application, wrapped."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pyramid.config import Configurator
-from pyramid.request import Request
-from pyramid.response import Response
-from webtest import TestApp
+from pyramid.config import Configurator  # type: ignore[import-untyped]
+from pyramid.request import Request  # type: ignore[import-untyped]
+from pyramid.response import Response  # type: ignore[import-untyped]
+from webtest import TestApp  # type: ignore[import-untyped]
 
 from fastpeewee import WSGIDatabaseMiddleware
 
