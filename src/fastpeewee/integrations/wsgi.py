@@ -66,8 +66,10 @@ class WSGIDatabaseMiddleware:
                 start_response = self._ending(transaction, start_response)
             body = self.app(environ, start_response)
         except BaseException as exc:
-            transaction.__exit__(type(exc), exc, exc.__traceback__)
-            self._release()
+            try:
+                transaction.__exit__(type(exc), exc, exc.__traceback__)
+            finally:
+                self._release()
             raise
         return _Body(body, lambda: self._finish(transaction))
 
@@ -84,12 +86,22 @@ class WSGIDatabaseMiddleware:
     def _finish(self, transaction: ExitStack) -> None:
         # A response the app never started (an app that returned without
         # calling start_response) is not a success: roll back.
-        _end(transaction, _FailedResponse("no response"))
-        self._release()
+        try:
+            _end(transaction, _FailedResponse("no response"))
+        finally:
+            self._release()
 
     def _release(self) -> None:
+        # Every database is released even when one of them fails to; the
+        # first failure is raised after the others are done.
+        failure: BaseException | None = None
         for db in self.databases:
-            db.release_thread()
+            try:
+                db.release_thread()
+            except BaseException as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
 
 def _end(transaction: ExitStack, exc: BaseException) -> None:

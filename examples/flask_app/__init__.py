@@ -1,0 +1,1 @@
+"""The reference users-and-items app on Flask (sync views), with fastpeewee."""

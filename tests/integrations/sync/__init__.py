@@ -1,0 +1,1 @@
+"""The sync (WSGI) frameworks: Flask, Django, Bottle, Falcon, Pyramid, CherryPy."""
