@@ -292,6 +292,8 @@ async def test_atomic_requests_commit_or_roll_back(db):
             raise BadRequest("changed my mind")
         if how == "503":
             return text("gave up", status=503)
+        if how == "404":
+            return text("returned, not raised", status=404)
         return json(await db.count(User.select()), status=201)
 
     async with serving(app) as url, one_socket(url) as http:
@@ -299,6 +301,7 @@ async def test_atomic_requests_commit_or_roll_back(db):
         assert (await http.post("/users/bob?fail=raise")).status_code == 500
         assert (await http.post("/users/cat?fail=400")).status_code == 400
         assert (await http.post("/users/dan?fail=503")).status_code == 503
+        assert (await http.post("/users/eve?fail=404")).status_code == 404
         duplicate = await http.post("/users/ann")
     assert duplicate.status_code == 409
     names = sorted(u.username for u in await db.list(User.select()))

@@ -228,8 +228,8 @@ async def test_atomic_handlers_commit_or_roll_back(db):
                 raise RuntimeError("changed my mind")
             if how == "400":
                 raise tornado.web.HTTPError(400)
-            if how == "503":
-                self.set_status(503)
+            if how in ("503", "404"):
+                self.set_status(int(how))
                 self.write("gave up")
                 return
             self.set_status(201)
@@ -241,6 +241,7 @@ async def test_atomic_handlers_commit_or_roll_back(db):
         assert (await http.post("/users/bob?fail=raise", content=b"")).status_code == 500
         assert (await http.post("/users/cat?fail=400", content=b"")).status_code == 400
         assert (await http.post("/users/dan?fail=503", content=b"")).status_code == 503
+        assert (await http.post("/users/eve?fail=404", content=b"")).status_code == 404
         duplicate = await http.post("/users/ann", content=b"")
     assert duplicate.status_code == 409
     names = sorted(u.username for u in await db.list(User.select()))

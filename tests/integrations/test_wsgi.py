@@ -206,13 +206,26 @@ def test_atomic_commits_before_the_response_starts(sdb):
     assert_clean(sdb)
 
 
-def test_atomic_commits_a_4xx_response(sdb):
-    def not_found() -> str:
+@pytest.mark.parametrize("status", ["400 Bad Request", "404 Not Found", "409 Conflict"])
+def test_atomic_rolls_back_a_4xx_response(sdb, status):
+    # The rule of every adapter (core.commits): an error status rolls back.
+    def refused() -> str:
         User.create(username="audit")
-        return "404 Not Found"
+        return status
 
-    app = WSGIDatabaseMiddleware(wsgi_app(sdb, {"/": not_found}), sdb, atomic=True)
-    assert call(app)[0] == "404 Not Found"
+    app = WSGIDatabaseMiddleware(wsgi_app(sdb, {"/": refused}), sdb, atomic=True)
+    assert call(app)[0] == status
+    assert count_outside(sdb, "audit") == 0
+    assert_clean(sdb)
+
+
+def test_atomic_commits_a_redirect(sdb):
+    def moved() -> str:
+        User.create(username="audit")
+        return "303 See Other"
+
+    app = WSGIDatabaseMiddleware(wsgi_app(sdb, {"/": moved}), sdb, atomic=True)
+    assert call(app)[0] == "303 See Other"
     assert count_outside(sdb, "audit") == 1
 
 

@@ -31,7 +31,14 @@ import peewee
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
-from .core import as_databases, database_lifespan, error_reply, request_scope
+from .core import (
+    ErrorResponse,
+    as_databases,
+    commits,
+    database_lifespan,
+    error_reply,
+    request_scope,
+)
 
 if TYPE_CHECKING:
     from ..database import AsyncDatabase
@@ -42,14 +49,6 @@ logger = logging.getLogger("fastpeewee.aiohttp")
 
 DATABASES: web.AppKey[tuple[Any, ...]] = web.AppKey("fastpeewee_databases")
 """Where :func:`setup` leaves the app's databases: ``app[DATABASES]``."""
-
-
-class _ErrorResponse(Exception):
-    """Internal: an error response ends an atomic request, which rolls back."""
-
-    def __init__(self, response: web.StreamResponse) -> None:
-        super().__init__(response.status)
-        self.response = response
 
 
 def database_middleware(
@@ -87,11 +86,13 @@ def database_middleware(
                 databases, hold=not websocket, atomic=atomic and not websocket
             ):
                 response = await handler(request)
-                if atomic and response.status >= 400:
-                    raise _ErrorResponse(response)  # roll back, then answer it
+                if atomic and not commits(response.status):
+                    raise ErrorResponse(response.status, response)  # roll back, then answer it
                 return response
-        except _ErrorResponse as error:
-            return error.response
+        except ErrorResponse as error:
+            response = error.response
+            assert isinstance(response, web.StreamResponse)
+            return response
         except Exception as exc:
             reply = error_reply(
                 exc,

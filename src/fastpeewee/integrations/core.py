@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ERROR_STATUSES",
     "ErrorReply",
+    "ErrorResponse",
     "as_databases",
+    "commits",
     "database_lifespan",
     "describe_error",
     "error_reply",
@@ -75,6 +77,30 @@ async def request_scope(
             for db in databases:
                 await stack.enter_async_context(db.atomic())
         yield
+
+
+def commits(status: int) -> bool:
+    """Whether a per-request transaction commits for a response of ``status``.
+
+    The rule of every adapter's per-request transaction: it commits for a
+    success or a redirect (below 400), before the response is sent, and rolls
+    back for an error status (4xx, 5xx), whether the handler raised it or
+    returned it, as well as on an exception or a cancellation.
+    """
+    return status < 400
+
+
+class ErrorResponse(Exception):
+    """Rolls a per-request transaction back for an error response that still goes out.
+
+    Adapters raise it inside the transaction and catch it outside; ``response``
+    is what to send, when the adapter needs it back.
+    """
+
+    def __init__(self, status: int | str, response: Any = None) -> None:
+        super().__init__(f"error response ({status}): the request's transaction rolls back")
+        self.status = status
+        self.response = response
 
 
 def database_lifespan(

@@ -34,7 +34,7 @@ from litestar.exceptions.responses import create_debug_response, create_exceptio
 from litestar.middleware import ASGIMiddleware
 
 from . import core
-from .core import ERROR_STATUSES, database_lifespan, error_reply
+from .core import ERROR_STATUSES, ErrorResponse, commits, database_lifespan, error_reply
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,10 +52,6 @@ __all__ = [
 logger = logging.getLogger("fastpeewee.litestar")
 
 ExceptionHandler = Callable[[Request[Any, Any, Any], Any], Response[Any]]
-
-
-class _ErrorResponse(Exception):
-    """Rolls the request's transaction back: the response has an error status."""
 
 
 class DatabaseMiddleware(ASGIMiddleware):
@@ -105,7 +101,9 @@ class DatabaseMiddleware(ASGIMiddleware):
 
             async def send_after_commit(message: Message) -> None:
                 if pending and message["type"] == "http.response.start":
-                    await finish(None if message["status"] < 400 else _ErrorResponse())
+                    await finish(
+                        None if commits(message["status"]) else ErrorResponse(message["status"])
+                    )
                 await send(message)
 
             try:
@@ -115,7 +113,7 @@ class DatabaseMiddleware(ASGIMiddleware):
                     await finish(exc)
                 raise
             if pending:  # the app sent no response at all
-                await finish(_ErrorResponse())
+                await finish(ErrorResponse("no response"))
 
 
 def atomic_request(database: AsyncDatabase | Sequence[AsyncDatabase]) -> DatabaseMiddleware:

@@ -39,7 +39,15 @@ import peewee
 from quart import Quart, Response, request
 
 from .asgi import DatabaseMiddleware
-from .core import ERROR_STATUSES, as_databases, database_lifespan, error_reply, request_scope
+from .core import (
+    ERROR_STATUSES,
+    ErrorResponse,
+    as_databases,
+    commits,
+    database_lifespan,
+    error_reply,
+    request_scope,
+)
 
 if TYPE_CHECKING:
     from ..database import AsyncDatabase
@@ -94,10 +102,6 @@ def init_app(
     add_error_handlers(app, retry_after=retry_after)
 
 
-class _ErrorResponse(Exception):
-    """Internal: the response is an error, so the request's transaction rolls back."""
-
-
 def atomic_requests(app: Quart, database: AsyncDatabase | Sequence[AsyncDatabase]) -> None:
     """Run each HTTP request of ``app`` in one transaction per database.
 
@@ -130,8 +134,8 @@ def atomic_requests(app: Quart, database: AsyncDatabase | Sequence[AsyncDatabase
         if transaction is None:
             return response
         current.set(None)
-        if response.status_code >= 400:
-            error = _ErrorResponse(response.status_code)
+        if not commits(response.status_code):
+            error = ErrorResponse(response.status_code)
             await transaction.__aexit__(type(error), error, None)
             return response
         try:
@@ -148,7 +152,7 @@ def atomic_requests(app: Quart, database: AsyncDatabase | Sequence[AsyncDatabase
         if transaction is None:
             return
         current.set(None)
-        error = exc if exc is not None else _ErrorResponse("request ended without a response")
+        error = exc if exc is not None else ErrorResponse("no response")
         await transaction.__aexit__(type(error), error, error.__traceback__)
 
     app.before_request(begin)

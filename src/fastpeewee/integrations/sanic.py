@@ -17,7 +17,7 @@ in that task, and it is left on every path a request can end by:
 - ``http.lifecycle.response`` (after the response middleware, before the
   response is sent): the transaction commits (a failed commit becomes the
   error response, never a false success) or rolls back after an exception or
-  a 5xx response, and the connection goes back to the pool;
+  an error response (4xx, 5xx), and the connection goes back to the pool;
 - ``http.lifecycle.exception`` when part of the response was already sent
   (Sanic then sends no other response): rolled back and released at once;
 - ``http.lifecycle.complete`` (the connection closed: client gone, the task
@@ -44,7 +44,14 @@ from sanic.models.server_types import ConnInfo
 from sanic.response import json
 
 from . import core
-from .core import ERROR_STATUSES, as_databases, database_lifespan, error_reply
+from .core import (
+    ERROR_STATUSES,
+    ErrorResponse,
+    as_databases,
+    commits,
+    database_lifespan,
+    error_reply,
+)
 
 if TYPE_CHECKING:
     from ..database import AsyncDatabase
@@ -54,10 +61,6 @@ __all__ = ["add_error_handlers", "add_lifespan", "add_request_scope", "database_
 logger = logging.getLogger("fastpeewee.sanic")
 
 _SLOT = "fastpeewee_scope"  # attribute of request.ctx and conn_info.ctx
-
-
-class _FailedResponse(Exception):
-    """Stands for a 5xx response when a request's transaction is rolled back."""
 
 
 class _Scope:
@@ -98,7 +101,7 @@ def add_request_scope(
     shares one connection, taken on the first query. ``atomic=True`` runs each
     handler, with the response middleware, in one transaction per database,
     committed before the response is sent and rolled back when something
-    raises or the response is a 5xx. A route can ask for it alone with
+    raises or the response is an error (4xx, 5xx). A route can ask for it alone with
     ``@app.post("/path", ctx_atomic=True)``.
 
     WebSocket routes hold a connection only while a transaction is open.
@@ -110,7 +113,7 @@ def add_request_scope(
         if conn_info is not None:
             leftover = getattr(conn_info.ctx, _SLOT, None)
             if leftover is not None:
-                await leftover.close(_FailedResponse("request ended without a response"))
+                await leftover.close(ErrorResponse("no response"))
         scope = _Scope(conn_info)
         websocket = request.headers.get("upgrade", "").lower() == "websocket"
         await scope.stack.enter_async_context(core.request_scope(databases, hold=not websocket))
@@ -142,13 +145,13 @@ def add_request_scope(
         if scope is None:
             return
         delattr(request.ctx, _SLOT)
-        failed = response.status >= 500 and scope.failure is None
-        await scope.close(_FailedResponse(str(response.status)) if failed else None)
+        failed = not commits(response.status) and scope.failure is None
+        await scope.close(ErrorResponse(response.status) if failed else None)
 
     async def on_complete(conn_info: ConnInfo) -> None:
         leftover = getattr(conn_info.ctx, _SLOT, None)
         if leftover is not None:
-            await leftover.close(_FailedResponse("connection closed"))
+            await leftover.close(ErrorResponse("connection closed"))
 
     app.signal("http.lifecycle.handle")(open_scope)
     app.signal("http.handler.before")(begin)

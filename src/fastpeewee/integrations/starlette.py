@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 
 from . import core
 from .asgi import DatabaseMiddleware
-from .core import ERROR_STATUSES, database_lifespan, error_reply
+from .core import ERROR_STATUSES, ErrorResponse, commits, database_lifespan, error_reply
 
 if TYPE_CHECKING:
     from ..database import AsyncDatabase
@@ -50,10 +50,6 @@ logger = logging.getLogger("fastpeewee.starlette")
 
 R = TypeVar("R", bound=Response)
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
-
-
-class _ErrorResponse(Exception):
-    """Raised inside the transaction to roll it back when the endpoint returned an error."""
 
 
 def atomic_request(
@@ -92,9 +88,9 @@ def atomic_request(
                     else:
                         response = await run_in_threadpool(endpoint, *args)  # type: ignore[arg-type]
                     assert response is not None
-                    if response.status_code >= 400:
-                        raise _ErrorResponse
-            except _ErrorResponse:
+                    if not commits(response.status_code):
+                        raise ErrorResponse(response.status_code)
+            except ErrorResponse:
                 pass  # rolled back; the endpoint's own error response goes out
             assert response is not None
             return response

@@ -40,7 +40,7 @@ import peewee
 import tornado.web
 
 from . import core
-from .core import ErrorReply, as_databases, error_reply
+from .core import ErrorReply, ErrorResponse, as_databases, commits, error_reply
 
 if TYPE_CHECKING:
     from ..database import AsyncDatabase
@@ -51,10 +51,6 @@ logger = logging.getLogger("fastpeewee.tornado")
 
 _VERBS = tuple(m.lower() for m in tornado.web.RequestHandler.SUPPORTED_METHODS)
 _WRAPPED = "__fastpeewee_scoped__"
-
-
-class _FailedResponse(Exception):
-    """Stands for a 5xx status when a request's transaction is rolled back."""
 
 
 def _settings_databases(settings: dict[str, Any]) -> tuple[AsyncDatabase, ...]:
@@ -76,7 +72,7 @@ class DatabaseHandlerMixin:
     - ``atomic``: run ``prepare()`` and the verb method in one transaction per
       database, committed when the verb returns (before the response is
       finished: a failed commit becomes the error response) and rolled back
-      when it raises (``HTTPError`` included) or leaves a 5xx status. The
+      when it raises (``HTTPError`` included) or leaves an error status (4xx, 5xx). The
       application setting ``database_atomic`` sets it for every handler. Do not
       call ``self.finish()``/``self.flush()`` inside an atomic verb: what is
       flushed is sent before the commit.
@@ -148,8 +144,8 @@ class DatabaseHandlerMixin:
         if stack is None:
             return
         status = self._database_handler().get_status()
-        if failure is None and status >= 500:
-            failure = _FailedResponse(str(status))
+        if failure is None and not commits(status):
+            failure = ErrorResponse(status)
         if failure is None:
             await stack.aclose()  # a failed commit raises: the error answer follows
             return

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from .core import as_databases
+from .core import ErrorResponse, as_databases, commits
 
 if TYPE_CHECKING:
     from ..database import AsyncDatabase
@@ -25,10 +25,6 @@ __all__ = ["WSGIApp", "WSGIDatabaseMiddleware"]
 
 StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
-class _FailedResponse(Exception):
-    """Stands for a 5xx response when a request's transaction is rolled back."""
 
 
 class WSGIDatabaseMiddleware:
@@ -41,9 +37,10 @@ class WSGIDatabaseMiddleware:
     :meth:`AsyncDatabase.release_thread`).
 
     ``atomic=True`` runs each request in one transaction per database. It
-    commits when the application starts a response with a status below 500,
+    commits when the application starts a response with a status below 400,
     before the response is sent (a failed commit is an error, never a false
-    success), and rolls back on an exception or a 5xx response.
+    success), and rolls back on an exception or an error status (4xx, 5xx):
+    the rule of every adapter (:func:`~fastpeewee.integrations.core.commits`).
     """
 
     def __init__(
@@ -75,8 +72,8 @@ class WSGIDatabaseMiddleware:
 
     def _ending(self, transaction: ExitStack, start_response: StartResponse) -> StartResponse:
         def ending(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
-            if status[:1] == "5":
-                _end(transaction, _FailedResponse(status))
+            if not commits(int(status[:3])):
+                _end(transaction, ErrorResponse(status))
             else:
                 transaction.close()  # commits; raises (to the app) if the commit fails
             return start_response(status, headers, *exc_info)
@@ -87,7 +84,7 @@ class WSGIDatabaseMiddleware:
         # A response the app never started (an app that returned without
         # calling start_response) is not a success: roll back.
         try:
-            _end(transaction, _FailedResponse("no response"))
+            _end(transaction, ErrorResponse("no response"))
         finally:
             self._release()
 
