@@ -203,7 +203,7 @@ def test_the_mixin_init_never_runs():
     assert db.pool_config.pool_size == 10  # fastpeewee's own defaults and config
 
 
-def test_after_commit_is_peeweees_not_the_mixins(tmp_path):
+def test_after_commit_is_peewees_not_the_mixins(tmp_path):
     db = AsyncSqliteDatabase(str(tmp_path / "after.db"))
     ran: list[str] = []
     try:
