@@ -44,6 +44,19 @@ from .state import (
 )
 from .transactions import async_atomic, async_savepoint, async_transaction
 
+if TYPE_CHECKING:
+
+    class _PwasyncioMixin:
+        """playhouse.pwasyncio's database mixin (untyped: a plain base for mypy)."""
+
+else:
+    # A base class so that isinstance(db, playhouse.pwasyncio.AsyncDatabaseMixin)
+    # holds: libraries take their async branch on that check (fastapi-pagination's
+    # apaginate). Nothing of it runs: AsyncDatabase defines every name it has but
+    # the private pool hooks of pwasyncio's own pool, which nothing calls (see
+    # tests/integrations/test_pagination.py, which lists them).
+    from playhouse.pwasyncio import AsyncDatabaseMixin as _PwasyncioMixin
+
 __all__ = ["AsyncDatabase"]
 
 _peewee_logger = logging.getLogger("peewee")  # where peewee (and log_query) logs SQL
@@ -99,7 +112,7 @@ class _CursorShim:
         return getattr(self._cursor, name)
 
 
-class AsyncDatabase:
+class AsyncDatabase(_PwasyncioMixin):
     """Pooled, task-aware connection handling for a peewee ``Database`` subclass.
 
     Mixed in before the peewee class: ``class AsyncSqliteDatabase(AsyncDatabase,
@@ -168,7 +181,8 @@ class AsyncDatabase:
         self._releasing: set[asyncio.Task[None]] = set()
         # False: peewee's own paths only (see fastpeewee.fast; the environment may force it).
         self.fast_paths = bool(fast_paths) and fast.ENABLED
-        super().__init__(database, **kwargs)  # type: ignore[call-arg]
+        # Past pwasyncio's mixin, whose __init__ would set up a pool of its own.
+        super(_PwasyncioMixin, self).__init__(database, **kwargs)  # type: ignore[call-arg]
 
     # -- connection state ---------------------------------------------------------------
 
@@ -508,6 +522,10 @@ class AsyncDatabase:
                     return await self._async_state().astream(sql, params, batch_size)
                 except Reroute:
                     continue
+
+    def after_commit(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """peewee's ``after_commit``: run ``fn`` once the outermost transaction commits."""
+        return super(_PwasyncioMixin, self).after_commit(fn)  # type: ignore[misc, no-any-return]
 
     def _plain_begin(self) -> bool:
         """True when ``begin()`` without arguments only sends ``BEGIN`` (backends say)."""
