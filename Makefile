@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run quickstart test test-slow-paths lint format bench soak clean
+.PHONY: run run-starlette run-litestar run-aiohttp run-flask quickstart test test-slow-paths lint format bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,18 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)  ## the main job: the reference app on SQLite at http://127.0.0.1:8000/docs
 	$(PY) -m uvicorn examples.sql_app.main:app --host 127.0.0.1 --port $(PORT)
+
+run-starlette: $(STAMP)  ## the reference app on Starlette
+	$(PY) -m uvicorn examples.starlette_app.main:app --host 127.0.0.1 --port $(PORT)
+
+run-litestar: $(STAMP)  ## the reference app on Litestar
+	$(PY) -m uvicorn examples.litestar_app.main:app --host 127.0.0.1 --port $(PORT)
+
+run-aiohttp: $(STAMP)  ## the reference app on aiohttp
+	$(PY) -m examples.aiohttp_app --host 127.0.0.1 --port $(PORT)
+
+run-flask: $(STAMP)  ## the reference app on Flask, served by waitress
+	$(PY) -m waitress --listen=127.0.0.1:$(PORT) --threads=8 --call examples.flask_app.main:create_app
 
 quickstart: $(STAMP)  ## a short script tour of the async and sync API
 	$(PY) examples/quickstart.py
