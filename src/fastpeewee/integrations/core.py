@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ERROR_STATUSES",
+    "HANDLED_ERRORS",
     "ErrorReply",
     "ErrorResponse",
     "as_databases",
@@ -174,6 +175,15 @@ The rest of peewee's tree (``DatabaseError``, ``InterfaceError``) is 503 when
 :func:`~fastpeewee.errors.is_unavailable` says the database cannot serve now,
 and otherwise not mapped: a syntax error or a missing table is a bug, a 500.
 """
+
+HANDLED_ERRORS: tuple[type[Exception], ...] = (
+    *(cls for cls, _ in ERROR_STATUSES),
+    peewee.DatabaseError,
+    peewee.InterfaceError,
+)
+"""The classes an adapter registers its error handler for: the mapped ones and the
+rest of peewee's tree, which :func:`error_reply` answers with 503 when the
+database is unavailable and leaves to the framework's 500 otherwise."""
 
 _DETAILS = {
     409: "The request conflicts with existing data.",

@@ -20,14 +20,14 @@ import math
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import peewee
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from . import core
-from .core import ERROR_STATUSES, database_lifespan, error_reply
+from .core import database_lifespan
+from .starlette import exception_handlers
 
 if TYPE_CHECKING:
     from ..database import AsyncDatabase
@@ -102,30 +102,15 @@ def add_exception_handlers(app: FastAPI, *, retry_after: int = 1) -> None:
     ``fastpeewee.fastapi`` logger, passwords masked.
     """
 
-    async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        reply = error_reply(
-            exc,
-            retry_after=retry_after,
-            request=f"{request.method} {request.url.path}",
-            log=logger,
-        )
-        if reply is None:
-            # A bug, not an outage: re-raised, it takes the app's usual 500 path
-            # (ServerErrorMiddleware, the server's traceback log) unchanged.
-            raise exc
-        return JSONResponse(reply.body, status_code=reply.status, headers=dict(reply.headers))
-
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = _json_safe(jsonable_encoder(exc.errors()))
         return JSONResponse({"detail": errors}, status_code=422)
 
     app.add_exception_handler(RequestValidationError, invalid)
-    for error_class, _ in ERROR_STATUSES:
-        app.add_exception_handler(error_class, database_error)
-    # The rest of peewee's tree: 503 when the database is unavailable, else a 500.
-    app.add_exception_handler(peewee.DatabaseError, database_error)
-    app.add_exception_handler(peewee.InterfaceError, database_error)
+    # FastAPI is Starlette: the same handlers, logging under fastpeewee.fastapi.
+    for error_class, handler in exception_handlers(retry_after=retry_after, log=logger).items():
+        app.add_exception_handler(error_class, handler)
 
 
 def _json_safe(value: Any) -> Any:

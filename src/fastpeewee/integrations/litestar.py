@@ -26,7 +26,6 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import peewee
 from litestar import Request, Response
 from litestar.di import Provide
 from litestar.enums import ScopeType
@@ -34,7 +33,7 @@ from litestar.exceptions.responses import create_debug_response, create_exceptio
 from litestar.middleware import ASGIMiddleware
 
 from . import core
-from .core import ERROR_STATUSES, ErrorResponse, commits, database_lifespan, error_reply
+from .core import HANDLED_ERRORS, ErrorResponse, commits, database_lifespan, error_reply
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -169,10 +168,4 @@ def exception_handlers(*, retry_after: int = 1) -> dict[int | type[Exception], E
             return create_exception_response(request, exc)
         return Response(reply.body, status_code=reply.status, headers=dict(reply.headers))
 
-    handlers: dict[int | type[Exception], ExceptionHandler] = {
-        cls: database_error for cls, _ in ERROR_STATUSES
-    }
-    # The rest of peewee's tree: 503 when the database is unavailable, else a 500.
-    handlers[peewee.DatabaseError] = database_error
-    handlers[peewee.InterfaceError] = database_error
-    return handlers
+    return {cls: database_error for cls in HANDLED_ERRORS}

@@ -40,7 +40,7 @@ from quart import Quart, Response, request
 
 from .asgi import DatabaseMiddleware
 from .core import (
-    ERROR_STATUSES,
+    HANDLED_ERRORS,
     ErrorResponse,
     as_databases,
     commits,
@@ -177,10 +177,8 @@ def add_error_handlers(app: Quart, *, retry_after: int = 1) -> None:
             raise exc  # not ours to answer: Quart's usual 500 (logged with its traceback)
         return _json_response(reply.body, reply.status, reply.headers)
 
-    for error_class, _ in ERROR_STATUSES:
+    for error_class in HANDLED_ERRORS:
         app.register_error_handler(error_class, database_error)
-    app.register_error_handler(peewee.DatabaseError, database_error)
-    app.register_error_handler(peewee.InterfaceError, database_error)
 
 
 def _describe_request() -> str:

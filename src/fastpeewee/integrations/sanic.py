@@ -45,7 +45,7 @@ from sanic.response import json
 
 from . import core
 from .core import (
-    ERROR_STATUSES,
+    HANDLED_ERRORS,
     ErrorResponse,
     as_databases,
     commits,
@@ -209,11 +209,8 @@ def add_error_handlers(app: Sanic[Any, Any], *, retry_after: int = 1) -> None:
             return app.error_handler.default(request, exception)
         return json(reply.body, status=reply.status, headers=dict(reply.headers))
 
-    for error_class, _ in ERROR_STATUSES:
+    for error_class in HANDLED_ERRORS:
         app.error_handler.add(error_class, database_error)
-    # The rest of peewee's tree: 503 when the database is unavailable, else a 500.
-    app.error_handler.add(peewee.DatabaseError, database_error)
-    app.error_handler.add(peewee.InterfaceError, database_error)
 
 
 def setup(

@@ -25,7 +25,6 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import peewee
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -33,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 
 from . import core
 from .asgi import DatabaseMiddleware
-from .core import ERROR_STATUSES, ErrorResponse, commits, database_lifespan, error_reply
+from .core import HANDLED_ERRORS, ErrorResponse, commits, database_lifespan, error_reply
 
 if TYPE_CHECKING:
     from ..database import AsyncDatabase
@@ -108,7 +107,9 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     )
 
 
-def exception_handlers(*, retry_after: int = 1) -> dict[type[Exception], ExceptionHandler]:
+def exception_handlers(
+    *, retry_after: int = 1, log: logging.Logger = logger
+) -> dict[type[Exception], ExceptionHandler]:
     """Handlers answering database errors with JSON, for ``Starlette(exception_handlers=...)``.
 
     - ``DoesNotExist`` -> 404 ``{"detail": "<Model> not found"}``;
@@ -119,7 +120,7 @@ def exception_handlers(*, retry_after: int = 1) -> dict[type[Exception], Excepti
       re-raised and stays Starlette's usual 500.
 
     Bodies never carry SQL, parameters or DSNs; those go to the
-    ``fastpeewee.starlette`` logger, passwords masked. Merge the result with
+    ``fastpeewee.starlette`` logger (or ``log``), passwords masked. Merge the result with
     your own handlers: ``{**exception_handlers(), 404: not_found}``.
     """
 
@@ -128,20 +129,14 @@ def exception_handlers(*, retry_after: int = 1) -> dict[type[Exception], Excepti
             exc,
             retry_after=retry_after,
             request=f"{request.method} {request.url.path}",
-            log=logger,
+            log=log,
         )
         if reply is None:
             # Not an outage: re-raised, it reaches ServerErrorMiddleware's 500.
             raise exc
         return JSONResponse(reply.body, status_code=reply.status, headers=dict(reply.headers))
 
-    handlers: dict[type[Exception], ExceptionHandler] = {
-        cls: database_error for cls, _ in ERROR_STATUSES
-    }
-    # The rest of peewee's tree: 503 when the database is unavailable, else a 500.
-    handlers[peewee.DatabaseError] = database_error
-    handlers[peewee.InterfaceError] = database_error
-    return handlers
+    return {cls: database_error for cls in HANDLED_ERRORS}
 
 
 def add_exception_handlers(app: Starlette, *, retry_after: int = 1) -> None:
