@@ -22,7 +22,6 @@ from .contracts.peewee import (
     TRANSACTION_HELPERS,
     atomic_transaction_args,
     build_ctx,
-    clear_commit_callbacks,
     run_commit_callbacks,
     transaction_begin,
     transaction_begin_args,
@@ -34,6 +33,20 @@ if TYPE_CHECKING:
 __all__ = ["async_atomic", "async_savepoint", "async_transaction"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _stack(db: Any) -> list[Any]:
+    """The transaction stack of the awaiting task's state.
+
+    ``async with`` keeps its books on the task's async state, never on what
+    ``db._state`` resolves to: a database that lets sync queries run on the
+    loop (the peewee-async compat classes) gives those a sync state of their
+    own. The same list operations as peewee's ``push_transaction``,
+    ``pop_transaction``, ``transaction_depth`` and ``top_transaction``
+    (mirrored, pinned by tests/contracts).
+    """
+    stack: list[Any] = db._async_state().transactions
+    return stack
 
 
 class _AsyncTransactionMixin:
@@ -63,10 +76,11 @@ class async_atomic(_AsyncTransactionMixin, TRANSACTION_HELPERS.atomic):  # type:
 
     async def __aenter__(self) -> Any:
         db: Any = self.db
-        if db.transaction_depth() == 0:
+        stack = _stack(db)
+        if not stack:
             args, kwargs = atomic_transaction_args(self)
             self._helper = db.transaction(*args, **kwargs)
-        elif isinstance(db.top_transaction(), TRANSACTION_HELPERS.manual):
+        elif isinstance(stack[-1], TRANSACTION_HELPERS.manual):
             raise ValueError("Cannot enter atomic commit block while in manual commit mode.")
         else:
             self._helper = db.savepoint()
@@ -96,16 +110,16 @@ class async_transaction(_AsyncTransactionMixin, TRANSACTION_HELPERS.transaction)
     """``db.transaction()``: a transaction; nested ones join the outer one."""
 
     async def __aenter__(self) -> Any:
-        db: Any = self.db
-        if db.transaction_depth() == 0:
+        stack = _stack(self.db)
+        if not stack:
             await self._abegin()
-        db.push_transaction(self)
+        stack.append(self)
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        db: Any = self.db
-        depth = db.transaction_depth()
-        db.pop_transaction()
+        stack = _stack(self.db)
+        depth = len(stack)
+        stack.pop()
         if exc_type and depth == 1:
             await self.arollback(False)
         elif depth == 1:
@@ -127,7 +141,7 @@ class async_transaction(_AsyncTransactionMixin, TRANSACTION_HELPERS.transaction)
         """Commit now (and begin again unless ``begin=False``)."""
         db: Any = self.db
         await self._aend("commit", "COMMIT")
-        if db._state.commit_callbacks:
+        if db._async_state().commit_callbacks:
             await db.run(run_commit_callbacks, db)  # callbacks may query
         if begin:
             await self._abegin()
@@ -135,7 +149,7 @@ class async_transaction(_AsyncTransactionMixin, TRANSACTION_HELPERS.transaction)
     async def arollback(self, begin: bool = True) -> None:
         """Roll back now (and begin again unless ``begin=False``)."""
         await self._aend("rollback", "ROLLBACK")
-        clear_commit_callbacks(self.db)
+        del self.db._async_state().commit_callbacks[:]  # peewee's _clear_commit_callbacks
         if begin:
             await self._abegin()
 

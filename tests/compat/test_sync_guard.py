@@ -1,4 +1,5 @@
-"""allow_sync: sync queries on the event loop are refused unless this task allowed them."""
+"""allow_sync: sync queries on the event loop run with a warning per call site (peewee-async's
+default), are refused in the strict mode, and the permission is scoped to one task."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import logging
 from typing import Any
 
+import peewee
 import pytest
 
 import fastpeewee.compat.peewee_async as peewee_async
@@ -18,14 +20,84 @@ def count_sync() -> int:
     return Author.select().count()
 
 
-async def test_refused_by_default(compat_db: Any) -> None:
+@pytest.fixture
+def strict(compat_db: Any) -> Any:
+    """The compat database in the strict mode (this task and the tasks it starts)."""
+    compat_db.set_allow_sync(False)
+    return compat_db
+
+
+@pytest.fixture
+def warnings_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.WARNING, logger="fastpeewee.compat.peewee_async")
+    return caplog
+
+
+def guard_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "fastpeewee.compat.peewee_async"]
+
+
+async def test_allowed_by_default_with_one_warning_per_call_site(
+    compat_db: Any, warnings_log: pytest.LogCaptureFixture
+) -> None:
+    assert compat_db.sync_policy() == peewee_async.WARN_ONCE
+    for _ in range(3):
+        assert count_sync() == 0  # the same line three times: one warning
+    Author.create(name="ann")  # another line: a second warning
+    assert count_sync() == 1
+    records = guard_records(warnings_log)
+    assert len(records) == 2
+    assert all(r.levelno == logging.WARNING for r in records)
+    first, second = (r.getMessage() for r in records)
+    assert f"{__file__}:" in first and "count_sync" not in first.split("Use")[1]
+    assert "await objects.count(query)" in first  # named after the peewee call (count)
+    assert "await objects.create(Model, ...)" in second
+    assert "set_allow_sync(False)" in first
+    assert sum(s.in_use for s in compat_db.pool_stats()) == 0
+
+
+async def test_warnings_name_the_line_of_user_code(
+    compat_db: Any, warnings_log: pytest.LogCaptureFixture
+) -> None:
+    import inspect
+
+    line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
+    Author.select().where(Author.name == "x").exists()
+    [record] = guard_records(warnings_log)
+    assert f"{__file__}:{line} " in record.getMessage()
+    assert "aio_exists" in record.getMessage()
+
+
+async def test_ddl_on_the_loop_runs_and_names_the_async_call(
+    compat_db: Any, warnings_log: pytest.LogCaptureFixture
+) -> None:
+    class Note(peewee.Model):
+        text = peewee.TextField()
+
+        class Meta:
+            database = compat_db
+            table_name = "compat_sync_guard_note"
+
+    # The typical peewee-async program: tables made from `async def main()`.
+    Note.drop_table(safe=True)
+    Note.create_table(safe=True)
+    assert await compat_db.count(Note.select()) == 0
+    Note.drop_table()
+    messages = [r.getMessage() for r in guard_records(warnings_log)]
+    assert any("adrop_tables" in m for m in messages)
+    assert any("acreate_tables" in m for m in messages)
+
+
+async def test_refused_in_the_strict_mode(strict: Any) -> None:
     with pytest.raises(peewee_async.SyncQueryNotAllowed, match="allow_sync") as info:
         count_sync()
     assert isinstance(info.value, AssertionError)  # as peewee-async raised
     assert isinstance(info.value, MissingGreenletBridge)  # as fastpeewee raises
 
 
-async def test_multi_row_inserts_are_refused_like_any_statement(compat_db: Any) -> None:
+async def test_multi_row_inserts_are_refused_like_any_statement(
+    compat_db: Any, strict: Any
+) -> None:
     rows = [{"name": f"a{i}"} for i in range(3)]
     with pytest.raises(peewee_async.SyncQueryNotAllowed, match="allow_sync"):
         Author.insert_many(rows).execute()  # executemany / COPY / batches alike
@@ -34,7 +106,7 @@ async def test_multi_row_inserts_are_refused_like_any_statement(compat_db: Any) 
         assert count_sync() == 3
 
 
-async def test_allow_sync_block(compat_db: Any) -> None:
+async def test_allow_sync_block(compat_db: Any, strict: Any) -> None:
     objects = peewee_async.Manager(compat_db)
     with objects.allow_sync():
         Author.create(name="sync")
@@ -45,14 +117,14 @@ async def test_allow_sync_block(compat_db: Any) -> None:
     assert compat_db.sync_policy() is False
 
 
-async def test_lazy_loads_are_refused_too(compat_db: Any) -> None:
+async def test_lazy_loads_are_refused_too(compat_db: Any, strict: Any) -> None:
     objects = peewee_async.Manager(compat_db)
     ann = await objects.create(Author, name="ann")
     with pytest.raises(peewee_async.SyncQueryNotAllowed):
         list(ann.books)
 
 
-async def test_permission_is_scoped_to_one_task(compat_db: Any) -> None:
+async def test_permission_is_scoped_to_one_task(compat_db: Any, strict: Any) -> None:
     allowed_in_a = asyncio.Event()
     b_done = asyncio.Event()
 
@@ -77,7 +149,9 @@ async def test_permission_is_scoped_to_one_task(compat_db: Any) -> None:
     assert (count_a, verdict_b) == (1, "refused")
 
 
-async def test_set_allow_sync_in_a_task_does_not_leak_to_siblings(compat_db: Any) -> None:
+async def test_set_allow_sync_in_a_task_does_not_leak_to_siblings(
+    compat_db: Any, strict: Any
+) -> None:
     async def permissive() -> int:
         compat_db.set_allow_sync(True)
         return count_sync()
@@ -95,7 +169,7 @@ async def test_set_allow_sync_in_a_task_does_not_leak_to_siblings(compat_db: Any
         count_sync()  # the parent task was never allowed
 
 
-async def test_tasks_started_inside_the_block_inherit_it(compat_db: Any) -> None:
+async def test_tasks_started_inside_the_block_inherit_it(compat_db: Any, strict: Any) -> None:
     async def child_query() -> int:
         return count_sync()
 
@@ -136,7 +210,7 @@ async def test_worker_threads_need_no_permission(compat_db: Any) -> None:
     assert await asyncio.to_thread(count_sync) == 1
 
 
-async def test_sync_connect_and_close_on_the_loop(compat_db: Any) -> None:
+async def test_sync_connect_and_close_on_the_loop(compat_db: Any, strict: Any) -> None:
     with pytest.raises(peewee_async.SyncQueryNotAllowed, match="aconnect"):
         compat_db.connect()
     async with compat_db:  # the task's async connection

@@ -116,6 +116,11 @@ PINNED = {
     "_resolve_model_columns": "028c5ec773a5e744",
     "ModelObjectCursorWrapper.process_row": "312cf96f8df325cd",
     "ExceptionWrapper.__exit__": "ef7a0adb90b18774",
+    "Database.push_transaction": "f4666575b3c46375",
+    "Database.pop_transaction": "d048d89a3a3cb268",
+    "Database.transaction_depth": "e2972a635d48fbca",
+    "Database.top_transaction": "a4dcf4df97a6f12a",
+    "Database._clear_commit_callbacks": "86fea34e27f0f595",
 }
 
 

@@ -7,9 +7,12 @@ the door for every task on the loop. Here the permission lives in a
 afterwards, which copy its context), never the others.
 
 What it governs: a *sync* query made on the event-loop thread outside
-``db.run()``, which blocks the loop. Refused by default
-(:class:`SyncQueryNotAllowed`); allowed with ``True``; allowed and logged at
-that level with ``logging.ERROR`` or ``logging.WARNING``. An allowed sync call
+``db.run()``, which blocks the loop. As in peewee-async it runs by default,
+and here each call site is logged once (a warning naming the async call to
+use instead: :data:`WARN_ONCE`); allowed silently with ``True``; allowed and
+logged every time at that level with ``logging.ERROR`` or ``logging.WARNING``;
+refused with ``False`` (:class:`SyncQueryNotAllowed`), the strict mode that
+fastpeewee's own API always has. An allowed sync call
 runs on a sync connection of the task's own, as in peewee-async: outside the
 task's async transaction. Sync code in threads without an event loop is never
 refused (as everywhere in fastpeewee).
@@ -20,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
+import sys
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import peewee
+import playhouse
 
 from ..bridge import in_bridge
 from ..errors import BRIDGE_HINT, MissingGreenletBridge
@@ -35,11 +41,22 @@ if TYPE_CHECKING:
     from ..cursor import Cursor
     from ..drivers.base import Bulk, Params
 
-__all__ = ["AllowSyncMixin", "SyncQueryNotAllowed"]
+__all__ = ["WARN_ONCE", "AllowSyncMixin", "SyncPolicy", "SyncQueryNotAllowed"]
 
 logger = logging.getLogger("fastpeewee.compat.peewee_async")
 
 _LOGGED_LEVELS = (logging.ERROR, logging.WARNING)
+
+WARN_ONCE: Final = "warn-once"
+"""The default ``allow_sync`` policy: sync queries on the loop run, and the first
+one from each line of code logs a warning naming the async call to use."""
+
+SyncPolicy = bool | int | str
+"""An ``allow_sync`` value: False, True, ``logging.ERROR``, ``logging.WARNING`` or :data:`WARN_ONCE`."""
+
+# Call sites already warned about, per database; bounded so that generated
+# code cannot grow it without end.
+_MAX_SITES = 1000
 
 
 class SyncQueryNotAllowed(MissingGreenletBridge, AssertionError):
@@ -70,16 +87,19 @@ class AllowSyncMixin:
         self._loop_sync_scopes: weakref.WeakKeyDictionary[asyncio.Task[Any], ThreadState] = (
             weakref.WeakKeyDictionary()
         )
+        self._warned_sites: set[tuple[str, int]] = set()
         super().__init__(*args, **kwargs)
 
     # -- the switch -----------------------------------------------------------
 
-    def sync_policy(self) -> bool | int:
-        """This task's setting: False (refuse), True, ``logging.ERROR`` or ``logging.WARNING``."""
-        return self._allow_sync_cv.get(False)
+    def sync_policy(self) -> SyncPolicy:
+        """This task's setting: :data:`WARN_ONCE` (the default), False (refuse), True,
+        ``logging.ERROR`` or ``logging.WARNING``."""
+        return self._allow_sync_cv.get(WARN_ONCE)
 
-    def set_allow_sync(self, value: bool | int) -> None:
-        """Allow (True, or a logging level to log each call) or refuse sync queries.
+    def set_allow_sync(self, value: SyncPolicy) -> None:
+        """Allow (True; a logging level to log each call; :data:`WARN_ONCE` to log
+        each call site once) or refuse (False) sync queries on the event loop.
 
         Applies to the current task and the tasks it starts afterwards; at
         module level, to the tasks started from the main thread's context.
@@ -118,7 +138,7 @@ class AllowSyncMixin:
         return asyncio._get_running_loop() is not None and not in_bridge()
 
     def _current_state(self) -> ConnectionState:
-        if self._allow_sync_cv.get(False) and self._sync_on_loop():
+        if self._sync_on_loop() and self.sync_policy():
             return self._loop_sync_scope()
         return super()._current_state()  # type: ignore[misc,no-any-return]
 
@@ -155,7 +175,7 @@ class AllowSyncMixin:
 
     def connect(self, reuse_if_open: bool = False) -> bool:
         """Hold a connection (sync code); on the event loop, only if allowed."""
-        if self._sync_on_loop() and not self._allow_sync_cv.get(False):
+        if self._sync_on_loop() and not self.sync_policy():
             raise SyncQueryNotAllowed(
                 "sync connect() is not allowed on the event loop; use `async with db:` "
                 "or `await db.aconnect()`, or allow sync calls for this task first"
@@ -189,7 +209,7 @@ class AllowSyncMixin:
         return super()._run(sql, params, ending, bulk, observed)  # type: ignore[misc,no-any-return]
 
     def _check_sync(self, sql: str, params: Sequence[Any] | None) -> None:
-        policy = self._allow_sync_cv.get(False)
+        policy = self.sync_policy()
         if not policy:
             raise SyncQueryNotAllowed(
                 f"sync query is not allowed on the event loop: {sql}. Use "
@@ -198,6 +218,68 @@ class AllowSyncMixin:
             )
         if policy in _LOGGED_LEVELS:
             logger.log(int(policy), "sync query on the event loop: %s %r", sql, params)
+        elif policy == WARN_ONCE:
+            self._warn_once(sql)
+
+    def _warn_once(self, sql: str) -> None:
+        path, line, entry = _call_site()
+        site = (path, line)
+        if site in self._warned_sites or len(self._warned_sites) >= _MAX_SITES:
+            return
+        self._warned_sites.add(site)
+        logger.warning(
+            "sync query on the event loop at %s:%d blocks the loop while it runs (%s). "
+            "Use %s; `db.set_allow_sync(False)` makes this an error, "
+            "`with objects.allow_sync():` allows it silently. Logged once per call site.",
+            path,
+            line,
+            sql.split(None, 1)[0] if sql else "?",
+            _ASYNC_CALLS.get(entry, _DEFAULT_ASYNC_CALL),
+        )
+
+
+# The async call to name for the peewee method a sync call site entered.
+_DEFAULT_ASYNC_CALL = "`await objects.execute(query)` or `await query.aio_execute()`"
+_ASYNC_CALLS = {
+    "create": "`await objects.create(Model, ...)` or `await Model.aio_create(...)`",
+    "get": "`await objects.get(Model, ...)` or `await Model.aio_get(...)`",
+    "get_or_none": "`await objects.get_or_none(Model, ...)` or `await Model.aio_get_or_none(...)`",
+    "get_by_id": "`await objects.get(Model, id=...)` or `await Model.aio_get(id=...)`",
+    "get_or_create": "`await objects.get_or_create(Model, ...)` or "
+    "`await Model.aio_get_or_create(...)`",
+    "save": "`await objects.update(obj)` or `await obj.aio_save()`",
+    "delete_instance": "`await objects.delete(obj)` or `await obj.aio_delete_instance()`",
+    "count": "`await objects.count(query)` or `await query.aio_count()`",
+    "scalar": "`await objects.scalar(query)` or `await query.aio_scalar()`",
+    "exists": "`await query.aio_exists()`",
+    "create_table": "`await db.acreate_tables([Model])`",
+    "create_tables": "`await db.acreate_tables(models)`",
+    "drop_table": "`await db.adrop_tables([Model])`",
+    "drop_tables": "`await db.adrop_tables(models)`",
+}
+
+# Frames in these are the library's, not the caller's: playhouse, fastpeewee, peewee.py.
+_LIBRARY_DIRS = (
+    os.path.dirname(playhouse.__file__) + os.sep,
+    os.path.dirname(os.path.dirname(__file__)) + os.sep,
+)
+_PEEWEE_FILES = (peewee.__file__,)
+# peewee's decorators (database_required, ...) wrap the method the user called.
+_WRAPPERS = frozenset({"inner", "wrapper"})
+
+
+def _call_site() -> tuple[str, int, str]:
+    """Where user code made the sync call: (file, line, the peewee function it entered)."""
+    frame = sys._getframe(3)
+    entry = ""
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if not path.startswith(_LIBRARY_DIRS) and path not in _PEEWEE_FILES:
+            return path, frame.f_lineno, entry
+        if frame.f_code.co_name not in _WRAPPERS:
+            entry = frame.f_code.co_name
+        frame = frame.f_back  # type: ignore[assignment]
+    return "<unknown>", 0, entry
 
 
 def _release(scope: ThreadState) -> None:

@@ -10,9 +10,10 @@ Old code keeps its spelling::
     user = await objects.get(User, id=1)
 
 Differences from peewee-async, on purpose: each task holds its own pooled
-connection (and transaction); ``allow_sync`` is per task and sync queries on
-the event loop are refused unless allowed, while sync code in threads always
-works; ``Manager.delete`` goes through the model's ``delete_instance``; no
+connection (and transaction); ``allow_sync`` is per task; sync queries on
+the event loop run as in peewee-async but each call site logs one warning
+naming the async call to use (``db.set_allow_sync(False)`` refuses them);
+sync code in threads always works; ``Manager.delete`` goes through the model's ``delete_instance``; no
 DeprecationWarnings. See ``docs/migrating-from-peewee-async.md``.
 """
 
@@ -52,7 +53,7 @@ from ._functions import (
     update_object,
 )
 from ._manager import Manager
-from ._sync_guard import SyncQueryNotAllowed
+from ._sync_guard import WARN_ONCE, SyncQueryNotAllowed
 from ._urls import register_schemes as _register_schemes
 
 _register_schemes()  # playhouse.db_url: "postgresql+pool+async://...", as peewee-async did
@@ -80,6 +81,7 @@ __all__ = [
     "PostgresqlDatabase",
     "SqliteDatabase",
     "SyncQueryNotAllowed",
+    "WARN_ONCE",
     "aio_prefetch",
     "atomic",
     "connection_context",

@@ -44,7 +44,6 @@ __all__ = [
     "PrivateName",
     "atomic_transaction_args",
     "build_ctx",
-    "clear_commit_callbacks",
     "coerce_flag",
     "connect_sqlite",
     "converter_of",
@@ -311,7 +310,6 @@ TRANSACTION_HELPERS = _TransactionHelpers(
 _resolve(TRANSACTION_HELPERS.atomic, "_build_ctx", "method", "(self)")
 _TRANSACTION_BEGIN = _resolve(TRANSACTION_HELPERS.transaction, "_begin", "method", "(self)")
 _RUN_COMMIT_CALLBACKS = _resolve(peewee.Database, "_run_commit_callbacks", "method", "(self)")
-_CLEAR_COMMIT_CALLBACKS = _resolve(peewee.Database, "_clear_commit_callbacks", "method", "(self)")
 _instance_attr(TRANSACTION_HELPERS.atomic, "_transaction_args")
 _instance_attr(TRANSACTION_HELPERS.transaction, "_begin_args")
 
@@ -348,11 +346,6 @@ def transaction_begin(ctx: Any) -> None:
 def run_commit_callbacks(db: Any) -> None:
     """Run the callbacks ``db.on_commit`` registered, as a top-level commit does."""
     db._run_commit_callbacks()
-
-
-def clear_commit_callbacks(db: Any) -> None:
-    """Forget the ``on_commit`` callbacks, as a rollback does."""
-    db._clear_commit_callbacks()
 
 
 PK_EXPR_METHOD = "_pk_expr"
@@ -756,6 +749,13 @@ MIRRORS: tuple[Mirror, ...] = (
     Mirror("_resolve_model_columns", "fastpeewee.fast.rows._column_key"),
     Mirror("ModelObjectCursorWrapper.process_row", "fastpeewee.fast.rows.ModelRows.process_row"),
     Mirror("ExceptionWrapper.__exit__", "fastpeewee.errors.wrap_driver_error"),
+    Mirror("Database.push_transaction", "fastpeewee.transactions._stack"),
+    Mirror("Database.pop_transaction", "fastpeewee.transactions._stack"),
+    Mirror("Database.transaction_depth", "fastpeewee.transactions._stack"),
+    Mirror("Database.top_transaction", "fastpeewee.transactions._stack"),
+    Mirror(
+        "Database._clear_commit_callbacks", "fastpeewee.transactions.async_transaction.arollback"
+    ),
 )
 """Each peewee function fastpeewee mirrors; the contract test pins their source."""
 
