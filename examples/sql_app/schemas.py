@@ -43,7 +43,7 @@ UserRead = to_pydantic(
     User,
     variant="read",
     exclude=[User.hashed_password],
-    relationships={User.items: ItemRead},
+    relationships={User.items: list[ItemRead]},
     model_name="User",
 )
 

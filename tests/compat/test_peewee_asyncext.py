@@ -10,6 +10,7 @@ import peewee
 import psycopg
 import pytest
 from playhouse.postgres_ext import BinaryJSONField, HStoreField, JSONField
+from playhouse.postgres_ext import PostgresqlExtDatabase as PlayhouseExt
 
 import fastpeewee.compat.peewee_async as peewee_async
 import fastpeewee.compat.peewee_asyncext as peewee_asyncext
@@ -52,6 +53,7 @@ async def ext_db(backend: str, postgres_server: PostgresServer) -> AsyncIterator
     db = peewee_asyncext.PooledPostgresqlExtDatabase(
         postgres_server.database,
         **postgres_server.connect_params,
+        register_hstore=True,
         max_connections=3,
         acquire_timeout=2.0,
     )
@@ -122,8 +124,44 @@ async def test_register_hstore_false_still_has_json(postgres_server: PostgresSer
         ext_proxy.initialize(None)
 
 
-def test_ext_classes_default_to_hstore_and_refuse_named_cursors() -> None:
-    db = peewee_asyncext.PooledPostgresqlExtDatabase("x")
-    assert db._register_hstore is True
+def test_ext_classes_default_to_no_hstore_as_peewee_and_refuse_named_cursors() -> None:
+    ext = peewee_asyncext
+    for cls in (ext.PooledPostgresqlExtDatabase, ext.PostgresqlExtDatabase):
+        assert cls("x")._register_hstore is False
+    assert PlayhouseExt("x")._register_hstore is False  # the default matched
+    assert peewee_asyncext.PostgresqlExtDatabase("x", register_hstore=True)._register_hstore
     with pytest.raises(ValueError, match="server_side_cursors"):
         peewee_asyncext.PostgresqlExtDatabase("x", server_side_cursors=True)
+
+
+def _fresh_database(server: PostgresServer, name: str) -> None:
+    """A database of its own, without the hstore extension."""
+    params = {**server.connect_params, "dbname": server.database}
+    with psycopg.connect(autocommit=True, **params) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+
+
+async def test_no_hstore_extension_works_by_default_and_fails_clearly_when_asked(
+    postgres_server: PostgresServer,
+) -> None:
+    await asyncio.to_thread(_fresh_database, postgres_server, "compat_no_hstore")
+    options = {**postgres_server.connect_params, "max_connections": 2, "acquire_timeout": 2.0}
+    plain = peewee_asyncext.PostgresqlExtDatabase("compat_no_hstore", **options)
+    try:
+        # The default opens connections on a database without the extension.
+        assert await plain.aexecute_sql("SELECT 1") is not None
+        assert await asyncio.to_thread(lambda: plain.execute_sql("SELECT 1").fetchone()) == (1,)
+    finally:
+        await finish(plain)
+    asked = peewee_asyncext.PostgresqlExtDatabase(
+        "compat_no_hstore", register_hstore=True, **options
+    )
+    try:
+        with pytest.raises(peewee.ImproperlyConfigured, match="CREATE EXTENSION hstore"):
+            await asked.aexecute_sql("SELECT 1")
+        with pytest.raises(peewee.ImproperlyConfigured, match="register_hstore=False"):
+            await asyncio.to_thread(asked.execute_sql, "SELECT 1")
+        assert all(s.in_use == 0 and s.idle == 0 for s in asked.pool_stats())
+    finally:
+        await finish(asked)

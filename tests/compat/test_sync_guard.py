@@ -156,7 +156,7 @@ async def test_set_allow_sync_in_a_task_does_not_leak_to_siblings(
         compat_db.set_allow_sync(True)
         return count_sync()
 
-    async def strict() -> str:
+    async def careful() -> str:
         await asyncio.sleep(0)
         try:
             count_sync()
@@ -164,7 +164,7 @@ async def test_set_allow_sync_in_a_task_does_not_leak_to_siblings(
             return "refused"
         return "allowed"
 
-    assert await asyncio.gather(permissive(), strict()) == [0, "refused"]  # type: ignore[comparison-overlap]
+    assert await asyncio.gather(permissive(), careful()) == [0, "refused"]  # type: ignore[comparison-overlap]
     with pytest.raises(peewee_async.SyncQueryNotAllowed):
         count_sync()  # the parent task was never allowed
 

@@ -81,7 +81,7 @@ async def _exercise_fast_paths(database: Any) -> None:
     await Tweet.insert_many([{"user": ann, "content": f"t{i}"} for i in range(30)]).aexecute()
     await Tweet.abulk_create([Tweet(user=ann, content=f"b{i}") for i in range(5)])
     tweets = fastpeewee.to_pydantic(Tweet)
-    schema = fastpeewee.to_pydantic(User, relationships={User.tweets: tweets})
+    schema = fastpeewee.to_pydantic(User, relationships={User.tweets: list[tweets]})
     assert len((await fastpeewee.afetch(User.select(), schema))[0].tweets) == 36
 
 

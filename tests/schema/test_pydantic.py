@@ -6,6 +6,7 @@ import datetime
 import math
 import subprocess
 import sys
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -59,6 +60,17 @@ def test_choices_are_a_literal_with_their_labels_described() -> None:
     assert errors_of(schema, **GOOD, role="boss") == ["role:literal_error"]
 
 
+def test_choices_given_as_an_iterator_are_listed_too() -> None:
+    class Ticket(peewee.Model):
+        state = peewee.CharField(choices=((v, v.title()) for v in ("open", "closed")))
+
+    for _ in range(2):  # and in every schema made afterwards
+        schema = to_pydantic(Ticket)
+        state = schema.model_json_schema()["properties"]["state"]
+        assert state["enum"] == ["open", "closed"]
+        assert state["description"] == "Choices: 'open' = Open, 'closed' = Closed"
+
+
 def test_defaults_plain_callable_and_null() -> None:
     person = to_pydantic(Person)(**GOOD)
     assert person.role == "member"  # type: ignore[attr-defined]
@@ -109,8 +121,8 @@ def test_fields_declared_on_the_base_model_win() -> None:
     assert "nickname" in schema.model_fields
 
 
-def test_relationships_nest_schemas_and_wrap_backrefs_in_a_list() -> None:
-    person_read = to_pydantic(Person, variant="read", relationships={Person.items: ItemRead})
+def test_relationships_nest_schemas_and_backrefs_as_lists() -> None:
+    person_read = to_pydantic(Person, variant="read", relationships={Person.items: list[ItemRead]})
     item_read = to_pydantic(Item, variant="read", relationships={Item.reviewer: PersonRead})
     assert person_read.model_fields["items"].annotation == list[ItemRead]
     assert person_read(id=1, **GOOD).items == []
@@ -120,6 +132,16 @@ def test_relationships_nest_schemas_and_wrap_backrefs_in_a_list() -> None:
     assert playhouse_style.model_fields["items"].annotation == list[ItemRead]
     with pytest.raises(ValueError, match="relationships keys"):
         to_pydantic(Person, relationships={Person.email: ItemRead})
+
+
+@pytest.mark.parametrize("schema", [ItemRead, Sequence[ItemRead], tuple[ItemRead, ...]])
+def test_a_backref_schema_that_is_not_a_list_is_refused_as_in_playhouse(schema: Any) -> None:
+    with pytest.raises(ValueError, match=r"must use a list type.*list\[ItemRead\]"):
+        to_pydantic(Person, relationships={Person.items: schema})
+    with pytest.raises(ValueError, match="back-references must use a List type"):
+        playhouse_to_pydantic(Person, relationships={Person.items: schema})
+    # Excluded, it is not looked at (playhouse neither).
+    to_pydantic(Person, relationships={Person.items: schema}, exclude=[Person.items])
 
 
 # -- constraints -------------------------------------------------------------------
@@ -221,7 +243,7 @@ def test_read_output_schema_lists_every_field_as_required() -> None:
 def test_relationships_are_for_read_schemas_only() -> None:
     with pytest.raises(ValueError, match="nested writes"):
         to_pydantic(Person, variant="create", relationships={Person.items: ItemRead})
-    result = schemas(Person, relationships={Person.items: ItemRead})
+    result = schemas(Person, relationships={Person.items: list[ItemRead]})
     assert "items" in result.read.model_fields
     assert "items" not in result.create.model_fields
 

@@ -26,14 +26,20 @@ from ..schema_models import SCHEMA_MODELS, Category, Item, Person, Tag, bind_sch
 TagRead = to_pydantic(Tag, variant="read")
 ItemRead = to_pydantic(Item, variant="read")
 ItemWithTags = to_pydantic(
-    Item, variant="read", relationships={Item.tags: TagRead}, model_name="ItemWithTags"
+    Item, variant="read", relationships={Item.tags: list[TagRead]}, model_name="ItemWithTags"
 )
 PersonRead = to_pydantic(Person, variant="read")
 PersonWithItems = to_pydantic(
-    Person, variant="read", relationships={Person.items: ItemRead}, model_name="PersonWithItems"
+    Person,
+    variant="read",
+    relationships={Person.items: list[ItemRead]},
+    model_name="PersonWithItems",
 )
 PersonDeep = to_pydantic(
-    Person, variant="read", relationships={Person.items: ItemWithTags}, model_name="PersonDeep"
+    Person,
+    variant="read",
+    relationships={Person.items: list[ItemWithTags]},
+    model_name="PersonDeep",
 )
 ItemWithPeople = to_pydantic(
     Item,
@@ -315,7 +321,7 @@ CategoryRead = to_pydantic(Category, variant="read")
 CategoryFamily = to_pydantic(
     Category,
     variant="read",
-    relationships={Category.parent: CategoryRead, Category.children: CategoryRead},
+    relationships={Category.parent: CategoryRead, Category.children: list[CategoryRead]},
     model_name="CategoryFamily",
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import peewee
 from playhouse.postgres_ext import PostgresqlExtDatabase as _PlayhouseExt
 
 from ..contracts.peewee import postgres_adapter, registers_hstore
@@ -15,16 +16,18 @@ __all__ = ["PooledPostgresqlExtDatabase", "PostgresqlExtDatabase"]
 
 
 class PooledPostgresqlExtDatabase(PooledPostgresqlDatabase, _PlayhouseExt):  # type: ignore[misc]
-    """Pooled PostgreSQL with JSON and (unless ``register_hstore=False``) HStore.
+    """Pooled PostgreSQL with JSON, and HStore when ``register_hstore=True``.
 
-    Example::
+    HStore is off by default, as in peewee's ``PostgresqlExtDatabase``; with
+    it on, the database needs the extension (``CREATE EXTENSION hstore``), or
+    opening a connection raises ``ImproperlyConfigured`` saying so. Example::
 
-        database = PooledPostgresqlExtDatabase("test", register_hstore=False,
+        database = PooledPostgresqlExtDatabase("test", register_hstore=True,
                                                max_connections=20)
     """
 
     def __init__(self, database: Any = None, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("register_hstore", True)  # peewee-async's default
+        kwargs.setdefault("register_hstore", False)  # peewee's default
         if kwargs.get("server_side_cursors"):
             raise ValueError(
                 "server_side_cursors is not supported; stream rows with "
@@ -45,6 +48,9 @@ class PooledPostgresqlExtDatabase(PooledPostgresqlDatabase, _PlayhouseExt):  # t
             try:
                 with translate_errors():
                     postgres_adapter(self).register_hstore(conn.raw)
+            except TypeError as exc:  # psycopg: "no info passed. Is the 'hstore' extension..."
+                conn.close()
+                raise self._no_hstore() from exc
             except BaseException:
                 conn.close()
                 raise
@@ -56,10 +62,20 @@ class PooledPostgresqlExtDatabase(PooledPostgresqlDatabase, _PlayhouseExt):  # t
             try:
                 with translate_errors():
                     await conn.raw.set_builtin_type_codec("hstore", codec_name="pg_contrib.hstore")
+            except ValueError as exc:  # asyncpg: "unknown type: public.hstore"
+                conn.close()
+                raise self._no_hstore() from exc
             except BaseException:
                 conn.close()
                 raise
         return conn
+
+    def _no_hstore(self) -> peewee.ImproperlyConfigured:
+        return peewee.ImproperlyConfigured(
+            f"register_hstore=True, but database {self.database!r} has no hstore extension: "
+            "run `CREATE EXTENSION hstore` in it (as a user allowed to), or pass "
+            "register_hstore=False (the default) if no HStoreField is used"
+        )
 
 
 class PostgresqlExtDatabase(PooledPostgresqlExtDatabase):
@@ -67,5 +83,5 @@ class PostgresqlExtDatabase(PooledPostgresqlExtDatabase):
 
     Example::
 
-        database = PostgresqlExtDatabase("test", register_hstore=False)
+        database = PostgresqlExtDatabase("test", register_hstore=True)
     """

@@ -52,7 +52,8 @@ WARN_ONCE: Final = "warn-once"
 one from each line of code logs a warning naming the async call to use."""
 
 SyncPolicy = bool | int | str
-"""An ``allow_sync`` value: False, True, ``logging.ERROR``, ``logging.WARNING`` or :data:`WARN_ONCE`."""
+"""An ``allow_sync`` value: False, True, ``logging.ERROR``, ``logging.WARNING``
+or :data:`WARN_ONCE`."""
 
 # Call sites already warned about, per database; bounded so that generated
 # code cannot grow it without end.
@@ -81,7 +82,7 @@ class AllowSyncMixin:
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._allow_sync_cv: contextvars.ContextVar[bool | int] = contextvars.ContextVar(
+        self._allow_sync_cv: contextvars.ContextVar[SyncPolicy] = contextvars.ContextVar(
             f"fastpeewee-allow-sync-{id(self):x}"
         )
         self._loop_sync_scopes: weakref.WeakKeyDictionary[asyncio.Task[Any], ThreadState] = (

@@ -13,8 +13,8 @@ Differences from peewee-async, on purpose: each task holds its own pooled
 connection (and transaction); ``allow_sync`` is per task; sync queries on
 the event loop run as in peewee-async but each call site logs one warning
 naming the async call to use (``db.set_allow_sync(False)`` refuses them);
-sync code in threads always works; ``Manager.delete`` goes through the model's ``delete_instance``; no
-DeprecationWarnings. See ``docs/migrating-from-peewee-async.md``.
+sync code in threads always works; ``Manager.delete`` goes through the
+model's ``delete_instance``; no DeprecationWarnings. See ``docs/migrating-from-peewee-async.md``.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ connection_context = ConnectionContextVar()
 """Stand-in for peewee-async 0.12's ``connection_context`` variable (``.get()`` only)."""
 
 __all__ = [
+    "WARN_ONCE",
     "AioModel",
     "AioModelCompoundSelectQuery",
     "AioModelDelete",
@@ -81,7 +82,6 @@ __all__ = [
     "PostgresqlDatabase",
     "SqliteDatabase",
     "SyncQueryNotAllowed",
-    "WARN_ONCE",
     "aio_prefetch",
     "atomic",
     "connection_context",

@@ -76,7 +76,7 @@ def to_pydantic(
     ones. Every schema reads attributes (``from_attributes=True``) and, in async
     code, raises :class:`UnloadedRelation` for a relation nobody loaded. Example::
 
-        UserRead = to_pydantic(User, variant="read", relationships={User.items: ItemRead})
+        UserRead = to_pydantic(User, variant="read", relationships={User.items: list[ItemRead]})
     """
     _require_pydantic()
     from ._build import build_schema

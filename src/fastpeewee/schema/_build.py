@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, Optional, get_origin
+from typing import Any, Literal, Optional, get_args, get_origin
 
 import peewee
 from pydantic import BaseModel, ConfigDict, create_model, model_validator
@@ -61,14 +61,14 @@ def _names(value: Any) -> set[str] | None:
 def _split_relationships(
     relationships: Mapping[Any, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``{Item.owner: S, User.items: S}`` -> ({fk name: S}, {backref name: list[S]})."""
+    """``{Item.owner: S, User.items: list[S]}`` -> ({fk name: S}, {backref name: list[S]})."""
     to_one: dict[str, Any] = {}
     to_many: dict[str, Any] = {}
     for key, schema in relationships.items():
         if isinstance(key, peewee.ForeignKeyField):
             to_one[key.name] = schema
         elif isinstance(key, peewee.BackrefAccessor):
-            to_many[key.field.backref] = schema if get_origin(schema) else list[schema]  # type: ignore[valid-type]
+            to_many[key.field.backref] = schema
         else:
             raise ValueError(
                 "relationships keys must be ForeignKeyField or back-reference accessors "
@@ -153,8 +153,16 @@ def _fields(
         else:
             fields[field.name] = _column(field, variant)
     for name, schema in to_many.items():
-        if name not in exclude:
-            fields[name] = (schema, PydanticField(default_factory=list))
+        if name in exclude:
+            continue
+        if get_origin(schema) is not list:
+            element = get_args(schema)[0] if get_args(schema) else schema
+            raise ValueError(
+                f"back-references must use a list type: {model.__name__}.{name} is a list "
+                f"of rows, so write list[{getattr(element, '__name__', element)}], "
+                f"got {schema!r}"
+            )
+        fields[name] = (schema, PydanticField(default_factory=list))
     return fields
 
 

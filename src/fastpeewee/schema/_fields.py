@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import annotated_types
@@ -96,20 +97,37 @@ def _constrained(field: peewee.Field, python: Any) -> Any:
     return python
 
 
+def _choices(field: peewee.Field) -> Sequence[tuple[Any, Any]] | None:
+    """``field.choices`` as pairs, or None (none, or an enum field's).
+
+    Choices given as an iterator (a generator) are listed once and kept on the
+    field as a tuple, so that the ``Literal`` and the description, and every
+    schema made later, all see them.
+    """
+    if not field.choices or getattr(field, "enum_class", None) is not None:
+        return None
+    if not isinstance(field.choices, Sequence):
+        field.choices = tuple(field.choices)
+    choices: Sequence[tuple[Any, Any]] = field.choices
+    return choices or None
+
+
 def python_type(field: peewee.Field, constrained: bool) -> Any:
     """The annotation for ``field``: its value type, choices as a ``Literal``, and,
     when ``constrained``, the length, range and digit limits of its column.
     Nullability is left to the caller."""
-    if field.choices and getattr(field, "enum_class", None) is None:
-        return Literal[tuple(value for value, _ in field.choices)]
+    choices = _choices(field)
+    if choices:
+        return Literal[tuple(value for value, _ in choices)]
     python = value_type(field)
     return _constrained(field, python) if constrained else python
 
 
 def _description(field: peewee.Field) -> str | None:
     parts = [field.help_text] if field.help_text else []
-    if field.choices and getattr(field, "enum_class", None) is None:
-        listed = ", ".join(f"{value!r} = {label}" for value, label in field.choices)
+    choices = _choices(field)
+    if choices:
+        listed = ", ".join(f"{value!r} = {label}" for value, label in choices)
         parts.append(f"Choices: {listed}")
     return " | ".join(parts) or None
 
