@@ -16,6 +16,7 @@ import asyncio
 import builtins
 import contextvars
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
@@ -106,6 +107,21 @@ class _CursorShim:
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         self._cursor = self._db.execute_sql(sql, params)
+        return self._cursor
+
+    def executescript(self, script: str) -> Cursor:
+        """Run several ``;``-separated statements one by one (sqlite3's cursor has it;
+        each statement goes through ``execute_sql`` like any other)."""
+        pending = ""
+        for part in script.split(";"):
+            pending += part + ";"
+            if not pending.strip(" \t\r\n;"):
+                pending = ""  # an empty statement
+            elif sqlite3.complete_statement(pending):
+                self.execute(pending.strip())
+                pending = ""
+        if pending.strip(" \t\r\n;"):
+            self.execute(pending.strip().removesuffix(";"))  # incomplete: the driver says why
         return self._cursor
 
     def __getattr__(self, name: str) -> Any:
@@ -540,12 +556,22 @@ class AsyncDatabase(_PwasyncioMixin):
         return _CursorShim(self)
 
     def commit(self) -> None:
-        """Send COMMIT for peewee's transaction helpers."""
+        """Send COMMIT for peewee's transaction helpers (``InterfaceError`` when
+        nothing is open here, as in peewee)."""
+        self._must_be_open("commit")
         self._run("COMMIT", _NO_PARAMS, True)
 
     def rollback(self) -> None:
-        """Send ROLLBACK for peewee's transaction helpers."""
+        """Send ROLLBACK for peewee's transaction helpers (``InterfaceError`` when
+        nothing is open here, as in peewee)."""
+        self._must_be_open("rollback")
         self._run("ROLLBACK", _NO_PARAMS, True)
+
+    def _must_be_open(self, what: str) -> None:
+        # Open: a connection held, a transaction begun (or lost: its rollback is
+        # the way out), in this thread or task.
+        if not self._current_state().busy:
+            raise peewee.InterfaceError(f"Cannot {what}, database connection not open.")
 
     # -- connections ------------------------------------------------------------
 
