@@ -110,10 +110,10 @@ class async_transaction(_AsyncTransactionMixin, TRANSACTION_HELPERS.transaction)
     """``db.transaction()``: a transaction; nested ones join the outer one."""
 
     async def __aenter__(self) -> Any:
-        stack = _stack(self.db)
-        if not stack:
+        if not _stack(self.db):
             await self._abegin()
-        stack.append(self)
+        # Resolved again: in a db.scope() block, BEGIN gives this task a state of its own.
+        _stack(self.db).append(self)
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

@@ -27,3 +27,18 @@ def test_doc_block_runs(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         for value in namespace.values():
             if isinstance(value, AsyncDatabase):
                 value.close_all()
+
+
+DECISIONS = DOC.read_text().split("## 4. Every difference, decided", 1)[1]
+
+
+def test_every_difference_names_a_test_that_exists() -> None:
+    named = re.findall(r"`(test_\w+\.py)::(test_\w+)`", DECISIONS)
+    assert len(named) >= 25
+    tests = Path(__file__).resolve().parents[1]
+    for module, function in named:
+        [path] = tests.rglob(module)
+        source = path.read_text()
+        assert re.search(rf"^(async )?def {function}\(", source, flags=re.M), (
+            f"the migration guide pins a decision on {module}::{function}, which does not exist"
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import peewee
@@ -182,3 +183,27 @@ async def test_db_url_schemes_of_peewee_async(
     finally:
         await pooled.close_pool()
         await single.close_pool()
+
+
+async def test_single_connection_classes_give_each_task_its_own(compat_db: Any) -> None:
+    # peewee-async 0.6's PostgresqlDatabase shared one connection between tasks,
+    # so a sibling's rollback took this task's insert with it. Not here.
+    a_ready, b_started = asyncio.Event(), asyncio.Event()
+
+    async def rolls_back() -> None:
+        with contextlib.suppress(RuntimeError):
+            async with compat_db.atomic():
+                await peewee_async.create_object(Author, name="a")
+                a_ready.set()
+                await b_started.wait()
+                raise RuntimeError("roll back this task's transaction only")
+
+    async def commits() -> None:
+        await a_ready.wait()
+        async with compat_db.atomic():
+            b_started.set()
+            await peewee_async.create_object(Author, name="b")
+
+    await asyncio.gather(rolls_back(), commits())
+    names = [a.name for a in await compat_db.list(Author.select())]
+    assert names == ["b"]
