@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 from aiohttp import WSMsgType, web
@@ -22,14 +21,7 @@ from fastpeewee.integrations.aiohttp import DATABASES, database_middleware, setu
 from ..conftest import make_database, settle
 from ..harness import Outside
 from ..models import MODELS, Tweet, User
-
-
-def in_use(db: Any) -> int:
-    return sum(s.in_use for s in db.pool_stats())
-
-
-def opened(db: Any) -> int:
-    return sum(s.opened for s in db.pool_stats())
+from .support import in_use, opened
 
 
 def usernames(outside: Outside) -> list[str]:

@@ -23,7 +23,7 @@ from fastpeewee.integrations.core import (
 
 from ..conftest import make_database, settle
 from ..models import MODELS, User
-from .asgi_checks import in_use, opened, usernames_outside
+from .support import in_use, opened, usernames_outside
 
 SECRET = "s3cret-Pw"
 UNSTORABLE = "A value in the request cannot be stored by the database."

@@ -43,6 +43,7 @@ from ..conftest import AnyDatabase, settle
 from ..faults.test_faults import PIDS, SLEEP, SLEEPERS, kill
 from ..models import Tweet, User
 from ..servers import free_port
+from .support import client
 
 SECRET = "s3cret-Pw"
 UNAVAILABLE = {"detail": "The database is unavailable; retry shortly."}
@@ -202,11 +203,6 @@ def test_only_causes_count_not_context():
 
 
 # -- through an app -----------------------------------------------------------------
-
-
-def client(app: Any) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://test")
 
 
 async def own_pid(db: AsyncDatabase) -> int:

@@ -7,7 +7,6 @@ import json
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import Depends, FastAPI, HTTPException, WebSocket
 from fastapi.responses import StreamingResponse
@@ -22,19 +21,7 @@ from fastpeewee.integrations.fastapi import (
 
 from ..conftest import make_database, settle
 from ..models import MODELS, User
-
-
-def client(app: Any) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://test")
-
-
-def in_use(db: Any) -> int:
-    return sum(s.in_use for s in db.pool_stats())
-
-
-def opened(db: Any) -> int:
-    return sum(s.opened for s in db.pool_stats())
+from .support import client, in_use, opened
 
 
 def sharing_app(db: Any, *, middleware: bool) -> FastAPI:

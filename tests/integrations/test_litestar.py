@@ -26,7 +26,7 @@ from fastpeewee.integrations.litestar import (
 
 from ..conftest import make_database, settle
 from ..models import MODELS, Tweet, User
-from .asgi_checks import (
+from .support import (
     cancel_mid_request,
     client,
     eventually,

@@ -23,7 +23,6 @@ import gc
 from typing import Any
 
 import anyio.from_thread
-import httpx
 import peewee
 import playhouse.pwasyncio
 import pytest
@@ -46,6 +45,7 @@ from fastpeewee.compat import peewee_async, peewee_asyncext
 from ..conftest import assert_no_leaks, settle
 from ..harness import Outside
 from ..models import Tweet, User
+from .support import client, in_use
 
 PwMixin = playhouse.pwasyncio.AsyncDatabaseMixin
 
@@ -65,15 +65,6 @@ class TweetOut(BaseModel):
 
 class UserWithTweets(UserOut):
     tweets: list[TweetOut]
-
-
-def client(app: Any) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://test")
-
-
-def in_use(db: Any) -> int:
-    return sum(s.in_use for s in db.pool_stats())
 
 
 def ordered() -> Any:

@@ -23,14 +23,7 @@ from ..conftest import make_database, settle
 from ..harness import Outside
 from ..models import MODELS, Tweet, User
 from ..servers import free_port
-
-
-def in_use(db: Any) -> int:
-    return sum(s.in_use for s in db.pool_stats())
-
-
-def opened(db: Any) -> int:
-    return sum(s.opened for s in db.pool_stats())
+from .support import in_use, opened
 
 
 def quart_app(db: Any, **options: Any) -> Quart:

@@ -21,6 +21,7 @@ from fastpeewee.integrations.sanic import add_request_scope, setup
 from ..conftest import make_database, settle
 from ..harness import Outside
 from ..models import MODELS, Tweet, User
+from .support import in_use, one_socket, opened
 
 _names = itertools.count()
 
@@ -66,20 +67,6 @@ async def serving(app: Sanic[Any, Any]) -> AsyncIterator[str]:
 def client_port(request: Request) -> int:
     assert request.conn_info is not None
     return request.conn_info.client_port
-
-
-def one_socket(base_url: str) -> httpx.AsyncClient:
-    """A client whose requests all go over one kept-alive connection."""
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=10)
-
-
-def in_use(db: Any) -> int:
-    return sum(s.in_use for s in db.pool_stats())
-
-
-def opened(db: Any) -> int:
-    return sum(s.opened for s in db.pool_stats())
 
 
 def usernames_outside(outside: Outside) -> list[str]:

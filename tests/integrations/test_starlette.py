@@ -25,7 +25,7 @@ from fastpeewee.integrations.starlette import (
 
 from ..conftest import make_database, settle
 from ..models import MODELS, Tweet, User
-from .asgi_checks import (
+from .support import (
     cancel_mid_request,
     client,
     eventually,

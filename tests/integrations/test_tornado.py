@@ -22,6 +22,7 @@ from fastpeewee.integrations.tornado import DatabaseHandlerMixin, lifespan
 from ..conftest import make_database, settle
 from ..harness import Outside
 from ..models import MODELS, Tweet, User
+from .support import in_use, one_socket, opened
 
 
 @asynccontextmanager
@@ -35,19 +36,6 @@ async def serving(app: tornado.web.Application) -> AsyncIterator[str]:
     finally:
         server.stop()
         await asyncio.wait_for(server.close_all_connections(), 5)
-
-
-def one_socket(base_url: str) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=10)
-
-
-def in_use(db: Any) -> int:
-    return sum(s.in_use for s in db.pool_stats())
-
-
-def opened(db: Any) -> int:
-    return sum(s.opened for s in db.pool_stats())
 
 
 def usernames_outside(outside: Outside) -> list[str]:

@@ -16,11 +16,10 @@ import httpx
 import pytest
 from waitress.server import create_server  # type: ignore[import-untyped]
 
-from fastpeewee import AsyncDatabase
-
 from ...conftest import AnyDatabase, _reset_tables, assert_no_leaks, make_database
 from ...harness import Outside
 from ...models import MODELS, User, bind_models
+from ..support import in_use, opened
 
 __all__ = [
     "MODELS",
@@ -42,16 +41,6 @@ __all__ = [
 ]
 
 WAIT = 10.0  # seconds any one wait may take
-
-
-def in_use(db: AsyncDatabase) -> int:
-    """Connections checked out of ``db``'s pools now."""
-    return sum(s.in_use for s in db.pool_stats())
-
-
-def opened(db: AsyncDatabase) -> int:
-    """Connections ``db``'s pools opened so far."""
-    return sum(s.opened for s in db.pool_stats())
 
 
 @contextmanager

@@ -1,6 +1,5 @@
-"""Helpers shared by the ASGI framework tests (Starlette, Litestar): pool
-counters, an in-process client, raw ASGI calls, a real uvicorn server, and a
-look at the ``user`` table from outside the library."""
+"""Helpers shared by the framework tests: pool counters, clients (in process, or one
+kept-alive socket), a real uvicorn server, the ``user`` table seen from outside."""
 
 from __future__ import annotations
 
@@ -30,6 +29,12 @@ def client(app: Any) -> httpx.AsyncClient:
     """An httpx client calling ``app`` in this event loop (server errors become 500s)."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+def one_socket(base_url: str) -> httpx.AsyncClient:
+    """A client whose requests all go over one kept-alive connection."""
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=10)
 
 
 def http_scope(path: str, method: str = "GET") -> dict[str, Any]:
