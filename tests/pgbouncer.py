@@ -182,7 +182,7 @@ class PgBouncer:
         conn = psycopg.connect(dbname="pgbouncer", autocommit=True, **self.connect_params)
         try:
             result = conn.pgconn.exec_(command.encode())
-            names = [result.fname(i).decode() for i in range(result.nfields)]
+            names = [(result.fname(i) or b"").decode() for i in range(result.nfields)]
             return [
                 {
                     name: (result.get_value(row, col) or b"").decode()

@@ -17,13 +17,13 @@ import peewee
 
 from ..contracts.peewee import isolation_level
 from ..database import AsyncDatabase
+from ..drivers.pooler import PooledAsyncpgConnection, PooledPsycopgConnection, check_pooler
 from ..drivers.postgres import (
     AsyncpgConnection,
     PsycopgConnection,
     connect_asyncpg,
     connect_psycopg,
 )
-from ..drivers.pooler import PooledAsyncpgConnection, PooledPsycopgConnection, check_pooler
 from ..fast.bulk import quote_name
 from ..state import AsyncState
 

@@ -30,9 +30,9 @@ from .session import CACHED_LENGTH, changes_session
 
 __all__ = [
     "POOLER_MODES",
-    "PoolerRefused",
     "PooledAsyncpgConnection",
     "PooledPsycopgConnection",
+    "PoolerRefused",
     "check_pooler",
     "pooler_refusal",
 ]
@@ -89,8 +89,7 @@ _WAY_OUT = {
     "PREPARE": "send the statement with parameters instead: the drivers use unnamed "
     "statements behind a pooler",
     "HOLD": "drop WITH HOLD and read the cursor inside its transaction (or use db.iterate())",
-    "dblink": "pass the connection string to dblink() itself instead of a named "
-    "dblink_connect()",
+    "dblink": "pass the connection string to dblink() itself instead of a named dblink_connect()",
 }
 _WHAT = {
     "SET": "a session SET stays on the server session",
@@ -184,7 +183,9 @@ def _sets_session_config(sql: str) -> bool:
 
 def _call_arguments(sql: str, start: int) -> list[str]:
     """The top-level, comma-separated arguments of the call whose ``(`` ends at ``start``."""
-    depth, quoted, args, current = 0, False, [], []
+    depth, quoted = 0, False
+    args: list[str] = []
+    current: list[str] = []
     for char in sql[start:]:
         if char == "'":
             quoted = not quoted
