@@ -19,6 +19,7 @@ from .backends.postgres import AsyncPostgresqlDatabase
 from .backends.sqlite import AsyncSqliteDatabase
 from .bridge import await_, greenlet_spawn
 from .database import AsyncDatabase
+from .drivers.pooler import PoolerRefused
 from .errors import (
     MissingGreenletBridge,
     PoolClosed,
@@ -69,6 +70,7 @@ __all__ = [
     "PoolError",
     "PoolStats",
     "PoolTimeout",
+    "PoolerRefused",
     "Schemas",
     "Template",
     "TooManyWaiters",
