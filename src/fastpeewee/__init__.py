@@ -36,6 +36,7 @@ from .integrations.core import ErrorReply, database_lifespan, error_reply
 from .integrations.wsgi import WSGIDatabaseMiddleware
 from .model import AsyncModel, AsyncModelMixin
 from .pool import PoolConfig, PoolStats
+from .replicas import ReplicaStatus, RoutingPin, is_read
 from .schema import (
     Schemas,
     afetch,
@@ -69,6 +70,8 @@ __all__ = [
     "PoolError",
     "PoolStats",
     "PoolTimeout",
+    "ReplicaStatus",
+    "RoutingPin",
     "Schemas",
     "Template",
     "TooManyWaiters",
@@ -88,6 +91,7 @@ __all__ = [
     "fetch",
     "fetch_one",
     "greenlet_spawn",
+    "is_read",
     "is_unavailable",
     "schema_type",
     "schemas",
