@@ -102,7 +102,7 @@ class ReplicaStatus:
     ``up``: it answered; ``lag``: seconds behind the primary (None when down);
     ``healthy``: up and within ``max_replica_lag``; ``checked_at``:
     ``time.monotonic()`` of the check (0.0: never checked); ``error``: why it
-    is down.
+    is down; ``served``: reads it answered so far.
     """
 
     name: str
@@ -111,6 +111,7 @@ class ReplicaStatus:
     healthy: bool
     checked_at: float
     error: str | None = None
+    served: int = 0  # reads this replica answered
 
 
 _PRIMARY = "primary"
@@ -163,9 +164,10 @@ class RoutingPin:
 
 
 class _Health:
-    __slots__ = ("checked_at", "error", "lag", "up")
+    __slots__ = ("checked_at", "error", "lag", "served", "up")
 
     def __init__(self) -> None:
+        self.served = 0
         self.up = True  # optimistic until the first check says otherwise
         self.lag: float | None = None
         self.checked_at = 0.0
@@ -202,6 +204,7 @@ class Replicas:
         self._next_check = 0.0
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.primary_reads = 0  # reads that ran on the primary (pinned, or no replica fit)
 
     def _open(self, replica: AsyncDatabase | str) -> AsyncDatabase:
         if not isinstance(replica, str):
@@ -223,6 +226,7 @@ class Replicas:
         """The replica to run ``sql`` on, or None for the primary."""
         pin = self.pin.get()
         if pin is not None and pin[0] == _PRIMARY:
+            self.primary_reads += 1
             return None
         if not is_read(sql):
             scope = self.primary._cv.get(None)
@@ -233,8 +237,10 @@ class Replicas:
             scope = self.primary._cv.get(None)
             shared = scope if type(scope) is SharedState else None
             if shared is not None and shared.wrote:
+                self.primary_reads += 1
                 return None
             if _on_primary(self.primary._current_state(), shared):
+                self.primary_reads += 1
                 return None
         chosen = self.choose()
         if chosen is None and pin is not None and not pin[1]:
@@ -242,6 +248,8 @@ class Replicas:
                 f"no healthy replica of {self.primary._pool_name()} "
                 f"({self.describe()}); retry later, or use db.replica(fallback=True)"
             )
+        if chosen is None:
+            self.primary_reads += 1
         return chosen
 
     def choose(self) -> AsyncDatabase | None:
@@ -278,31 +286,40 @@ class Replicas:
     def run(self, replica: AsyncDatabase, sql: str, params: Params) -> Cursor | None:
         """Run a read on ``replica`` from sync code; None: run it on the primary."""
         try:
-            return replica._run(sql, params, False, None, True)
+            cursor = replica._run(sql, params, False, None, True)
         except peewee.DatabaseError as exc:
             if self.failed(replica, exc):
+                self.primary_reads += 1
                 return None
             raise
+        self._health[id(replica)].served += 1
+        return cursor
 
     async def arun(self, replica: AsyncDatabase, sql: str, params: Params) -> Cursor | None:
         """Run a read on ``replica`` from async code; None: run it on the primary."""
         try:
-            return await replica._arun(sql, params, False, True)
+            cursor = await replica._arun(sql, params, False, True)
         except peewee.DatabaseError as exc:
             if self.failed(replica, exc):
+                self.primary_reads += 1
                 return None
             raise
+        self._health[id(replica)].served += 1
+        return cursor
 
     async def astream(
         self, replica: AsyncDatabase, sql: str, params: Params, batch_size: int
     ) -> tuple[StreamCursor, Coroutine[Any, Any, None]] | None:
         """Open a server-side cursor on ``replica``; None: open it on the primary."""
         try:
-            return await replica._astream(sql, params, batch_size)
+            opened = await replica._astream(sql, params, batch_size)
         except peewee.DatabaseError as exc:
             if self.failed(replica, exc):
+                self.primary_reads += 1
                 return None
             raise
+        self._health[id(replica)].served += 1
+        return opened
 
     # -- health ----------------------------------------------------------------
 
@@ -319,6 +336,7 @@ class Replicas:
                     self._healthy(health),
                     health.checked_at,
                     health.error,
+                    health.served,
                 )
             )
         return found
