@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("state",),
     ("fast",),
     ("transactions",),
-    ("database",),
+    ("database", "replicas"),
     ("backends", "model"),
     ("db_url", "schema", "integrations", "compat"),
     ("__init__", "mypy"),
@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
 # (importer, imported): why it may look up.
 UPWARD = {
     ("database", "model"): "db.Model builds an AsyncModel base class on first use",
+    ("replicas", "db_url"): "a replica given as a URL opens as db_url.connect opens it",
 }
 
 

@@ -37,6 +37,7 @@ from .integrations.core import ErrorReply, database_lifespan, error_reply
 from .integrations.wsgi import WSGIDatabaseMiddleware
 from .model import AsyncModel, AsyncModelMixin
 from .pool import PoolConfig, PoolStats
+from .replicas import ReplicaStatus, RoutingPin, is_read
 from .schema import (
     Schemas,
     afetch,
@@ -71,6 +72,8 @@ __all__ = [
     "PoolStats",
     "PoolTimeout",
     "PoolerRefused",
+    "ReplicaStatus",
+    "RoutingPin",
     "Schemas",
     "Template",
     "TooManyWaiters",
@@ -90,6 +93,7 @@ __all__ = [
     "fetch",
     "fetch_one",
     "greenlet_spawn",
+    "is_read",
     "is_unavailable",
     "schema_type",
     "schemas",

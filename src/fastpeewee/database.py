@@ -34,6 +34,7 @@ from .errors import BRIDGE_HINT, MissingGreenletBridge, mask_password
 from .fast import selects
 from .fast.bulk import execute_insert, is_multi_insert
 from .pool import Pool, PoolConfig, PoolStats
+from .replicas import Replicas, ReplicaStatus, RoutingPin
 from .state import (
     AsyncState,
     ConnectionState,
@@ -169,6 +170,9 @@ class AsyncDatabase(_PwasyncioMixin):
         ping_timeout: float = 2.0,
         max_waiting: int = 0,
         fast_paths: bool = True,
+        replicas: Sequence[AsyncDatabase | str] | None = None,
+        max_replica_lag: float | None = None,
+        replica_check_interval: float = 1.0,
         **kwargs: Any,
     ) -> None:
         self.pool_config = PoolConfig(
@@ -199,6 +203,10 @@ class AsyncDatabase(_PwasyncioMixin):
         self.fast_paths = bool(fast_paths) and fast.ENABLED
         # Past pwasyncio's mixin, whose __init__ would set up a pool of its own.
         super(_PwasyncioMixin, self).__init__(database, **kwargs)  # type: ignore[call-arg]
+        # Read replicas (fastpeewee.replicas): None keeps every statement here.
+        self._replicas: Replicas | None = None
+        if replicas:
+            self._replicas = Replicas(self, replicas, max_replica_lag, replica_check_interval)
 
     # -- connection state ---------------------------------------------------------------
 
@@ -431,6 +439,8 @@ class AsyncDatabase(_PwasyncioMixin):
             while pool.stats().in_use and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             pool.terminate()
+        if self._replicas is not None:
+            await self._replicas.aclose()
 
     def close_all(self) -> None:
         """Sync twin of :meth:`close_pool` for scripts: close the pools now.
@@ -442,6 +452,43 @@ class AsyncDatabase(_PwasyncioMixin):
             self._async_pool = self._sync_pool = None
         for pool in pools.values():
             pool.close()
+        if self._replicas is not None:
+            self._replicas.close()
+
+    # -- read replicas ------------------------------------------------------------
+
+    def primary(self) -> RoutingPin:
+        """Run the reads inside on the primary: ``with db.primary():`` (or ``async with``).
+
+        For a read that must see a write made outside the current request, or a
+        ``SELECT`` calling a function that writes. A no-op without replicas.
+        """
+        return RoutingPin(self._pin_var(), ("primary", True))
+
+    def replica(self, *, fallback: bool = True) -> RoutingPin:
+        """Run the reads inside on a replica, even in a transaction or after a write.
+
+        ``fallback=False``: raise ``OperationalError`` when no replica is
+        healthy, instead of reading the primary. Writes still go to the primary.
+        """
+        return RoutingPin(self._pin_var(), ("replica", fallback))
+
+    def _pin_var(self) -> contextvars.ContextVar[tuple[str, bool] | None]:
+        if self._replicas is not None:
+            return self._replicas.pin
+        pin: contextvars.ContextVar[tuple[str, bool] | None] | None = self.__dict__.get("_pin")
+        if pin is None:  # no replicas: a pin changes nothing, but the code stays portable
+            pin = self.__dict__["_pin"] = contextvars.ContextVar("fastpeewee-pin", default=None)
+        return pin
+
+    @property
+    def replicas(self) -> builtins.list[AsyncDatabase]:
+        """The replica databases reads may go to (empty without ``replicas=``)."""
+        return builtins.list(self._replicas.databases) if self._replicas is not None else []
+
+    def replica_status(self) -> builtins.list[ReplicaStatus]:
+        """What the last health check found for each replica."""
+        return self._replicas.status() if self._replicas is not None else []
 
     # -- the execution paths ------------------------------------------------------
     #
@@ -494,6 +541,13 @@ class AsyncDatabase(_PwasyncioMixin):
         if not observed and (self.query_hooks or _peewee_logger.isEnabledFor(logging.DEBUG)):
             with _Observed(self, sql, params):
                 return self._run(sql, params, ending, bulk, True)
+        replicas = self._replicas
+        if replicas is not None and bulk is None:
+            replica = replicas.target(sql)
+            if replica is not None:
+                done = replicas.run(replica, sql, params)
+                if done is not None:
+                    return done
         while True:
             state = self._current_state()
             try:
@@ -521,6 +575,13 @@ class AsyncDatabase(_PwasyncioMixin):
         if not observed and (self.query_hooks or _peewee_logger.isEnabledFor(logging.DEBUG)):
             with _Observed(self, sql, params):
                 return await self._arun(sql, params, ending, True)
+        replicas = self._replicas
+        if replicas is not None:
+            replica = replicas.target(sql)
+            if replica is not None:
+                done = await replicas.arun(replica, sql, params)
+                if done is not None:
+                    return done
         while True:
             try:
                 return await self._async_state().aexecute(sql, params, ending)
@@ -533,6 +594,13 @@ class AsyncDatabase(_PwasyncioMixin):
         """The streaming execution path: open a server-side cursor; the returned
         coroutine closes it. The query hooks hear of it once it is open."""
         with _Observed(self, sql, params):
+            replicas = self._replicas
+            if replicas is not None:
+                replica = replicas.target(sql)
+                if replica is not None:
+                    opened = await replicas.astream(replica, sql, params, batch_size)
+                    if opened is not None:
+                        return opened
             while True:
                 try:
                     return await self._async_state().astream(sql, params, batch_size)

@@ -201,6 +201,7 @@ _UNAVAILABLE_SQLSTATES = frozenset(
         "57P05",  # idle_session_timeout (PostgreSQL 14+)
         "25P03",  # idle_in_transaction_session_timeout: the session was ended
         "53300",  # too_many_connections
+        "25006",  # read_only_sql_transaction: a write reached a standby (failover)
     }
 )
 _AVAILABLE_SQLSTATES = frozenset({"08P01"})
