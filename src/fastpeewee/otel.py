@@ -197,13 +197,13 @@ def _base_attributes(db: AsyncDatabase, mariadb: bool) -> dict[str, Any]:
 def _status_code(exc: BaseException) -> str | None:
     """SQLSTATE (PostgreSQL), error number (MySQL) or error name (SQLite) of a driver error."""
     seen = exc.__cause__ or exc
+    args = seen.args
+    if args and isinstance(args[0], int):  # MySQL drivers: (errno, message)
+        return str(args[0])
     for name in ("sqlstate", "sqlite_errorname"):
         value = getattr(seen, name, None)
         if isinstance(value, str):
             return value
-    args = seen.args
-    if args and isinstance(args[0], int) and isinstance(seen, Exception):
-        return str(args[0])
     return None
 
 
