@@ -58,7 +58,7 @@ __all__ = ["instrument", "instrumented", "uninstrument"]
 _SCOPE = "fastpeewee"
 # The first table a statement names, for db.collection.name and the span name.
 _TARGET = re.compile(
-    r"\b(?:FROM|INTO|UPDATE|JOIN|TABLE(?:\s+IF\s+(?:NOT\s+)?EXISTS)?)\s+"
+    r"\b(?:FROM|INTO|UPDATE|JOIN|COPY|TABLE(?:\s+IF\s+(?:NOT\s+)?EXISTS)?)\s+"
     r"([`\"]?[\w$]+[`\"]?(?:\.[`\"]?[\w$]+[`\"]?)?)",
     re.IGNORECASE,
 )

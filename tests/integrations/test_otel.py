@@ -143,6 +143,7 @@ async def test_bulk_insert(db, backend, telemetry):
     spans = telemetry.db_spans()
     bulk = [s for s in spans if s.attributes["db.operation.name"] in ("INSERT", "COPY")]
     assert len(bulk) == 2, [s.name for s in spans]  # one statement each
+    assert {attributes(s)["db.collection.name"] for s in bulk} == {"user"}
     if backend == "postgres" and db.fast_paths:  # tasks COPY
         assert any(s.attributes["db.operation.name"] == "COPY" for s in bulk)
     if backend == "sqlite" and db.fast_paths:  # one executemany per insert_many
