@@ -20,10 +20,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("pool",),
     ("state",),
     ("fast",),
-    ("transactions",),
+    ("transactions", "tracing"),
     ("database", "replicas"),
     ("backends", "model"),
-    ("db_url", "schema", "integrations", "compat"),
+    ("db_url", "schema", "integrations", "compat", "otel"),
     ("__init__", "mypy"),
 ]
 

@@ -44,6 +44,7 @@ from .state import (
     ThreadState,
     ThreadStates,
 )
+from .tracing import Watch
 from .transactions import async_atomic, async_savepoint, async_transaction
 
 if TYPE_CHECKING:
@@ -68,15 +69,19 @@ _NO_PARAMS: tuple[Any, ...] = ()
 
 class _Observed:
     """``with`` around one statement's run: logs it on the ``peewee`` logger and
-    reports it to the query hooks, as peewee's ``execute_sql`` does. Every
-    execution path goes through here (and tracing will)."""
+    reports it to the query hooks, as peewee's ``execute_sql`` does, and to the
+    database's watch (slow-statement log, tracing: see :mod:`fastpeewee.tracing`).
+    Every execution path goes through here."""
 
-    __slots__ = ("db", "params", "sql", "start")
+    __slots__ = ("bulk", "db", "params", "sql", "start", "watched")
 
-    def __init__(self, db: AsyncDatabase, sql: str, params: Params) -> None:
+    def __init__(
+        self, db: AsyncDatabase, sql: str, params: Params, bulk: Bulk | None = None
+    ) -> None:
         self.db = db
         self.sql = sql
         self.params = params
+        self.bulk = bulk
         self.start: float | None = None
 
     def __enter__(self) -> None:
@@ -84,8 +89,12 @@ class _Observed:
             log_query(self.db, self.sql, self.params)
         if self.db.query_hooks:
             self.start = time.perf_counter()
+        watch = self.db._watch
+        self.watched = None if watch is None else watch.begin(self.db, self.sql, self.bulk)
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self.watched is not None:
+            self.watched.end(exc)
         # Like peewee: errors are reported, a cancellation is not.
         if self.start is not None and (exc is None or isinstance(exc, Exception)):
             notify_hooks(self.db, self.sql, self.params, self.start, exc)
@@ -139,6 +148,9 @@ class AsyncDatabase(_PwasyncioMixin):
 
     ``fast_paths=False`` keeps this database on peewee's own code paths, off
     the speed layer (see :mod:`fastpeewee.fast`); ``db.fast_paths`` tells which.
+
+    ``slow_query_seconds=0.5`` logs statements slower than that on the
+    ``fastpeewee.slow`` logger (SQL without values, duration, pool wait).
     """
 
     if TYPE_CHECKING:  # provided by the peewee Database class mixed in after us
@@ -173,6 +185,7 @@ class AsyncDatabase(_PwasyncioMixin):
         replicas: Sequence[AsyncDatabase | str] | None = None,
         max_replica_lag: float | None = None,
         replica_check_interval: float = 1.0,
+        slow_query_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
         self.pool_config = PoolConfig(
@@ -201,6 +214,8 @@ class AsyncDatabase(_PwasyncioMixin):
         self._releasing: set[asyncio.Task[None]] = set()
         # False: peewee's own paths only (see fastpeewee.fast; the environment may force it).
         self.fast_paths = bool(fast_paths) and fast.ENABLED
+        # None: no slow-statement log, no tracer, nothing done per statement.
+        self._watch: Watch | None = Watch.of(slow_query_seconds, None)
         # Past pwasyncio's mixin, whose __init__ would set up a pool of its own.
         super(_PwasyncioMixin, self).__init__(database, **kwargs)  # type: ignore[call-arg]
         # Read replicas (fastpeewee.replicas): None keeps every statement here.
@@ -338,7 +353,7 @@ class AsyncDatabase(_PwasyncioMixin):
         with self._pools_lock:
             self._check_initialized()
             if self._sync_pool is None or self._sync_pool.closed:
-                self._sync_pool = self._new_sync_pool()
+                self._sync_pool = self._watched(self._new_sync_pool())
             return self._sync_pool
 
     def _async_pool_get(self) -> Pool[Any]:
@@ -367,12 +382,38 @@ class AsyncDatabase(_PwasyncioMixin):
                         f"{type(self).__name__} is in use by another running event loop; "
                         "await db.close_pool() on that loop before using it on this one"
                     )
-            self._async_pool = self._new_async_pool()
+            self._async_pool = self._watched(self._new_async_pool())
             self._async_loop = loop
             pool = self._async_pool
         if old is not None and not old.closed:
             old.terminate()  # connections of a stopped loop cannot be reused
         return pool
+
+    def _watched(self, pool: Pool[Any]) -> Pool[Any]:
+        """Time ``pool``'s acquires when this database is watched (see ``slow_query_seconds``)."""
+        pool.on_acquire = None if self._watch is None else self._watch.acquired
+        return pool
+
+    @property
+    def slow_query_seconds(self) -> float | None:
+        """Statements slower than this are logged on ``fastpeewee.slow``; None logs none.
+
+        Example::
+
+            db.slow_query_seconds = 0.2
+        """
+        return None if self._watch is None else self._watch.slow_seconds
+
+    @slow_query_seconds.setter
+    def slow_query_seconds(self, value: float | None) -> None:
+        self._set_watch(Watch.of(value, None if self._watch is None else self._watch.tracer))
+
+    def _set_watch(self, watch: Watch | None) -> None:
+        """Watch this database's statements and pools with ``watch`` (None: stop)."""
+        self._watch = watch
+        for pool in (self._sync_pool, self._async_pool):
+            if pool is not None:
+                self._watched(pool)
 
     async def warm_pool(self) -> int:
         """Open the task pool's ``pool_min_size`` connections now; return how many are idle.
@@ -494,7 +535,8 @@ class AsyncDatabase(_PwasyncioMixin):
     #
     # One path per direction: _run (sync code), _arun (async code), _astream
     # (iterate()). Every statement, executemany and COPY included, takes one of
-    # them; each goes through _Observed, where logging and query hooks happen.
+    # them; each goes through _Observed, where logging, query hooks, the
+    # slow-statement log and tracing happen (the last two only when watched).
 
     def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         """Run one statement from sync code (a thread, or inside ``db.run``)."""
@@ -538,8 +580,12 @@ class AsyncDatabase(_PwasyncioMixin):
     ) -> Cursor:
         """The sync execution path; ``ending`` and ``bulk`` as for
         :meth:`~fastpeewee.state.ConnectionState.execute`."""
-        if not observed and (self.query_hooks or _peewee_logger.isEnabledFor(logging.DEBUG)):
-            with _Observed(self, sql, params):
+        if not observed and (
+            self.query_hooks
+            or self._watch is not None
+            or _peewee_logger.isEnabledFor(logging.DEBUG)
+        ):
+            with _Observed(self, sql, params, bulk):
                 return self._run(sql, params, ending, bulk, True)
         replicas = self._replicas
         if replicas is not None and bulk is None:
@@ -572,7 +618,11 @@ class AsyncDatabase(_PwasyncioMixin):
         self, sql: str, params: Params = _NO_PARAMS, ending: bool = False, observed: bool = False
     ) -> Cursor:
         """The async execution path; ``ending`` as for :meth:`_run`."""
-        if not observed and (self.query_hooks or _peewee_logger.isEnabledFor(logging.DEBUG)):
+        if not observed and (
+            self.query_hooks
+            or self._watch is not None
+            or _peewee_logger.isEnabledFor(logging.DEBUG)
+        ):
             with _Observed(self, sql, params):
                 return await self._arun(sql, params, ending, True)
         replicas = self._replicas

@@ -170,6 +170,10 @@ class Pool(Generic[C]):
         finally: pool.release(conn)
     """
 
+    on_acquire: Callable[[Pool[Any], float], None] | None = None
+    """Told the pool and the seconds each successful acquire took (waiting and
+    opening included); a watched database sets it (see :mod:`fastpeewee.tracing`)."""
+
     def __init__(
         self,
         name: str,
@@ -227,6 +231,8 @@ class Pool(Generic[C]):
                 item = self._wait_sync(deadline)
             conn = self._ready_sync(item, deadline)
             if conn is not None:
+                if self.on_acquire is not None:
+                    self._timed(deadline)
                 return conn
 
     async def aacquire(self) -> C:
@@ -238,7 +244,13 @@ class Pool(Generic[C]):
                 item = await self._wait_async(deadline)
             conn = await self._ready_async(item, deadline)
             if conn is not None:
+                if self.on_acquire is not None:
+                    self._timed(deadline)
                 return conn
+
+    def _timed(self, deadline: float) -> None:
+        assert self.on_acquire is not None
+        self.on_acquire(self, time.monotonic() - deadline + self.config.acquire_timeout)
 
     def _start_acquire(self, opener: object, only: str) -> float:
         """Refuse the side this pool does not serve (no ``opener``: it serves
