@@ -23,8 +23,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("transactions",),
     ("database",),
     ("backends", "model"),
-    ("db_url", "schema", "integrations", "compat"),
-    ("__init__", "mypy"),
+    ("db_url", "schema", "integrations", "compat", "testing"),
+    ("__init__", "mypy", "pytest_plugin"),
 ]
 
 # (importer, imported): why it may look up.
