@@ -46,6 +46,7 @@ from .schema import (
     schemas,
     to_pydantic,
 )
+from .testing import ConnectionLeak, TestTransaction, TestTransactionConflict, find_leaks
 from .transactions import async_atomic, async_savepoint, async_transaction
 
 # playhouse.pwasyncio calls the database mixin AsyncDatabaseMixin.
@@ -60,6 +61,7 @@ __all__ = [
     "AsyncPostgresqlDatabase",
     "AsyncSqliteDatabase",
     "BodySizeLimitMiddleware",
+    "ConnectionLeak",
     "DatabaseMiddleware",
     "ErrorReply",
     "MissingGreenletBridge",
@@ -71,6 +73,8 @@ __all__ = [
     "PoolTimeout",
     "Schemas",
     "Template",
+    "TestTransaction",
+    "TestTransactionConflict",
     "TooManyWaiters",
     "TransactionLost",
     "Uncompilable",
@@ -87,6 +91,7 @@ __all__ = [
     "error_reply",
     "fetch",
     "fetch_one",
+    "find_leaks",
     "greenlet_spawn",
     "is_unavailable",
     "schema_type",

@@ -111,7 +111,10 @@ class TestTransaction:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.end()
 
@@ -120,7 +123,10 @@ class TestTransaction:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.aend()
 
@@ -147,7 +153,7 @@ def find_leaks(db: AsyncDatabase, wait: float = 1.0) -> list[str]:
     deadline = time.monotonic() + wait
     while True:
         busy = [s for s in db.pool_stats() if s.in_use or s.waiting]
-        if not busy and not db._releasing or time.monotonic() >= deadline:
+        if (not busy and not db._releasing) or time.monotonic() >= deadline:
             break
         time.sleep(0.01)
     found = [

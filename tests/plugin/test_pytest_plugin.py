@@ -24,7 +24,11 @@ def project(backend, request, tmp_path, pytester):
     """A project whose ``dbmod.DB`` is the backend's database, with an empty note table."""
     db = make_database(backend, request, tmp_path)
     cls = type(db).__name__
-    params = {k: v for k, v in db.connect_params.items() if k in ("host", "port", "user", "password", "ssl_disabled")}
+    params = {
+        k: v
+        for k, v in db.connect_params.items()
+        if k in ("host", "port", "user", "password", "ssl_disabled")
+    }
     pytester.makepyfile(
         dbmod=f"""
         import peewee
