@@ -23,8 +23,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("transactions", "tracing"),
     ("database", "replicas"),
     ("backends", "model"),
-    ("db_url", "schema", "integrations", "compat", "otel"),
-    ("__init__", "mypy"),
+    ("db_url", "schema", "integrations", "compat", "otel", "testing"),
+    ("__init__", "mypy", "pytest_plugin"),
 ]
 
 # (importer, imported): why it may look up.

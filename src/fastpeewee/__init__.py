@@ -48,6 +48,7 @@ from .schema import (
     schemas,
     to_pydantic,
 )
+from .testing import ConnectionLeak, TestTransaction, TestTransactionConflict, find_leaks
 from .transactions import async_atomic, async_savepoint, async_transaction
 
 # playhouse.pwasyncio calls the database mixin AsyncDatabaseMixin.
@@ -62,6 +63,7 @@ __all__ = [
     "AsyncPostgresqlDatabase",
     "AsyncSqliteDatabase",
     "BodySizeLimitMiddleware",
+    "ConnectionLeak",
     "DatabaseMiddleware",
     "ErrorReply",
     "MissingGreenletBridge",
@@ -76,6 +78,8 @@ __all__ = [
     "RoutingPin",
     "Schemas",
     "Template",
+    "TestTransaction",
+    "TestTransactionConflict",
     "TooManyWaiters",
     "TransactionLost",
     "Uncompilable",
@@ -92,6 +96,7 @@ __all__ = [
     "error_reply",
     "fetch",
     "fetch_one",
+    "find_leaks",
     "greenlet_spawn",
     "is_read",
     "is_unavailable",

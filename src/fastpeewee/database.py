@@ -44,6 +44,7 @@ from .state import (
     ThreadState,
     ThreadStates,
 )
+from .state.pinned import PinnedConnection
 from .tracing import Watch
 from .transactions import async_atomic, async_savepoint, async_transaction
 
@@ -212,6 +213,8 @@ class AsyncDatabase(_PwasyncioMixin):
         self._async_pool: Pool[Any] | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self._releasing: set[asyncio.Task[None]] = set()
+        # A test transaction (fastpeewee.testing): every owner on its one connection.
+        self._pinned: PinnedConnection | None = None
         # False: peewee's own paths only (see fastpeewee.fast; the environment may force it).
         self.fast_paths = bool(fast_paths) and fast.ENABLED
         # None: no slow-statement log, no tracer, nothing done per statement.
@@ -235,6 +238,8 @@ class AsyncDatabase(_PwasyncioMixin):
         pass  # peewee's Database.__init__ assigns a thread-local here; ConnectionState replaces it
 
     def _current_state(self) -> ConnectionState:
+        if self._pinned is not None:
+            return self._pinned.state()
         state = self._cv.get(None)
         loop = asyncio._get_running_loop()
         if loop is not None:
@@ -728,6 +733,7 @@ class AsyncDatabase(_PwasyncioMixin):
         """True when this thread or task holds no connection."""
         if (
             self._cv.get(None) is None
+            and self._pinned is None
             and (asyncio._get_running_loop() is not None or self._threads.state is None)
             and not self._overrides("_current_state")
         ):
