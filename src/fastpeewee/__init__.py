@@ -21,6 +21,7 @@ from .bridge import await_, greenlet_spawn
 from .database import AsyncDatabase
 from .errors import (
     MissingGreenletBridge,
+    PoolBackoff,
     PoolClosed,
     PoolError,
     PoolTimeout,
@@ -33,9 +34,11 @@ from .fast.compiled import Param, Template, Uncompilable, compile_query
 from .integrations.asgi import DatabaseMiddleware
 from .integrations.body_limit import BodySizeLimitMiddleware
 from .integrations.core import ErrorReply, database_lifespan, error_reply
+from .integrations.health import readiness
 from .integrations.wsgi import WSGIDatabaseMiddleware
 from .model import AsyncModel, AsyncModelMixin
 from .pool import PoolConfig, PoolStats
+from .retries import RetryPolicy, is_retryable
 from .schema import (
     Schemas,
     afetch,
@@ -64,11 +67,13 @@ __all__ = [
     "ErrorReply",
     "MissingGreenletBridge",
     "Param",
+    "PoolBackoff",
     "PoolClosed",
     "PoolConfig",
     "PoolError",
     "PoolStats",
     "PoolTimeout",
+    "RetryPolicy",
     "Schemas",
     "Template",
     "TooManyWaiters",
@@ -88,7 +93,9 @@ __all__ = [
     "fetch",
     "fetch_one",
     "greenlet_spawn",
+    "is_retryable",
     "is_unavailable",
+    "readiness",
     "schema_type",
     "schemas",
     "to_pydantic",
