@@ -83,13 +83,18 @@ transaction again would wait as long again; pass ``retry_if`` to opt in.
 
 RETRYABLE_SQLITE_CODES = frozenset(
     {
-        517,  # SQLITE_BUSY_SNAPSHOT: WAL, a read transaction's snapshot went stale
+        5,  # SQLITE_BUSY (and its extended codes, SQLITE_BUSY_SNAPSHOT among them)
     }
 )
-"""SQLite extended result codes after which the whole transaction may run again.
+"""SQLite primary result codes after which the whole transaction may run again.
 
-Not plain ``SQLITE_BUSY``: it comes after the busy timeout waited out a
-writer (an outage, see :func:`~fastpeewee.errors.is_unavailable`).
+``SQLITE_BUSY`` is SQLite's deadlock: a transaction that has read and then
+wants to write while another connection writes gets it at once, without
+waiting (waiting could never help: its snapshot is stale), as does one whose
+snapshot went stale meanwhile (``SQLITE_BUSY_SNAPSHOT``). The same code also
+comes after the busy timeout ran out behind a long writer; that too is
+retried, so a run may take ``attempts`` busy timeouts (``BEGIN IMMEDIATE``,
+``db.atomic("IMMEDIATE")``, avoids both).
 """
 
 
@@ -97,9 +102,9 @@ def is_retryable(exc: BaseException) -> bool:
     """True when ``exc`` aborted a transaction that may succeed if run again from the start.
 
     A serialization failure or a deadlock: PostgreSQL SQLSTATE 40001 and
-    40P01, MySQL/MariaDB 1213 (and MariaDB's 1020), SQLite's
-    ``SQLITE_BUSY_SNAPSHOT``. False for everything else, lost connections
-    included (a COMMIT whose answer was lost may have committed). Example::
+    40P01, MySQL/MariaDB 1213 (and MariaDB's 1020), SQLite's ``SQLITE_BUSY``.
+    False for everything else, lost connections included (a COMMIT whose
+    answer was lost may have committed). Example::
 
         except peewee.DatabaseError as exc:
             if is_retryable(exc): ...        # run the whole transaction again
@@ -115,7 +120,7 @@ def _conflict(exc: BaseException) -> bool:
         return sqlstate in RETRYABLE_SQLSTATES
     code = getattr(exc, "sqlite_errorcode", None)
     if isinstance(code, int):
-        return code in RETRYABLE_SQLITE_CODES
+        return code & 0xFF in RETRYABLE_SQLITE_CODES
     if any(klass.__name__ == "MySQLError" for klass in type(exc).__mro__):
         return bool(exc.args) and exc.args[0] in RETRYABLE_MYSQL_CODES
     return False
