@@ -98,7 +98,8 @@ async def _recovery_seconds(db: Any) -> float:
 @pytest.mark.own_server("it stops and restarts the server")
 @pytest.mark.backends("postgres", "mysql")
 async def test_a_stopped_server_gets_bounded_connects_and_is_used_again(backend, request):
-    server = request.getfixturevalue("postgres_server" if backend == "postgres" else "mariadb_server")
+    fixture = "postgres_server" if backend == "postgres" else "mariadb_server"
+    server = request.getfixturevalue(fixture)
     proxy, plain_proxy = CountingProxy(server.port), CountingProxy(server.port)
     db = _database(backend, server, await proxy.start(), connect_backoff_max=CAP)
     plain = _database(backend, server, await plain_proxy.start(), connect_backoff=0)
@@ -111,7 +112,7 @@ async def test_a_stopped_server_gets_bounded_connects_and_is_used_again(backend,
         restart = asyncio.ensure_future(asyncio.to_thread(server.restart, DOWN))
         await _wait_down(server.port)
         before, plain_before = proxy.accepted, plain_proxy.accepted
-        results, plain_results = await asyncio.gather(_burst(db), _burst(plain))
+        results, _ = await asyncio.gather(_burst(db), _burst(plain))
         attempts = proxy.accepted - before
         plain_attempts = plain_proxy.accepted - plain_before
 
