@@ -9,18 +9,22 @@ waiting out a refusal or a connect timeout). A pool keeps one
   says the database is down or unreachable (refused, reset, timed out, too many
   connections, starting up). A wrong password or database name is no outage:
   it is raised to every caller, as before;
-- after a failure, one caller at a time tries again (a *probe*); the others
-  fail at once with :class:`~fastpeewee.errors.PoolBackoff` while it runs;
 - from the second failure in a row, nobody tries for a window of
   ``initial * 2 ** (failures - 2)`` seconds, capped at ``cap``, each window
   drawn between half of that and all of it (jitter, so that the pools of
-  several processes do not probe in step);
-- failures of connects that ran side by side count once (the first one opens
-  the window; the others only update the error reported);
+  several processes do not try in step); callers inside it fail at once with
+  :class:`~fastpeewee.errors.PoolBackoff`, raised from the last connect error;
+- failures of connects that ran side by side count once (a connect counts
+  only if no failure was counted since it began; the others only update the
+  error reported), so a burst of callers failing together does not jump to
+  the cap;
 - one successful connect ends it all.
 
 A single failure opens no window: a connect that fails once (a connection
-killed, a server restarting) is retried by the next caller at once.
+killed, a server restarting) is retried by the next caller at once. After a
+window the callers that arrive while the first connects are under way try
+too (each holds a slot of the pool, so at most ``pool_size`` at once); with
+the server down those fail within a round trip, so there are few.
 """
 
 from __future__ import annotations
@@ -39,11 +43,11 @@ class ConnectBackoff:
 
     Example::
 
-        probe = backoff.admit()          # raises PoolBackoff inside a window
+        ticket = backoff.admit()         # raises PoolBackoff inside a window
         try:
             conn = connect()
         except BaseException as exc:
-            backoff.failed(exc, probe)
+            backoff.failed(exc, ticket)
             raise
         backoff.succeeded()
     """
@@ -57,7 +61,6 @@ class ConnectBackoff:
         self.until = 0.0
         """``time.monotonic()`` at which the current window ends."""
         self.last: BaseException | None = None
-        self._probing = False
         self._lock = threading.Lock()
 
     @property
@@ -65,44 +68,38 @@ class ConnectBackoff:
         """False when ``initial`` is 0: every caller connects, as without back-off."""
         return self.initial > 0
 
-    def admit(self) -> bool:
-        """Let a connect go ahead, returning whether it is a probe after failures,
-        or raise :class:`PoolBackoff` (from the last error) without one."""
-        if not self.failures or not self.enabled:
-            return False
+    def admit(self) -> int:
+        """Let a connect go ahead, returning its ticket for :meth:`failed`, or
+        raise :class:`PoolBackoff` (from the last error) inside a window."""
+        failures = self.failures
+        if not failures or not self.enabled:
+            return failures
+        now = time.monotonic()
         with self._lock:
-            if not self.failures:
-                return False
-            now = time.monotonic()
-            if now >= self.until and not self._probing:
-                self._probing = True
-                return True
+            if now >= self.until:
+                return self.failures
             error = self._refusal(now)
             last = self.last
         raise error from last
 
-    def failed(self, exc: BaseException, probe: bool) -> None:
-        """A connect admitted by :meth:`admit` raised ``exc``."""
-        outage = isinstance(exc, Exception) and is_unavailable(exc)
+    def failed(self, exc: BaseException, ticket: int) -> None:
+        """A connect admitted by :meth:`admit` with ``ticket`` raised ``exc``."""
+        if not isinstance(exc, Exception) or not self.enabled or not is_unavailable(exc):
+            return  # cancelled, or a mistake in the settings: no back-off
         with self._lock:
-            if probe:
-                self._probing = False
-            if not outage or not self.enabled:
-                return  # cancelled, or a mistake in the settings: no back-off
             self.last = exc
-            if self.failures and not probe:
-                return  # admitted before the first failure: one wave, counted once
+            if ticket != self.failures:
+                return  # a failure was counted since this connect began: same wave
             self.failures += 1
             self.until = time.monotonic() + self._window()
 
     def succeeded(self) -> None:
         """A connect went through: the database is back."""
-        if self.failures or self._probing:
+        if self.failures:
             with self._lock:
                 self.failures = 0
                 self.until = 0.0
                 self.last = None
-                self._probing = False
 
     def _window(self) -> float:
         if self.failures < 2:
@@ -113,12 +110,9 @@ class ConnectBackoff:
     def _refusal(self, now: float) -> PoolBackoff:
         last = self.last
         why = f"{type(last).__name__}: {last}" if last is not None else "unknown"
-        if now < self.until:
-            when = f"for another {self.until - now:.2f} s"
-        else:
-            when = "while another caller tries"
         return PoolBackoff(
-            f"pool {self.name!r}: not connecting {when} after {self.failures} failed "
+            f"pool {self.name!r}: not connecting for another {self.until - now:.2f} s "
+            f"after {self.failures} failed "
             f"connect(s) in a row (last: {why}); the database is down or unreachable, "
             f"retry later (back-off {self.initial:g} s doubling up to {self.cap:g} s: "
             "connect_backoff, connect_backoff_max)"

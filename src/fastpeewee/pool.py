@@ -497,36 +497,36 @@ class Pool(Generic[C]):
 
     def _open_conn_sync(self, deadline: float) -> C:
         assert self._open_sync is not None
-        probe = False
+        ticket = 0
         try:
             timeout = self._remaining(deadline)
-            probe = self.backoff.admit()
+            ticket = self.backoff.admit()
             conn = self._open_sync(timeout)
         except BaseException as exc:
-            self._open_failed(exc, probe)
+            self._open_failed(exc, ticket)
             raise
         self.backoff.succeeded()
         return self._register(conn)
 
     async def _open_conn_async(self, deadline: float) -> C:
         assert self._open_async is not None
-        probe = False
+        ticket = 0
         try:
             timeout = self._remaining(deadline)
-            probe = self.backoff.admit()
+            ticket = self.backoff.admit()
             conn = await self._open_async(timeout)
         except BaseException as exc:
-            self._open_failed(exc, probe)
+            self._open_failed(exc, ticket)
             raise
         self.backoff.succeeded()
         return self._register(conn)
 
-    def _open_failed(self, exc: BaseException, probe: bool) -> None:
+    def _open_failed(self, exc: BaseException, ticket: int) -> None:
         """Free the slot of a connect that failed (or never ran); tell the back-off."""
         with self._lock:
             self._free_slot()
         if not isinstance(exc, PoolError):  # our own refusal or timeout: no connect ran
-            self.backoff.failed(exc, probe)
+            self.backoff.failed(exc, ticket)
 
     def _register(self, conn: C) -> C:
         now = time.monotonic()
