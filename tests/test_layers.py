@@ -15,12 +15,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fastpeewee"
 
 # Lowest first. A module belongs to the first entry that is a prefix of its name.
 LAYERS: list[tuple[str, ...]] = [
-    ("_version", "contracts", "errors", "cursor", "bridge"),
+    ("_version", "contracts", "errors", "cursor", "bridge", "backoff"),
     ("drivers",),
     ("pool",),
     ("state",),
     ("fast",),
-    ("transactions", "tracing"),
+    ("transactions", "tracing", "retries", "health"),
     ("database", "replicas"),
     ("backends", "model"),
     ("db_url", "schema", "integrations", "compat", "otel", "testing"),

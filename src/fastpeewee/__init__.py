@@ -22,6 +22,7 @@ from .database import AsyncDatabase
 from .drivers.pooler import PoolerRefused
 from .errors import (
     MissingGreenletBridge,
+    PoolBackoff,
     PoolClosed,
     PoolError,
     PoolTimeout,
@@ -34,10 +35,12 @@ from .fast.compiled import Param, Template, Uncompilable, compile_query
 from .integrations.asgi import DatabaseMiddleware
 from .integrations.body_limit import BodySizeLimitMiddleware
 from .integrations.core import ErrorReply, database_lifespan, error_reply
+from .integrations.health import readiness
 from .integrations.wsgi import WSGIDatabaseMiddleware
 from .model import AsyncModel, AsyncModelMixin
 from .pool import PoolConfig, PoolStats
 from .replicas import ReplicaStatus, RoutingPin, is_read
+from .retries import RetryPolicy, is_retryable
 from .schema import (
     Schemas,
     afetch,
@@ -68,6 +71,7 @@ __all__ = [
     "ErrorReply",
     "MissingGreenletBridge",
     "Param",
+    "PoolBackoff",
     "PoolClosed",
     "PoolConfig",
     "PoolError",
@@ -75,6 +79,7 @@ __all__ = [
     "PoolTimeout",
     "PoolerRefused",
     "ReplicaStatus",
+    "RetryPolicy",
     "RoutingPin",
     "Schemas",
     "Template",
@@ -99,7 +104,9 @@ __all__ = [
     "find_leaks",
     "greenlet_spawn",
     "is_read",
+    "is_retryable",
     "is_unavailable",
+    "readiness",
     "schema_type",
     "schemas",
     "to_pydantic",

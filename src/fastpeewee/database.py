@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
-from . import fast
+from . import fast, health, retries
 from .bridge import greenlet_spawn
 from .contracts.peewee import cursor_wrapper, log_query, notify_hooks
 from .cursor import Cursor, StreamCursor
@@ -182,6 +182,8 @@ class AsyncDatabase(_PwasyncioMixin):
         check_idle_after: float | None = 5.0,
         ping_timeout: float = 2.0,
         max_waiting: int = 0,
+        connect_backoff: float = 0.1,
+        connect_backoff_max: float = 5.0,
         fast_paths: bool = True,
         replicas: Sequence[AsyncDatabase | str] | None = None,
         max_replica_lag: float | None = None,
@@ -198,6 +200,8 @@ class AsyncDatabase(_PwasyncioMixin):
             check_idle_after=check_idle_after,
             ping_timeout=ping_timeout,
             max_waiting=max_waiting,
+            connect_backoff=connect_backoff,
+            connect_backoff_max=connect_backoff_max,
         )
         self._cv: contextvars.ContextVar[AsyncState] = contextvars.ContextVar(
             f"fastpeewee-{id(self):x}"
@@ -436,6 +440,46 @@ class AsyncDatabase(_PwasyncioMixin):
             for conn in taken:
                 pool.release(conn)
         return pool.stats().idle
+
+    async def aping(self, timeout: float | None = None) -> float:
+        """One round trip to the database on a pooled connection; return its seconds.
+
+        Bounded by ``timeout`` (``ping_timeout`` by default), connecting
+        included; raises when the database does not answer (see
+        :mod:`fastpeewee.health`). Example::
+
+            await db.aping(timeout=1.0)      # raises peewee.OperationalError when down
+        """
+        return await health.aping(self, timeout)
+
+    def ping(self, timeout: float | None = None) -> float:
+        """Sync twin of :meth:`aping`, for threads."""
+        return health.ping(self, timeout)
+
+    def retry_transaction(
+        self, attempts: int = 5, **policy: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorate a function to run in ``atomic()``, again after a serialization
+        failure or a deadlock (see :mod:`fastpeewee.retries`). Example::
+
+            @db.retry_transaction(attempts=5)
+            async def transfer(src, dst, amount): ...
+        """
+        return retries.retry_transaction(self, retries.RetryPolicy(attempts=attempts, **policy))
+
+    async def arun_in_transaction(
+        self, fn: Callable[[], Coroutine[Any, Any, T]], attempts: int = 5, **policy: Any
+    ) -> T:
+        """``await fn()`` in ``atomic()``, again after a serialization failure or a deadlock."""
+        return await retries.arun_in_transaction(
+            self, fn, retries.RetryPolicy(attempts=attempts, **policy)
+        )
+
+    def run_in_transaction(self, fn: Callable[[], T], attempts: int = 5, **policy: Any) -> T:
+        """Sync twin of :meth:`arun_in_transaction`, for threads."""
+        return retries.run_in_transaction(
+            self, fn, retries.RetryPolicy(attempts=attempts, **policy)
+        )
 
     def pool_stats(self) -> list[PoolStats]:
         """Counters of this database's open pools (one for SQLite, two for PostgreSQL)."""
