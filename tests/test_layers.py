@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pool",),
     ("state",),
     ("fast",),
-    ("transactions",),
+    ("transactions", "locks", "forks"),
     ("database",),
     ("backends", "model"),
     ("db_url", "schema", "integrations", "compat"),

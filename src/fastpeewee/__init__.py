@@ -34,6 +34,7 @@ from .integrations.asgi import DatabaseMiddleware
 from .integrations.body_limit import BodySizeLimitMiddleware
 from .integrations.core import ErrorReply, database_lifespan, error_reply
 from .integrations.wsgi import WSGIDatabaseMiddleware
+from .locks import LockTimeout, alock, lock
 from .model import AsyncModel, AsyncModelMixin
 from .pool import PoolConfig, PoolStats
 from .schema import (
@@ -62,6 +63,7 @@ __all__ = [
     "BodySizeLimitMiddleware",
     "DatabaseMiddleware",
     "ErrorReply",
+    "LockTimeout",
     "MissingGreenletBridge",
     "Param",
     "PoolClosed",
@@ -78,6 +80,7 @@ __all__ = [
     "WSGIDatabaseMiddleware",
     "afetch",
     "afetch_one",
+    "alock",
     "async_atomic",
     "async_savepoint",
     "async_transaction",
@@ -89,6 +92,7 @@ __all__ = [
     "fetch_one",
     "greenlet_spawn",
     "is_unavailable",
+    "lock",
     "schema_type",
     "schemas",
     "to_pydantic",
