@@ -73,7 +73,7 @@ def _run_with_os_fork(db: Any, backend: str) -> dict[str, Any]:
     with os.fdopen(read, "rb") as data:
         result = pickle.load(data)
     os.waitpid(pid, 0)
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 def _run_with_multiprocessing(db: Any, backend: str) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def _run_with_multiprocessing(db: Any, backend: str) -> dict[str, Any]:
     result = parent.recv() if parent.poll(30) else {"error": "no answer from the child"}
     process.join(30)
     assert process.exitcode == 0
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 @pytest.mark.parametrize("how", ["os.fork", "multiprocessing"])

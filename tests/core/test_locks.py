@@ -25,7 +25,7 @@ from ..conftest import assert_no_leaks, make_database, settle
 from ..harness import Outside
 from ..servers import wait_until
 
-ROUNDS = {"sqlite": 12, "postgres": 15, "mysql": 6}
+ROUNDS = {"sqlite": 10, "postgres": 12, "mysql": 4}
 
 
 def _models(db: Any, suffix: str) -> list[type[peewee.Model]]:
