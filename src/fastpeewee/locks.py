@@ -29,12 +29,12 @@ How each backend holds it:
   database's name (:func:`mysql_lock_name`: ``GET_LOCK`` names are
   server-wide). MySQL has no transaction-scoped named lock, and its DDL
   commits the transaction implicitly, which would end any row lock; a
-  session lock survives those commits. The lock is taken on the connection
-  of the block's transaction, which ``GET_LOCK`` marks as changed, so the
-  connection is closed (releasing the lock on the server) when the
-  transaction gives it back to the pool; one held past the transaction
-  (``async with db:``, a request's ``db.scope()``) releases it with
-  ``RELEASE_LOCK`` after the outermost block.
+  session lock survives those commits. The outermost block holds its
+  connection, takes the lock, runs its transaction and sends
+  ``RELEASE_LOCK`` after the COMMIT. A block nested in an open transaction
+  leaves the lock to the end of that connection's hold: ``GET_LOCK`` marks
+  the session as changed, so the pool closes the connection rather than
+  reuse it, which releases the lock on the server.
 - **SQLite**: ``BEGIN IMMEDIATE``, the database file's write lock, for every
   name (SQLite has one writer at a time anyway); a lock taken inside an open
   transaction is only that transaction's own (a savepoint): take it outermost.
