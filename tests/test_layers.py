@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pool",),
     ("state",),
     ("fast",),
-    ("transactions", "tracing", "retries", "health"),
+    ("transactions", "tracing", "retries", "health", "locks", "forks"),
     ("database", "replicas"),
     ("backends", "model"),
     ("db_url", "schema", "integrations", "compat", "otel", "testing"),

@@ -37,6 +37,7 @@ from .integrations.body_limit import BodySizeLimitMiddleware
 from .integrations.core import ErrorReply, database_lifespan, error_reply
 from .integrations.health import readiness
 from .integrations.wsgi import WSGIDatabaseMiddleware
+from .locks import LockTimeout, alock, lock
 from .model import AsyncModel, AsyncModelMixin
 from .pool import PoolConfig, PoolStats
 from .replicas import ReplicaStatus, RoutingPin, is_read
@@ -69,6 +70,7 @@ __all__ = [
     "ConnectionLeak",
     "DatabaseMiddleware",
     "ErrorReply",
+    "LockTimeout",
     "MissingGreenletBridge",
     "Param",
     "PoolBackoff",
@@ -92,6 +94,7 @@ __all__ = [
     "WSGIDatabaseMiddleware",
     "afetch",
     "afetch_one",
+    "alock",
     "async_atomic",
     "async_savepoint",
     "async_transaction",
@@ -106,6 +109,7 @@ __all__ = [
     "is_read",
     "is_retryable",
     "is_unavailable",
+    "lock",
     "readiness",
     "schema_type",
     "schemas",

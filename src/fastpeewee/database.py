@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
-from . import fast, health, retries
+from . import fast, forks, health, retries
 from .bridge import greenlet_spawn
 from .contracts.peewee import cursor_wrapper, log_query, notify_hooks
 from .cursor import Cursor, StreamCursor
@@ -33,6 +33,7 @@ from .drivers.base import Bulk, CopyRequest, Params
 from .errors import BRIDGE_HINT, MissingGreenletBridge, mask_password
 from .fast import selects
 from .fast.bulk import execute_insert, is_multi_insert
+from .locks import SCHEMA_LOCK, lock
 from .pool import Pool, PoolConfig, PoolStats
 from .replicas import Replicas, ReplicaStatus, RoutingPin
 from .state import (
@@ -229,6 +230,7 @@ class AsyncDatabase(_PwasyncioMixin):
         self._replicas: Replicas | None = None
         if replicas:
             self._replicas = Replicas(self, replicas, max_replica_lag, replica_check_interval)
+        forks.track(self)  # a forked child forgets the connections it inherited
 
     # -- connection state ---------------------------------------------------------------
 
@@ -881,9 +883,16 @@ class AsyncDatabase(_PwasyncioMixin):
         """``peewee.prefetch`` awaited: one query per relation, whatever the row count."""
         return await self.run(lambda: list(peewee.prefetch(query, *subqueries)))
 
+    def create_tables(self, models: Iterable[Any], **options: Any) -> None:
+        """peewee's ``create_tables``, in one transaction holding
+        :data:`~fastpeewee.locks.SCHEMA_LOCK`: workers starting at once take
+        turns instead of racing each other's ``CREATE TABLE IF NOT EXISTS``."""
+        with lock(self, SCHEMA_LOCK):
+            super(_PwasyncioMixin, self).create_tables(models, **options)  # type: ignore[misc]
+
     async def acreate_tables(self, models: Sequence[Any], **options: Any) -> None:
-        """``create_tables`` awaited."""
-        await self.run(self.create_tables, models, **options)  # type: ignore[attr-defined]
+        """``create_tables`` awaited (under the same lock)."""
+        await self.run(self.create_tables, models, **options)
 
     async def adrop_tables(self, models: Sequence[Any], **options: Any) -> None:
         """``drop_tables`` awaited."""
