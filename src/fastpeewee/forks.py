@@ -59,6 +59,9 @@ def forget_connections(db: AsyncDatabase) -> None:
     # The forking thread's context may still carry a task's or scope's state.
     db._cv = contextvars.ContextVar(f"fastpeewee-{id(db):x}")
     db._who = contextvars.ContextVar(f"fastpeewee-who-{id(db):x}")
+    replicas = db._replicas
+    if replicas is not None:  # the replica databases themselves are tracked on their own
+        replicas.forget_checks()
 
 
 def _after_fork_in_child() -> None:

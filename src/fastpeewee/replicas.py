@@ -364,6 +364,13 @@ class Replicas:
             thread.daemon = True
             thread.start()
 
+    def forget_checks(self) -> None:
+        """In a forked child: no check is running here, whatever the parent was doing."""
+        self._lock = threading.Lock()
+        self._checking = False
+        self._next_check = 0.0
+        self._tasks = set()
+
     def _done_checking(self) -> None:
         with self._lock:
             self._checking = False
