@@ -43,6 +43,10 @@ NOT_APPLICABLE: dict[str, str] = {
     "tests/core/test_dsn_masking.py::test_pool_timeouts_and_logs_never_show_the_password": (
         "it builds its URLs from postgres_server: it would test PostgreSQL directly again"
     ),
+    "tests/core/test_forks.py::test_a_forked_child_opens_its_own_connections": (
+        "it tells connections apart by backend pid, and PgBouncer hands one server "
+        "session to any client"
+    ),
 }
 
 # Running bouncers by listening port, so a test's own view of the server
