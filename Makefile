@@ -5,12 +5,12 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run run-starlette run-litestar run-aiohttp run-flask quickstart test test-slow-paths lint format bench soak clean
+.PHONY: run run-starlette run-litestar run-aiohttp run-flask quickstart test test-slow-paths lint format bench soak docs docs-serve package-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,postgres,mysql,pydantic,app]'
+	$(PY) -m pip install --quiet -e '.[dev,postgres-binary,mysql,pydantic,app]'
 	touch $(STAMP)
 
 run: $(STAMP)  ## the main job: the reference app on SQLite at http://127.0.0.1:8000/docs
@@ -34,9 +34,10 @@ quickstart: $(STAMP)  ## a short script tour of the async and sync API
 # The coverage floor is fail_under in pyproject.toml ([tool.coverage.report]).
 COVERAGE_ARGS := --cov --cov-report=term-missing:skip-covered
 
-test: lint  ## ruff, mypy, pytest (with coverage) on SQLite, PostgreSQL and MariaDB, then again without fast paths
+test: lint docs  ## ruff, mypy, the docs site, pytest (with coverage) on SQLite, PostgreSQL and MariaDB, again without fast paths, the package
 	$(PY) -m pytest $(COVERAGE_ARGS) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-slow-paths
+	$(MAKE) --no-print-directory package-check
 
 # Every test again with the compiled fast paths switched off, so the plain
 # peewee route they stand in for stays right. tests/faults (the slowest
@@ -73,5 +74,20 @@ SOAK_SECONDS ?= 300
 soak: $(STAMP)  ## the reference app on PostgreSQL at pool saturation under faults (SOAK_SECONDS=300)
 	$(PY) -m benchmarks.soak --seconds $(SOAK_SECONDS)
 
+# The site: the benchmark chart and tables regenerated from benchmarks/results/*.json,
+# then mkdocs with warnings as errors (strict: true in mkdocs.yml). Its code blocks
+# run in tests/test_docs_site.py.
+docs: $(STAMP)  ## build the documentation site into site/ (mkdocs build --strict)
+	$(PY) -m benchmarks.chart
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+docs-serve: docs  ## serve the site at http://127.0.0.1:8000 while editing docs/
+	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(PORT)
+
+# python -m build (sdist, and the wheel built from it), twine check, then the wheel in a
+# clean virtualenv: the base install and the postgres-binary, mysql and fastapi extras.
+package-check: $(STAMP)  ## build the sdist and wheel, twine check, smoke-test them in a clean venv
+	PY=$(PY) PYTHON=$(PYTHON) .ci/package-check
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage site dist

@@ -29,6 +29,7 @@ from fastpeewee import (
     AsyncSqliteDatabase,
 )
 
+from . import pgbouncer
 from .models import MODELS, bind_models
 from .servers import (
     URL_VARIABLES,
@@ -49,14 +50,20 @@ _unavailable: dict[str, str] = {}
 def selected_backends() -> list[str]:
     wanted = os.environ.get("FASTPEEWEE_BACKENDS")
     if not wanted:
-        return list(ALL_BACKENDS)
-    return [b.strip() for b in wanted.split(",") if b.strip() in ALL_BACKENDS]
+        return [*ALL_BACKENDS, "pgbouncer"]
+    known = (*ALL_BACKENDS, "pgbouncer")
+    return [b.strip() for b in wanted.split(",") if b.strip() in known]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         only = metafunc.definition.get_closest_marker("backends")
-        names = [b for b in selected_backends() if only is None or b in only.args]
+        selected = selected_backends()
+        names = [b for b in selected if b != "pgbouncer" and (only is None or b in only.args)]
+        # PostgreSQL behind PgBouncer (tests/pgbouncer.py), for the suites opted in.
+        allowed = only is None or {"postgres", "pgbouncer"} & set(only.args)
+        if "pgbouncer" in selected and allowed and pgbouncer.opted_in(metafunc.definition.nodeid):
+            names.append("pgbouncer")
         metafunc.parametrize("backend", names, indirect=True)
 
 
@@ -133,7 +140,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Skip an ``own_server`` test whose backend's server was given as a URL."""
+    """Skip an ``own_server`` test whose backend's server was given as a URL, and
+    a test that cannot run behind PgBouncer on the pgbouncer backend."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("backend") == "pgbouncer":
+        reason = pgbouncer.not_applicable(item.nodeid)
+        if reason is not None:
+            pytest.skip(f"not behind PgBouncer in transaction mode: {reason}")
     marker = item.get_closest_marker("own_server")
     if marker is None:
         return
@@ -167,6 +180,22 @@ def postgres_server() -> Iterator[PostgresServer | ExistingServer]:
 
 
 @pytest.fixture(scope="session")
+def pgbouncer_server(
+    postgres_server: PostgresServer | ExistingServer,
+) -> Iterator[pgbouncer.PgBouncer]:
+    """PgBouncer in transaction mode in front of the test PostgreSQL (tests/pgbouncer.py)."""
+    try:
+        bouncer = pgbouncer.PgBouncer.start(postgres_server)
+    except ServerUnavailable as exc:
+        if ON_CI:
+            pytest.fail(f"PgBouncer must run on CI: {exc}", pytrace=False)
+        _unavailable["pgbouncer"] = str(exc)
+        pytest.skip(f"PgBouncer unavailable: {exc}")
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture(scope="session")
 def mariadb_server() -> Iterator[MariaDBServer | ExistingServer]:
     existing = ExistingServer.from_environment("mysql")
     if existing is not None:
@@ -185,7 +214,10 @@ def mariadb_server() -> Iterator[MariaDBServer | ExistingServer]:
 
 @pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+    """The server kind: "sqlite", "postgres" or "mysql". The "pgbouncer" parameter is
+    PostgreSQL behind PgBouncer, so it gives "postgres" (SQL, drivers and views are
+    PostgreSQL's); ``pgbouncer.requested(request)`` tells the two apart."""
+    return "postgres" if request.param == "pgbouncer" else str(request.param)
 
 
 def make_database(
@@ -201,6 +233,10 @@ def make_database(
         # context (~60 ms) for every connection only to find that out.
         options.setdefault("ssl_disabled", True)
         return AsyncMySQLDatabase(maria.database, **maria.connect_params, **options)
+    if pgbouncer.requested(request):
+        bouncer: pgbouncer.PgBouncer = request.getfixturevalue("pgbouncer_server")
+        options.setdefault("pooler", "transaction")
+        return AsyncPostgresqlDatabase(bouncer.database, **bouncer.connect_params, **options)
     server: PostgresServer | ExistingServer = request.getfixturevalue("postgres_server")
     return AsyncPostgresqlDatabase(server.database, **server.connect_params, **options)
 

@@ -28,6 +28,7 @@ import peewee
 from fastpeewee import AsyncMySQLDatabase, AsyncPostgresqlDatabase
 
 from .conftest import AnyDatabase, assert_no_leaks, model_database, settle
+from .pgbouncer import upstream_params
 
 # One table of its own, so the harness never depends on the test models.
 LEDGER = "harness_ledger"
@@ -56,8 +57,10 @@ class Outside:
         if self.kind == "postgres":
             import psycopg
 
+            # Behind the test PgBouncer: PostgreSQL itself, not a pooled session.
+            database, params = upstream_params(self.db.database, params)
             self._conn = psycopg.connect(
-                dbname=self.db.database, autocommit=True,
+                dbname=database, autocommit=True,
                 **{k: params[k] for k in ("host", "port", "user")},
             )  # fmt: skip
         elif self.kind == "mysql":

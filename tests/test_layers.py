@@ -15,21 +15,22 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fastpeewee"
 
 # Lowest first. A module belongs to the first entry that is a prefix of its name.
 LAYERS: list[tuple[str, ...]] = [
-    ("_version", "contracts", "errors", "cursor", "bridge"),
+    ("_version", "contracts", "errors", "cursor", "bridge", "backoff"),
     ("drivers",),
     ("pool",),
     ("state",),
     ("fast",),
-    ("transactions",),
-    ("database",),
+    ("transactions", "tracing", "retries", "health", "locks", "forks"),
+    ("database", "replicas"),
     ("backends", "model"),
-    ("db_url", "schema", "integrations", "compat"),
-    ("__init__", "mypy"),
+    ("db_url", "schema", "integrations", "compat", "otel", "testing"),
+    ("__init__", "mypy", "pytest_plugin"),
 ]
 
 # (importer, imported): why it may look up.
 UPWARD = {
     ("database", "model"): "db.Model builds an AsyncModel base class on first use",
+    ("replicas", "db_url"): "a replica given as a URL opens as db_url.connect opens it",
 }
 
 

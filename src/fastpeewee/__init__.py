@@ -19,8 +19,10 @@ from .backends.postgres import AsyncPostgresqlDatabase
 from .backends.sqlite import AsyncSqliteDatabase
 from .bridge import await_, greenlet_spawn
 from .database import AsyncDatabase
+from .drivers.pooler import PoolerRefused
 from .errors import (
     MissingGreenletBridge,
+    PoolBackoff,
     PoolClosed,
     PoolError,
     PoolTimeout,
@@ -33,9 +35,13 @@ from .fast.compiled import Param, Template, Uncompilable, compile_query
 from .integrations.asgi import DatabaseMiddleware
 from .integrations.body_limit import BodySizeLimitMiddleware
 from .integrations.core import ErrorReply, database_lifespan, error_reply
+from .integrations.health import readiness
 from .integrations.wsgi import WSGIDatabaseMiddleware
+from .locks import LockTimeout, alock, lock
 from .model import AsyncModel, AsyncModelMixin
 from .pool import PoolConfig, PoolStats
+from .replicas import ReplicaStatus, RoutingPin, is_read
+from .retries import RetryPolicy, is_retryable
 from .schema import (
     Schemas,
     afetch,
@@ -46,6 +52,7 @@ from .schema import (
     schemas,
     to_pydantic,
 )
+from .testing import ConnectionLeak, TestTransaction, TestTransactionConflict, find_leaks
 from .transactions import async_atomic, async_savepoint, async_transaction
 
 # playhouse.pwasyncio calls the database mixin AsyncDatabaseMixin.
@@ -60,17 +67,26 @@ __all__ = [
     "AsyncPostgresqlDatabase",
     "AsyncSqliteDatabase",
     "BodySizeLimitMiddleware",
+    "ConnectionLeak",
     "DatabaseMiddleware",
     "ErrorReply",
+    "LockTimeout",
     "MissingGreenletBridge",
     "Param",
+    "PoolBackoff",
     "PoolClosed",
     "PoolConfig",
     "PoolError",
     "PoolStats",
     "PoolTimeout",
+    "PoolerRefused",
+    "ReplicaStatus",
+    "RetryPolicy",
+    "RoutingPin",
     "Schemas",
     "Template",
+    "TestTransaction",
+    "TestTransactionConflict",
     "TooManyWaiters",
     "TransactionLost",
     "Uncompilable",
@@ -78,6 +94,7 @@ __all__ = [
     "WSGIDatabaseMiddleware",
     "afetch",
     "afetch_one",
+    "alock",
     "async_atomic",
     "async_savepoint",
     "async_transaction",
@@ -87,8 +104,13 @@ __all__ = [
     "error_reply",
     "fetch",
     "fetch_one",
+    "find_leaks",
     "greenlet_spawn",
+    "is_read",
+    "is_retryable",
     "is_unavailable",
+    "lock",
+    "readiness",
     "schema_type",
     "schemas",
     "to_pydantic",

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
-from . import fast
+from . import fast, forks, health, retries
 from .bridge import greenlet_spawn
 from .contracts.peewee import cursor_wrapper, log_query, notify_hooks
 from .cursor import Cursor, StreamCursor
@@ -33,7 +33,9 @@ from .drivers.base import Bulk, CopyRequest, Params
 from .errors import BRIDGE_HINT, MissingGreenletBridge, mask_password
 from .fast import selects
 from .fast.bulk import execute_insert, is_multi_insert
+from .locks import SCHEMA_LOCK, lock
 from .pool import Pool, PoolConfig, PoolStats
+from .replicas import Replicas, ReplicaStatus, RoutingPin
 from .state import (
     AsyncState,
     ConnectionState,
@@ -43,6 +45,8 @@ from .state import (
     ThreadState,
     ThreadStates,
 )
+from .state.pinned import PinnedConnection
+from .tracing import Watch
 from .transactions import async_atomic, async_savepoint, async_transaction
 
 if TYPE_CHECKING:
@@ -67,15 +71,19 @@ _NO_PARAMS: tuple[Any, ...] = ()
 
 class _Observed:
     """``with`` around one statement's run: logs it on the ``peewee`` logger and
-    reports it to the query hooks, as peewee's ``execute_sql`` does. Every
-    execution path goes through here (and tracing will)."""
+    reports it to the query hooks, as peewee's ``execute_sql`` does, and to the
+    database's watch (slow-statement log, tracing: see :mod:`fastpeewee.tracing`).
+    Every execution path goes through here."""
 
-    __slots__ = ("db", "params", "sql", "start")
+    __slots__ = ("bulk", "db", "params", "sql", "start", "watched")
 
-    def __init__(self, db: AsyncDatabase, sql: str, params: Params) -> None:
+    def __init__(
+        self, db: AsyncDatabase, sql: str, params: Params, bulk: Bulk | None = None
+    ) -> None:
         self.db = db
         self.sql = sql
         self.params = params
+        self.bulk = bulk
         self.start: float | None = None
 
     def __enter__(self) -> None:
@@ -83,8 +91,12 @@ class _Observed:
             log_query(self.db, self.sql, self.params)
         if self.db.query_hooks:
             self.start = time.perf_counter()
+        watch = self.db._watch
+        self.watched = None if watch is None else watch.begin(self.db, self.sql, self.bulk)
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self.watched is not None:
+            self.watched.end(exc)
         # Like peewee: errors are reported, a cancellation is not.
         if self.start is not None and (exc is None or isinstance(exc, Exception)):
             notify_hooks(self.db, self.sql, self.params, self.start, exc)
@@ -138,6 +150,9 @@ class AsyncDatabase(_PwasyncioMixin):
 
     ``fast_paths=False`` keeps this database on peewee's own code paths, off
     the speed layer (see :mod:`fastpeewee.fast`); ``db.fast_paths`` tells which.
+
+    ``slow_query_seconds=0.5`` logs statements slower than that on the
+    ``fastpeewee.slow`` logger (SQL without values, duration, pool wait).
     """
 
     if TYPE_CHECKING:  # provided by the peewee Database class mixed in after us
@@ -168,7 +183,13 @@ class AsyncDatabase(_PwasyncioMixin):
         check_idle_after: float | None = 5.0,
         ping_timeout: float = 2.0,
         max_waiting: int = 0,
+        connect_backoff: float = 0.1,
+        connect_backoff_max: float = 5.0,
         fast_paths: bool = True,
+        replicas: Sequence[AsyncDatabase | str] | None = None,
+        max_replica_lag: float | None = None,
+        replica_check_interval: float = 1.0,
+        slow_query_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
         self.pool_config = PoolConfig(
@@ -180,6 +201,8 @@ class AsyncDatabase(_PwasyncioMixin):
             check_idle_after=check_idle_after,
             ping_timeout=ping_timeout,
             max_waiting=max_waiting,
+            connect_backoff=connect_backoff,
+            connect_backoff_max=connect_backoff_max,
         )
         self._cv: contextvars.ContextVar[AsyncState] = contextvars.ContextVar(
             f"fastpeewee-{id(self):x}"
@@ -195,10 +218,19 @@ class AsyncDatabase(_PwasyncioMixin):
         self._async_pool: Pool[Any] | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self._releasing: set[asyncio.Task[None]] = set()
+        # A test transaction (fastpeewee.testing): every owner on its one connection.
+        self._pinned: PinnedConnection | None = None
         # False: peewee's own paths only (see fastpeewee.fast; the environment may force it).
         self.fast_paths = bool(fast_paths) and fast.ENABLED
+        # None: no slow-statement log, no tracer, nothing done per statement.
+        self._watch: Watch | None = Watch.of(slow_query_seconds, None)
         # Past pwasyncio's mixin, whose __init__ would set up a pool of its own.
         super(_PwasyncioMixin, self).__init__(database, **kwargs)  # type: ignore[call-arg]
+        # Read replicas (fastpeewee.replicas): None keeps every statement here.
+        self._replicas: Replicas | None = None
+        if replicas:
+            self._replicas = Replicas(self, replicas, max_replica_lag, replica_check_interval)
+        forks.track(self)  # a forked child forgets the connections it inherited
 
     # -- connection state ---------------------------------------------------------------
 
@@ -212,6 +244,8 @@ class AsyncDatabase(_PwasyncioMixin):
         pass  # peewee's Database.__init__ assigns a thread-local here; ConnectionState replaces it
 
     def _current_state(self) -> ConnectionState:
+        if self._pinned is not None:
+            return self._pinned.state()
         state = self._cv.get(None)
         loop = asyncio._get_running_loop()
         if loop is not None:
@@ -330,7 +364,7 @@ class AsyncDatabase(_PwasyncioMixin):
         with self._pools_lock:
             self._check_initialized()
             if self._sync_pool is None or self._sync_pool.closed:
-                self._sync_pool = self._new_sync_pool()
+                self._sync_pool = self._watched(self._new_sync_pool())
             return self._sync_pool
 
     def _async_pool_get(self) -> Pool[Any]:
@@ -359,12 +393,38 @@ class AsyncDatabase(_PwasyncioMixin):
                         f"{type(self).__name__} is in use by another running event loop; "
                         "await db.close_pool() on that loop before using it on this one"
                     )
-            self._async_pool = self._new_async_pool()
+            self._async_pool = self._watched(self._new_async_pool())
             self._async_loop = loop
             pool = self._async_pool
         if old is not None and not old.closed:
             old.terminate()  # connections of a stopped loop cannot be reused
         return pool
+
+    def _watched(self, pool: Pool[Any]) -> Pool[Any]:
+        """Time ``pool``'s acquires when this database is watched (see ``slow_query_seconds``)."""
+        pool.on_acquire = None if self._watch is None else self._watch.acquired
+        return pool
+
+    @property
+    def slow_query_seconds(self) -> float | None:
+        """Statements slower than this are logged on ``fastpeewee.slow``; None logs none.
+
+        Example::
+
+            db.slow_query_seconds = 0.2
+        """
+        return None if self._watch is None else self._watch.slow_seconds
+
+    @slow_query_seconds.setter
+    def slow_query_seconds(self, value: float | None) -> None:
+        self._set_watch(Watch.of(value, None if self._watch is None else self._watch.tracer))
+
+    def _set_watch(self, watch: Watch | None) -> None:
+        """Watch this database's statements and pools with ``watch`` (None: stop)."""
+        self._watch = watch
+        for pool in (self._sync_pool, self._async_pool):
+            if pool is not None:
+                self._watched(pool)
 
     async def warm_pool(self) -> int:
         """Open the task pool's ``pool_min_size`` connections now; return how many are idle.
@@ -382,6 +442,46 @@ class AsyncDatabase(_PwasyncioMixin):
             for conn in taken:
                 pool.release(conn)
         return pool.stats().idle
+
+    async def aping(self, timeout: float | None = None) -> float:
+        """One round trip to the database on a pooled connection; return its seconds.
+
+        Bounded by ``timeout`` (``ping_timeout`` by default), connecting
+        included; raises when the database does not answer (see
+        :mod:`fastpeewee.health`). Example::
+
+            await db.aping(timeout=1.0)      # raises peewee.OperationalError when down
+        """
+        return await health.aping(self, timeout)
+
+    def ping(self, timeout: float | None = None) -> float:
+        """Sync twin of :meth:`aping`, for threads."""
+        return health.ping(self, timeout)
+
+    def retry_transaction(
+        self, attempts: int = 5, **policy: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorate a function to run in ``atomic()``, again after a serialization
+        failure or a deadlock (see :mod:`fastpeewee.retries`). Example::
+
+            @db.retry_transaction(attempts=5)
+            async def transfer(src, dst, amount): ...
+        """
+        return retries.retry_transaction(self, retries.RetryPolicy(attempts=attempts, **policy))
+
+    async def arun_in_transaction(
+        self, fn: Callable[[], Coroutine[Any, Any, T]], attempts: int = 5, **policy: Any
+    ) -> T:
+        """``await fn()`` in ``atomic()``, again after a serialization failure or a deadlock."""
+        return await retries.arun_in_transaction(
+            self, fn, retries.RetryPolicy(attempts=attempts, **policy)
+        )
+
+    def run_in_transaction(self, fn: Callable[[], T], attempts: int = 5, **policy: Any) -> T:
+        """Sync twin of :meth:`arun_in_transaction`, for threads."""
+        return retries.run_in_transaction(
+            self, fn, retries.RetryPolicy(attempts=attempts, **policy)
+        )
 
     def pool_stats(self) -> list[PoolStats]:
         """Counters of this database's open pools (one for SQLite, two for PostgreSQL)."""
@@ -431,6 +531,8 @@ class AsyncDatabase(_PwasyncioMixin):
             while pool.stats().in_use and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             pool.terminate()
+        if self._replicas is not None:
+            await self._replicas.aclose()
 
     def close_all(self) -> None:
         """Sync twin of :meth:`close_pool` for scripts: close the pools now.
@@ -442,12 +544,50 @@ class AsyncDatabase(_PwasyncioMixin):
             self._async_pool = self._sync_pool = None
         for pool in pools.values():
             pool.close()
+        if self._replicas is not None:
+            self._replicas.close()
+
+    # -- read replicas ------------------------------------------------------------
+
+    def primary(self) -> RoutingPin:
+        """Run the reads inside on the primary: ``with db.primary():`` (or ``async with``).
+
+        For a read that must see a write made outside the current request, or a
+        ``SELECT`` calling a function that writes. A no-op without replicas.
+        """
+        return RoutingPin(self._pin_var(), ("primary", True))
+
+    def replica(self, *, fallback: bool = True) -> RoutingPin:
+        """Run the reads inside on a replica, even in a transaction or after a write.
+
+        ``fallback=False``: raise ``OperationalError`` when no replica is
+        healthy, instead of reading the primary. Writes still go to the primary.
+        """
+        return RoutingPin(self._pin_var(), ("replica", fallback))
+
+    def _pin_var(self) -> contextvars.ContextVar[tuple[str, bool] | None]:
+        if self._replicas is not None:
+            return self._replicas.pin
+        pin: contextvars.ContextVar[tuple[str, bool] | None] | None = self.__dict__.get("_pin")
+        if pin is None:  # no replicas: a pin changes nothing, but the code stays portable
+            pin = self.__dict__["_pin"] = contextvars.ContextVar("fastpeewee-pin", default=None)
+        return pin
+
+    @property
+    def replicas(self) -> builtins.list[AsyncDatabase]:
+        """The replica databases reads may go to (empty without ``replicas=``)."""
+        return builtins.list(self._replicas.databases) if self._replicas is not None else []
+
+    def replica_status(self) -> builtins.list[ReplicaStatus]:
+        """What the last health check found for each replica."""
+        return self._replicas.status() if self._replicas is not None else []
 
     # -- the execution paths ------------------------------------------------------
     #
     # One path per direction: _run (sync code), _arun (async code), _astream
     # (iterate()). Every statement, executemany and COPY included, takes one of
-    # them; each goes through _Observed, where logging and query hooks happen.
+    # them; each goes through _Observed, where logging, query hooks, the
+    # slow-statement log and tracing happen (the last two only when watched).
 
     def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         """Run one statement from sync code (a thread, or inside ``db.run``)."""
@@ -491,9 +631,20 @@ class AsyncDatabase(_PwasyncioMixin):
     ) -> Cursor:
         """The sync execution path; ``ending`` and ``bulk`` as for
         :meth:`~fastpeewee.state.ConnectionState.execute`."""
-        if not observed and (self.query_hooks or _peewee_logger.isEnabledFor(logging.DEBUG)):
-            with _Observed(self, sql, params):
+        if not observed and (
+            self.query_hooks
+            or self._watch is not None
+            or _peewee_logger.isEnabledFor(logging.DEBUG)
+        ):
+            with _Observed(self, sql, params, bulk):
                 return self._run(sql, params, ending, bulk, True)
+        replicas = self._replicas
+        if replicas is not None and bulk is None:
+            replica = replicas.target(sql)
+            if replica is not None:
+                done = replicas.run(replica, sql, params)
+                if done is not None:
+                    return done
         while True:
             state = self._current_state()
             try:
@@ -518,9 +669,20 @@ class AsyncDatabase(_PwasyncioMixin):
         self, sql: str, params: Params = _NO_PARAMS, ending: bool = False, observed: bool = False
     ) -> Cursor:
         """The async execution path; ``ending`` as for :meth:`_run`."""
-        if not observed and (self.query_hooks or _peewee_logger.isEnabledFor(logging.DEBUG)):
+        if not observed and (
+            self.query_hooks
+            or self._watch is not None
+            or _peewee_logger.isEnabledFor(logging.DEBUG)
+        ):
             with _Observed(self, sql, params):
                 return await self._arun(sql, params, ending, True)
+        replicas = self._replicas
+        if replicas is not None:
+            replica = replicas.target(sql)
+            if replica is not None:
+                done = await replicas.arun(replica, sql, params)
+                if done is not None:
+                    return done
         while True:
             try:
                 return await self._async_state().aexecute(sql, params, ending)
@@ -533,6 +695,13 @@ class AsyncDatabase(_PwasyncioMixin):
         """The streaming execution path: open a server-side cursor; the returned
         coroutine closes it. The query hooks hear of it once it is open."""
         with _Observed(self, sql, params):
+            replicas = self._replicas
+            if replicas is not None:
+                replica = replicas.target(sql)
+                if replica is not None:
+                    opened = await replicas.astream(replica, sql, params, batch_size)
+                    if opened is not None:
+                        return opened
             while True:
                 try:
                     return await self._async_state().astream(sql, params, batch_size)
@@ -610,6 +779,7 @@ class AsyncDatabase(_PwasyncioMixin):
         """True when this thread or task holds no connection."""
         if (
             self._cv.get(None) is None
+            and self._pinned is None
             and (asyncio._get_running_loop() is not None or self._threads.state is None)
             and not self._overrides("_current_state")
         ):
@@ -713,9 +883,16 @@ class AsyncDatabase(_PwasyncioMixin):
         """``peewee.prefetch`` awaited: one query per relation, whatever the row count."""
         return await self.run(lambda: list(peewee.prefetch(query, *subqueries)))
 
+    def create_tables(self, models: Iterable[Any], **options: Any) -> None:
+        """peewee's ``create_tables``, in one transaction holding
+        :data:`~fastpeewee.locks.SCHEMA_LOCK`: workers starting at once take
+        turns instead of racing each other's ``CREATE TABLE IF NOT EXISTS``."""
+        with lock(self, SCHEMA_LOCK):
+            super(_PwasyncioMixin, self).create_tables(models, **options)  # type: ignore[misc]
+
     async def acreate_tables(self, models: Sequence[Any], **options: Any) -> None:
-        """``create_tables`` awaited."""
-        await self.run(self.create_tables, models, **options)  # type: ignore[attr-defined]
+        """``create_tables`` awaited (under the same lock)."""
+        await self.run(self.create_tables, models, **options)
 
     async def adrop_tables(self, models: Sequence[Any], **options: Any) -> None:
         """``drop_tables`` awaited."""

@@ -19,6 +19,7 @@ from .contracts.peewee import DRIVER_ERRORS
 
 __all__ = [
     "MissingGreenletBridge",
+    "PoolBackoff",
     "PoolClosed",
     "PoolError",
     "PoolTimeout",
@@ -55,6 +56,15 @@ class PoolError(peewee.OperationalError):
 
 class PoolTimeout(PoolError):
     """No connection became free within ``acquire_timeout`` seconds."""
+
+
+class PoolBackoff(PoolError):
+    """Connecting failed just now: the pool makes no new attempt until its back-off ends.
+
+    Raised at once, without touching the network, in place of a connect
+    while the pool backs off (see ``PoolConfig.connect_backoff``); raised
+    ``from`` the last connect error. An outage: :func:`is_unavailable` is True.
+    """
 
 
 class TooManyWaiters(PoolError):
@@ -201,6 +211,7 @@ _UNAVAILABLE_SQLSTATES = frozenset(
         "57P05",  # idle_session_timeout (PostgreSQL 14+)
         "25P03",  # idle_in_transaction_session_timeout: the session was ended
         "53300",  # too_many_connections
+        "25006",  # read_only_sql_transaction: a write reached a standby (failover)
     }
 )
 _AVAILABLE_SQLSTATES = frozenset({"08P01"})

@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from .errors import PoolClosed, PoolTimeout, TooManyWaiters
+from .backoff import ConnectBackoff
+from .errors import PoolClosed, PoolError, PoolTimeout, TooManyWaiters
 
 __all__ = ["Pool", "PoolConfig", "PoolStats", "Poolable"]
 
@@ -54,6 +55,14 @@ class PoolConfig:
     as are those idle longer than it, and a fresh one opened in the other half."""
     max_waiting: int = 0
     """Most callers queued for a connection; 0 means no limit."""
+    connect_backoff: float = 0.1
+    """After connects failed twice in a row with the database down, seconds
+    during which nobody tries again (callers get ``PoolBackoff`` at once),
+    doubling with each further failure; 0 turns back-off off. See
+    :mod:`fastpeewee.backoff`."""
+    connect_backoff_max: float = 5.0
+    """The longest back-off window, so a database that comes back is used again
+    within about this many seconds."""
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:
@@ -69,6 +78,11 @@ class PoolConfig:
             raise ValueError(f"ping_timeout must be > 0, got {self.ping_timeout}")
         if self.max_waiting < 0:
             raise ValueError(f"max_waiting must be >= 0, got {self.max_waiting}")
+        if not 0 <= self.connect_backoff <= self.connect_backoff_max:
+            raise ValueError(
+                "connect_backoff must be between 0 and connect_backoff_max="
+                f"{self.connect_backoff_max}, got {self.connect_backoff}"
+            )
 
 
 @dataclass(frozen=True)
@@ -170,6 +184,10 @@ class Pool(Generic[C]):
         finally: pool.release(conn)
     """
 
+    on_acquire: Callable[[Pool[Any], float], None] | None = None
+    """Told the pool and the seconds each successful acquire took (waiting and
+    opening included); a watched database sets it (see :mod:`fastpeewee.tracing`)."""
+
     def __init__(
         self,
         name: str,
@@ -193,6 +211,7 @@ class Pool(Generic[C]):
         self._opened = self._closed_count = self._timeouts = 0
         # Connections of threads that ended holding them (see orphan()).
         self._orphans: deque[C] = deque()
+        self.backoff = ConnectBackoff(name, config.connect_backoff, config.connect_backoff_max)
 
     # -- public -------------------------------------------------------------
 
@@ -227,6 +246,8 @@ class Pool(Generic[C]):
                 item = self._wait_sync(deadline)
             conn = self._ready_sync(item, deadline)
             if conn is not None:
+                if self.on_acquire is not None:
+                    self._timed(deadline)
                 return conn
 
     async def aacquire(self) -> C:
@@ -238,7 +259,13 @@ class Pool(Generic[C]):
                 item = await self._wait_async(deadline)
             conn = await self._ready_async(item, deadline)
             if conn is not None:
+                if self.on_acquire is not None:
+                    self._timed(deadline)
                 return conn
+
+    def _timed(self, deadline: float) -> None:
+        assert self.on_acquire is not None
+        self.on_acquire(self, time.monotonic() - deadline + self.config.acquire_timeout)
 
     def _start_acquire(self, opener: object, only: str) -> float:
         """Refuse the side this pool does not serve (no ``opener``: it serves
@@ -482,23 +509,36 @@ class Pool(Generic[C]):
 
     def _open_conn_sync(self, deadline: float) -> C:
         assert self._open_sync is not None
+        ticket = 0
         try:
-            conn = self._open_sync(self._remaining(deadline))
-        except BaseException:
-            with self._lock:
-                self._free_slot()
+            timeout = self._remaining(deadline)
+            ticket = self.backoff.admit()
+            conn = self._open_sync(timeout)
+        except BaseException as exc:
+            self._open_failed(exc, ticket)
             raise
+        self.backoff.succeeded()
         return self._register(conn)
 
     async def _open_conn_async(self, deadline: float) -> C:
         assert self._open_async is not None
+        ticket = 0
         try:
-            conn = await self._open_async(self._remaining(deadline))
-        except BaseException:
-            with self._lock:
-                self._free_slot()
+            timeout = self._remaining(deadline)
+            ticket = self.backoff.admit()
+            conn = await self._open_async(timeout)
+        except BaseException as exc:
+            self._open_failed(exc, ticket)
             raise
+        self.backoff.succeeded()
         return self._register(conn)
+
+    def _open_failed(self, exc: BaseException, ticket: int) -> None:
+        """Free the slot of a connect that failed (or never ran); tell the back-off."""
+        with self._lock:
+            self._free_slot()
+        if not isinstance(exc, PoolError):  # our own refusal or timeout: no connect ran
+            self.backoff.failed(exc, ticket)
 
     def _register(self, conn: C) -> C:
         now = time.monotonic()

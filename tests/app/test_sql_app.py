@@ -268,7 +268,9 @@ async def test_n_slow_requests_on_a_pool_of_n_all_succeed(
         responses = await asyncio.gather(*(http.get("/slowusers/") for _ in range(size)))
         assert [r.status_code for r in responses] == [200] * size
         assert all(r.json()[0]["email"] == "s@example.com" for r in responses)
-        assert max(s.opened for s in db.pool_stats()) <= size
+        # MySQL: plus the connection that took the schema lock, closed after it
+        # (GET_LOCK changed its session).
+        assert max(s.opened for s in db.pool_stats()) <= size + (backend == "mysql")
         # One more than the pool holds: each request keeps its one connection
         # through the slow step, so the last one waits past acquire_timeout.
         responses = await asyncio.gather(*(http.get("/slowusers/") for _ in range(size + 1)))

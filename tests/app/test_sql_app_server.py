@@ -15,6 +15,7 @@ from typing import Any, cast
 import httpx
 import pytest
 
+from .. import pgbouncer
 from ..servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,9 +34,11 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
             f"mysql://{p['user']}:{p['password']}@{p['host']}:{p['port']}/{maria.database}"
             "?ssl_disabled=true"
         )
-    server = request.getfixturevalue("postgres_server")
+    pooled = pgbouncer.requested(request)  # PostgreSQL behind the test PgBouncer
+    server = request.getfixturevalue("pgbouncer_server" if pooled else "postgres_server")
     p = server.connect_params
-    return f"postgresql://{p['user']}@{p['host']}:{p['port']}/{server.database}"
+    url = f"postgresql://{p['user']}@{p['host']}:{p['port']}/{server.database}"
+    return url + ("?pooler=transaction" if pooled else "")
 
 
 @pytest.fixture(params=sorted(APPS))

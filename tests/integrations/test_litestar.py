@@ -334,7 +334,9 @@ async def test_lifespan_creates_tables_warms_and_closes_the_pool(backend, reques
     app = Litestar(lifespan=[database_lifespan(db, MODELS, warm=warm)])
     async with app.lifespan():
         idle = sum(s.idle for s in db.pool_stats() if "[sync]" not in s.name)
-        assert idle == (2 if warm else 1)  # the connection that created the tables
+        # The connection that created the tables stays, except on MySQL: the schema
+        # lock's GET_LOCK changed its session, so it was closed rather than reused.
+        assert idle == (2 if warm else 0 if backend == "mysql" else 1)
         assert set(await db.run(db.get_tables)) >= {"user", "tweet"}
     assert db.pool_stats() == []
     db.close_all()

@@ -3,7 +3,10 @@
 Async statements use asyncpg's per-connection statement cache: a repeated
 query is one round trip (bind + execute of a cached prepared statement), with
 no explicit PREPARE per query. ``prepared_statements=False`` switches both
-drivers to unnamed statements, as PgBouncer's transaction mode requires.
+drivers to unnamed statements; ``pooler="transaction"`` (PgBouncer's
+transaction mode) implies it and also refuses, before sending them, the
+statements whose effects would outlive their transaction (see
+:mod:`fastpeewee.drivers.pooler`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import peewee
 
 from ..contracts.peewee import isolation_level
 from ..database import AsyncDatabase
+from ..drivers.pooler import PooledAsyncpgConnection, PooledPsycopgConnection, check_pooler
 from ..drivers.postgres import (
     AsyncpgConnection,
     PsycopgConnection,
@@ -45,6 +49,9 @@ _ASYNCPG_KEYS = frozenset(
         "gsslib",
     }
 )
+# Settings of ours kept in connect_params (so ``type(db)(db.database,
+# **db.connect_params)`` copies them) but never given to a driver.
+_OWN_KEYS = frozenset({"prepared_statements", "pooler"})
 # The sequence is looked up once (OFFSET 0 keeps the subquery from being
 # flattened into one lookup per row), then drawn from once per row.
 _RESERVE_IDS = (  # one row holding an array: thousands of ids without thousands of rows
@@ -63,8 +70,14 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
         db = AsyncPostgresqlDatabase("app", host="127.0.0.1", user="app", pool_size=20)
         user = await User.aget(User.id == 1)
 
-    ``prepared_statements=False`` turns off server-side prepared statements,
-    for PgBouncer in transaction mode.
+    ``prepared_statements=False`` turns off server-side prepared statements.
+    Behind PgBouncer in transaction mode pass ``pooler="transaction"``: it
+    implies ``prepared_statements=False`` and refuses what would leak from one
+    client to the next through a shared server session (a session ``SET``,
+    ``LISTEN``, a session advisory lock, a temporary table outliving its
+    transaction, ``PREPARE``, ``DECLARE ... WITH HOLD``) with
+    :class:`~fastpeewee.PoolerRefused`. Both settings stay in
+    ``connect_params``, so a copy made from it keeps them.
     """
 
     _loop_bound = True
@@ -79,9 +92,11 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
         *,
         prefer_psycopg3: bool = True,
         prepared_statements: bool = True,
+        pooler: str | None = None,
         **kwargs: Any,
     ) -> None:
-        self.prepared_statements = prepared_statements
+        self.pooler = check_pooler(pooler)
+        self.prepared_statements = bool(prepared_statements) and self.pooler is None
         super().init(
             database,
             register_unicode,
@@ -90,6 +105,10 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
             prefer_psycopg3=prefer_psycopg3,
             **kwargs,
         )
+        if not prepared_statements:
+            self.connect_params["prepared_statements"] = False
+        if self.pooler is not None:
+            self.connect_params["pooler"] = self.pooler
 
     def _plain_begin(self) -> bool:
         plain = type(self).begin is peewee.PostgresqlDatabase.begin
@@ -135,7 +154,8 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
         return {**self._target(), **params}
 
     def _psycopg_params(self, timeout: float) -> dict[str, Any]:
-        params = {k: v for k, v in self.connect_params.items() if k not in _ASYNCPG_KEYS}
+        skip = _ASYNCPG_KEYS | _OWN_KEYS
+        params = {k: v for k, v in self.connect_params.items() if k not in skip}
         params.setdefault("connect_timeout", max(1, round(timeout)))
         settings = self.connect_params.get("server_settings")
         if settings:
@@ -153,13 +173,15 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
     # -- connections --------------------------------------------------------
 
     def _open_sync(self, timeout: float) -> PsycopgConnection:
-        conn = connect_psycopg(self._psycopg_params(timeout))
+        wrapper = PooledPsycopgConnection if self.pooler else PsycopgConnection
+        conn = connect_psycopg(self._psycopg_params(timeout), wrapper)
         if self.server_version is None:
             self.server_version = conn.raw.pgconn.server_version
         return conn
 
     async def _open_async(self, timeout: float) -> AsyncpgConnection:
-        conn = await connect_asyncpg(self._asyncpg_params(timeout))
+        wrapper = PooledAsyncpgConnection if self.pooler else AsyncpgConnection
+        conn = await connect_asyncpg(self._asyncpg_params(timeout), wrapper)
         if self.server_version is None:
             version = conn.raw.get_server_version()
             self.server_version = version.major * 10000 + version.minor

@@ -122,6 +122,11 @@ class Connection:
             self.broken = True
         elif not isinstance(exc, Exception):
             self.unsettled = True
+        elif getattr(exc, "sqlstate", None) == "25006" and not self.in_transaction():
+            # A write refused outside any transaction: the server turned read-only
+            # (a standby after a failover). Never reuse the connection: the next
+            # one goes where target_session_attrs=read-write finds the primary.
+            self.broken = True
 
     # -- sync side ----------------------------------------------------------
 

@@ -276,15 +276,21 @@ class PsycopgConnection(Connection):
             cur.close()
 
 
-def connect_psycopg(params: dict[str, Any]) -> PsycopgConnection:
-    """Open a psycopg connection in autocommit mode (transactions are explicit SQL)."""
+def connect_psycopg(
+    params: dict[str, Any], wrapper: type[PsycopgConnection] = PsycopgConnection
+) -> PsycopgConnection:
+    """Open a psycopg connection in autocommit mode (transactions are explicit SQL),
+    wrapped in ``wrapper``."""
     psycopg = import_driver("psycopg", "postgres")
     with translate_errors():
-        return PsycopgConnection(psycopg.connect(autocommit=True, **params))
+        return wrapper(psycopg.connect(autocommit=True, **params))
 
 
-async def connect_asyncpg(params: dict[str, Any]) -> AsyncpgConnection:
-    """Open an asyncpg connection that decodes JSON to Python values, as psycopg does."""
+async def connect_asyncpg(
+    params: dict[str, Any], wrapper: type[AsyncpgConnection] = AsyncpgConnection
+) -> AsyncpgConnection:
+    """Open an asyncpg connection that decodes JSON to Python values, as psycopg does,
+    wrapped in ``wrapper``."""
     asyncpg = import_driver("asyncpg", "postgres")
     with translate_errors():
         contract.check(asyncpg.Connection)
@@ -297,4 +303,4 @@ async def connect_asyncpg(params: dict[str, Any]) -> AsyncpgConnection:
         except BaseException:
             raw.terminate()  # opened but not set up (cancelled, timed out): never leak it
             raise
-    return AsyncpgConnection(raw)
+    return wrapper(raw)

@@ -123,7 +123,9 @@ def database_lifespan(
         async with database_lifespan(db, [User, Item])():
             ...
 
-    Tables go to the first database. ``warm`` opens each pool's
+    Tables go to the first database, created in one transaction under
+    :data:`~fastpeewee.locks.SCHEMA_LOCK`, so that the workers of one app
+    starting at once take turns (see :mod:`fastpeewee.locks`). ``warm`` opens each pool's
     ``pool_min_size`` connections before the first request arrives.
     """
     databases = as_databases(database)

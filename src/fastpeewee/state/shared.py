@@ -34,7 +34,7 @@ class SharedState(AsyncState):
     lands in another's transaction.
     """
 
-    __slots__ = ("closing", "finished", "others", "owner")
+    __slots__ = ("closing", "finished", "others", "owner", "wrote")
 
     def __init__(
         self, db: AsyncDatabase, loop: asyncio.AbstractEventLoop, hold: bool = True
@@ -48,6 +48,9 @@ class SharedState(AsyncState):
         self.held = hold
         self.owner: object | None = None
         self.others: dict[object, AsyncState] = {}
+        # A statement other than a read ran (fastpeewee.replicas): the block's
+        # later reads go to the primary (read-your-writes).
+        self.wrote = False
 
     def serves(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> bool:
         return loop is self.loop and not self.finished

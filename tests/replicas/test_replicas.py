@@ -1,0 +1,268 @@
+"""Read replicas against a real streaming standby (``pg_basebackup -R`` of a throwaway primary).
+
+Where a statement ran is read from the server that ran it: ``inet_server_port()``
+and ``pg_is_in_recovery()`` in the statement itself; rows are counted with
+psql from outside the library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import peewee
+import pytest
+
+from fastpeewee import AsyncModel, AsyncPostgresqlDatabase, is_read
+
+from ..conftest import assert_no_leaks, settle
+from .cluster import Pair, psql, start_server, stop_server, wait_replayed
+
+PORT = "SELECT inet_server_port(), pg_is_in_recovery()"
+
+
+def make_db(pair: Pair, **options: Any) -> AsyncPostgresqlDatabase:
+    options = {"pool_size": 4, "acquire_timeout": 2.0, "replica_check_interval": 0.1, **options}
+    return AsyncPostgresqlDatabase(
+        pair.primary.database,
+        **pair.primary.connect_params,
+        replicas=[pair.url(pair.standby)],
+        **options,
+    )
+
+
+class Note(AsyncModel):
+    body = peewee.TextField()
+
+
+@pytest.fixture
+async def rdb(pg_pair: Pair) -> AsyncIterator[AsyncPostgresqlDatabase]:
+    db = make_db(pg_pair)
+    Note.bind(db)
+    await db.run(db.drop_tables, [Note])
+    await db.acreate_tables([Note])
+    await asyncio.to_thread(wait_replayed, pg_pair)
+    yield db
+    await settle(db)
+    for database in (db, *db.replicas):
+        await settle(database)
+        assert_no_leaks(database)
+    await db.close_pool()
+
+
+async def where(db: AsyncPostgresqlDatabase) -> tuple[int, bool]:
+    row: Any = (await db.aexecute_sql(PORT)).fetchone()
+    return row[0], row[1]
+
+
+def where_sync(db: AsyncPostgresqlDatabase) -> tuple[int, bool]:
+    row: Any = db.execute_sql(PORT).fetchone()
+    return row[0], row[1]
+
+
+async def one(db: AsyncPostgresqlDatabase, sql: str) -> Any:
+    row: Any = (await db.aexecute_sql(sql)).fetchone()
+    return row[0]
+
+
+async def test_reads_go_to_the_replica_writes_and_transactions_to_the_primary(
+    rdb: AsyncPostgresqlDatabase, pg_pair: Pair
+) -> None:
+    primary, standby = pg_pair.primary.port, pg_pair.standby.port
+    assert await where(rdb) == (standby, True)
+    note = await Note.acreate(body="written")  # an INSERT: the primary
+    assert psql(pg_pair.primary, "SELECT count(*) FROM note") == "1"
+    await asyncio.to_thread(wait_replayed, pg_pair)
+    # ORM reads, the fast path and peewee's own (db.run), on the replica
+    port = Note.select(Note, peewee.fn.inet_server_port().alias("port"))
+    assert (await rdb.get(port.where(Note.id == note.id))).port == standby
+    assert [n.port for n in await rdb.list(port)] == [standby]
+    assert await rdb.scalar(Note.select(peewee.fn.inet_server_port())) == standby
+    assert [n.port async for n in rdb.iterate(port)] == [standby]
+    async with rdb.atomic():
+        assert await where(rdb) == (primary, False)
+        await Note.acreate(body="in a transaction")
+    async with rdb:  # a held connection keeps its session: the primary
+        assert await where(rdb) == (primary, False)
+    # sync code in a thread: the same rules
+    assert await asyncio.to_thread(where_sync, rdb) == (standby, True)
+
+    def in_transaction() -> tuple[int, bool]:
+        with rdb.atomic():
+            return where_sync(rdb)
+
+    assert await asyncio.to_thread(in_transaction) == (primary, False)
+    assert psql(pg_pair.primary, "SELECT count(*) FROM note") == "2"
+
+
+async def test_a_scope_reads_the_primary_after_it_wrote(
+    rdb: AsyncPostgresqlDatabase, pg_pair: Pair
+) -> None:
+    primary, standby = pg_pair.primary.port, pg_pair.standby.port
+    async with rdb.scope():
+        assert await where(rdb) == (standby, True)
+        assert await asyncio.to_thread(where_sync, rdb) == (standby, True)
+        note = await Note.acreate(body="mine")
+        # read-your-writes: this block's task, its threads and its tasks read the primary
+        assert await where(rdb) == (primary, False)
+        assert await asyncio.to_thread(where_sync, rdb) == (primary, False)
+        assert await asyncio.create_task(where(rdb)) == (primary, False)
+        assert (await Note.aget_by_id(note.id)).body == "mine"
+    async with rdb.scope():  # a new request starts on the replica again
+        assert await where(rdb) == (standby, True)
+
+    async def writes_in_a_sibling() -> None:
+        await Note.acreate(body="sibling")
+
+    async with rdb.scope():  # a write by any task of the block counts
+        await asyncio.gather(writes_in_a_sibling())
+        assert await where(rdb) == (primary, False)
+
+
+async def test_primary_and_replica_pins(rdb: AsyncPostgresqlDatabase, pg_pair: Pair) -> None:
+    primary, standby = pg_pair.primary.port, pg_pair.standby.port
+    with rdb.primary():
+        assert await where(rdb) == (primary, False)
+        assert await asyncio.to_thread(where_sync, rdb) == (primary, False)
+    async with rdb.atomic():
+        async with rdb.replica():
+            assert await where(rdb) == (standby, True)
+            await Note.acreate(body="a write under replica() still goes to the primary")
+        assert await where(rdb) == (primary, False)
+    assert psql(pg_pair.primary, "SELECT count(*) FROM note") == "1"
+    assert await where(rdb) == (standby, True)
+
+
+async def test_a_select_that_writes_runs_on_the_primary(
+    rdb: AsyncPostgresqlDatabase, pg_pair: Pair
+) -> None:
+    await rdb.aexecute_sql(
+        "CREATE OR REPLACE FUNCTION add_note() RETURNS int LANGUAGE sql "
+        "AS $$ INSERT INTO note (body) VALUES ('by a function') RETURNING 1 $$"
+    )
+    await asyncio.to_thread(wait_replayed, pg_pair)
+    # The standby refuses the write (read-only transaction): the read runs on the primary.
+    assert await one(rdb, "SELECT add_note()") == 1
+    assert psql(pg_pair.primary, "SELECT count(*) FROM note") == "1"
+
+
+async def _until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s: {predicate}")
+
+
+async def test_a_stopped_replica_is_skipped(rdb: AsyncPostgresqlDatabase, pg_pair: Pair) -> None:
+    primary, standby = pg_pair.primary.port, pg_pair.standby.port
+    assert await where(rdb) == (standby, True)
+    await asyncio.to_thread(stop_server, pg_pair.standby)
+    try:
+        # Every read keeps working: the first finds the replica gone and runs on the primary.
+        for _ in range(20):
+            assert await where(rdb) == (primary, False)
+            assert await asyncio.to_thread(where_sync, rdb) == (primary, False)
+            await Note.acreate(body="still writing")
+        [status] = rdb.replica_status()
+        assert not status.up and not status.healthy and status.error
+    finally:
+        await asyncio.to_thread(start_server, pg_pair.standby)
+
+    async def back() -> bool:
+        return await where(rdb) == (standby, True)
+
+    await _until(back)  # the next health check finds it again
+    assert rdb.replica_status()[0].healthy
+
+
+async def test_a_replica_lagging_past_the_bound_is_skipped(pg_pair: Pair) -> None:
+    primary, standby = pg_pair.primary.port, pg_pair.standby.port
+    bounded = make_db(pg_pair, max_replica_lag=1.0)
+    unbounded = make_db(pg_pair)
+    Note.bind(bounded)
+    try:
+        await bounded.run(bounded.drop_tables, [Note])
+        await bounded.acreate_tables([Note])
+        await asyncio.to_thread(wait_replayed, pg_pair)
+        assert await where(bounded) == (standby, True)
+        psql(pg_pair.standby, "SELECT pg_wal_replay_pause()")
+        try:
+            await asyncio.sleep(1.2)  # the last transaction it replayed is now > 1 s old
+            psql(pg_pair.primary, "INSERT INTO note (body) VALUES ('not replayed')")
+
+            async def skipped() -> bool:
+                return await where(bounded) == (primary, False)
+
+            await _until(skipped)
+            [status] = bounded.replica_status()
+            assert status.up and not status.healthy and status.lag is not None
+            assert status.lag > 1.0
+            # The lag is real: without a bound the replica still serves, and misses the row.
+            assert await where(unbounded) == (standby, True)
+            assert await one(unbounded, "SELECT count(*) FROM note") == 0
+            assert await one(bounded, "SELECT count(*) FROM note") == 1
+        finally:
+            psql(pg_pair.standby, "SELECT pg_wal_replay_resume()")
+
+        async def caught_up() -> bool:
+            return await where(bounded) == (standby, True)
+
+        await _until(caught_up)
+        assert await one(bounded, "SELECT count(*) FROM note") == 1
+    finally:
+        for database in (bounded, unbounded):
+            await settle(database)
+            assert_no_leaks(database)
+            await database.close_pool()
+
+
+async def test_replica_fallback_false_raises_when_none_is_healthy(
+    rdb: AsyncPostgresqlDatabase, pg_pair: Pair
+) -> None:
+    await asyncio.to_thread(stop_server, pg_pair.standby)
+    try:
+        await where(rdb)  # finds the replica down
+        with pytest.raises(peewee.OperationalError, match="no healthy replica"):
+            async with rdb.replica(fallback=False):
+                await where(rdb)
+        async with rdb.replica():
+            assert await where(rdb) == (pg_pair.primary.port, False)
+    finally:
+        await asyncio.to_thread(start_server, pg_pair.standby)
+
+
+def test_replicas_are_refused_on_sqlite(tmp_path: Any) -> None:
+    from fastpeewee import AsyncSqliteDatabase
+
+    with pytest.raises(ValueError, match="no read replicas"):
+        AsyncSqliteDatabase(str(tmp_path / "x.db"), replicas=["sqlite:///y.db"])
+
+
+@pytest.mark.parametrize(
+    ("sql", "read"),
+    [
+        ('SELECT "t1"."id" FROM "note" AS "t1" WHERE ("t1"."id" = %s)', True),
+        ("(SELECT 1) UNION (SELECT 2)", True),
+        ("/* a comment first */ SELECT 1", False),  # unrecognised: the primary
+        ("WITH x AS (SELECT 1) SELECT * FROM x", True),
+        ("select count(*) from note", True),
+        ("SELECT * FROM note FOR UPDATE", False),
+        ("SELECT * FROM note FOR NO KEY UPDATE SKIP LOCKED", False),
+        ("SELECT * FROM note LOCK IN SHARE MODE", False),
+        ("WITH x AS (DELETE FROM note RETURNING id) SELECT * FROM x", False),
+        ("SELECT nextval('note_id_seq')", False),
+        ("SELECT pg_advisory_lock(1)", False),
+        ("SELECT LAST_INSERT_ID()", False),
+        ("SELECT * INTO copy FROM note", False),
+        ("SELECT set_config('a.b', '1', false)", False),
+        ("INSERT INTO note (body) VALUES (%s)", False),
+        ("BEGIN", False),
+        ("SHOW TABLES", False),
+    ],
+)
+def test_which_statements_are_reads(sql: str, read: bool) -> None:
+    assert is_read(sql) is read
