@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("transactions", "tracing", "retries", "health", "locks", "forks"),
     ("database", "replicas"),
     ("backends", "model"),
-    ("db_url", "schema", "integrations", "compat", "otel", "testing"),
+    ("db_url", "schema", "integrations", "compat", "otel", "testing", "migrations"),
     ("__init__", "mypy", "pytest_plugin"),
 ]
 

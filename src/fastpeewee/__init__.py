@@ -38,6 +38,7 @@ from .integrations.core import ErrorReply, database_lifespan, error_reply
 from .integrations.health import readiness
 from .integrations.wsgi import WSGIDatabaseMiddleware
 from .locks import LockTimeout, alock, lock
+from .migrations import amigrate, migrate
 from .model import AsyncModel, AsyncModelMixin
 from .pool import PoolConfig, PoolStats
 from .replicas import ReplicaStatus, RoutingPin, is_read
@@ -95,6 +96,7 @@ __all__ = [
     "afetch",
     "afetch_one",
     "alock",
+    "amigrate",
     "async_atomic",
     "async_savepoint",
     "async_transaction",
@@ -110,6 +112,7 @@ __all__ = [
     "is_retryable",
     "is_unavailable",
     "lock",
+    "migrate",
     "readiness",
     "schema_type",
     "schemas",

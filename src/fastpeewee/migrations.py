@@ -1,0 +1,135 @@
+"""Apply schema migrations once, even when several workers start at once.
+
+A migration is a function ``fn(migrator, db)`` taking peewee's
+``playhouse.migrate`` migrator of the database (``SqliteMigrator``,
+``PostgresqlMigrator`` or ``MySQLMigrator``), the same signature as the
+``up(migrator, db)`` of peewee's ``playhouse.migrations`` files::
+
+    def add_nickname(migrator, db):
+        migrator.migrate(migrator.add_column("user", "nickname", peewee.CharField(null=True)))
+
+    migrate(db, [add_nickname])             # a script, start-up code before the loop
+    await amigrate(db, [add_nickname])      # an app's start-up inside the loop
+
+:func:`migrate` takes :data:`~fastpeewee.locks.SCHEMA_LOCK` (the lock
+``create_tables`` takes), reads which names its history table records, runs
+the others in order, each recording its name in the same transaction, and
+returns the names it ran. A second worker waits at the lock, then finds every
+name recorded and runs nothing. Directory-based tools run the same way under
+:func:`~fastpeewee.locks.lock` (see the README's "Migrations").
+
+Transactions: on PostgreSQL and SQLite the whole run is one transaction (the
+lock is the transaction's), so a failing migration rolls back the run's earlier
+ones too. MySQL/MariaDB commit implicitly at every DDL statement: a failure
+leaves the statements before it applied (its name unrecorded); the lock there is
+``GET_LOCK``, which survives those commits and costs its connection (the pool
+does not reuse a connection whose session changed).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import peewee
+from playhouse.migrate import SchemaMigrator
+
+from .locks import DEFAULT_TIMEOUT, SCHEMA_LOCK, lock
+
+if TYPE_CHECKING:
+    from .database import AsyncDatabase
+
+__all__ = ["DEFAULT_TABLE", "Migration", "amigrate", "history", "migrate", "migration_name"]
+
+DEFAULT_TABLE = "fastpeewee_migration"
+"""The table :func:`migrate` records applied migrations in (``name``, ``applied``)."""
+
+Migration = Callable[[Any, Any], object]
+"""A migration: ``fn(migrator, db)``; its name is :func:`migration_name`."""
+
+
+def migration_name(fn: Migration) -> str:
+    """The name a migration is recorded under: its ``migration_name`` attribute, or
+    its ``__name__``. Renaming the function makes it a new migration."""
+    name = getattr(fn, "migration_name", None) or getattr(fn, "__name__", None)
+    if not isinstance(name, str) or not name or name == "<lambda>":
+        raise ValueError(
+            f"migration {fn!r} has no name: use a def, or set fn.migration_name = '0001_...'"
+        )
+    return name
+
+
+def history(db: AsyncDatabase, table: str = DEFAULT_TABLE) -> type[peewee.Model]:
+    """The model of the history table ``table`` of ``db`` (not created here).
+
+    Example::
+
+        names = [row.name for row in history(db).select()]
+    """
+    meta = type("Meta", (), {"database": db, "table_name": table})
+    return type(
+        "MigrationHistory",
+        (peewee.Model,),
+        {
+            "__module__": __name__,
+            "name": peewee.CharField(max_length=255, unique=True),
+            "applied": peewee.DateTimeField(default=datetime.datetime.now),
+            "Meta": meta,
+        },
+    )
+
+
+def migrate(
+    db: AsyncDatabase,
+    migrations: Sequence[Migration],
+    *,
+    table: str = DEFAULT_TABLE,
+    timeout: float | None = DEFAULT_TIMEOUT,
+) -> list[str]:
+    """Run the migrations not yet recorded in ``table``, in order, under the schema
+    lock; returns their names (empty when every one had run). Sync code.
+
+    ``timeout``: seconds to wait for another worker's run (then
+    :class:`~fastpeewee.locks.LockTimeout`). Example::
+
+        applied = migrate(db, [add_nickname, fill_nickname])
+    """
+    names = [migration_name(fn) for fn in migrations]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"migration names must be unique; repeated: {', '.join(twice)}")
+    model: Any = history(db, table)
+    applied: list[str] = []
+    with lock(db, SCHEMA_LOCK, timeout=timeout):
+        model.create_table(safe=True)
+        done = {row.name for row in model.select(model.name)}
+        migrator = SchemaMigrator.from_database(db)
+        for name, fn in zip(names, migrations, strict=True):
+            if name in done:
+                continue
+            # A savepoint on PostgreSQL and SQLite (the run's transaction holds the
+            # lock); nothing on MySQL, whose DDL would end a savepoint.
+            with migrator.migration_context(getattr(fn, "atomic", True)):
+                fn(migrator, db)
+                model.create(name=name)
+            applied.append(name)
+    return applied
+
+
+async def amigrate(
+    db: AsyncDatabase,
+    migrations: Sequence[Migration],
+    *,
+    table: str = DEFAULT_TABLE,
+    timeout: float | None = DEFAULT_TIMEOUT,
+) -> list[str]:
+    """:func:`migrate` from async code (an app's start-up): the sync migrations run
+    through ``db.run``, their queries waiting on the event loop, on the task's
+    connection. Example::
+
+        async def lifespan(app):
+            await amigrate(db, MIGRATIONS)
+            yield
+    """
+    return await db.run(migrate, db, migrations, table=table, timeout=timeout)
