@@ -68,7 +68,7 @@ def checker_database(target: Target) -> peewee.Database:
     """A plain peewee connection to the target, for the workloads' checks."""
     if target.backend == "sqlite":
         return peewee.SqliteDatabase(target.path)
-    params = {"host": target.host, "port": target.port, "user": target.user}
+    params: dict[str, Any] = {"host": target.host, "port": target.port, "user": target.user}
     if target.backend == "mysql":
         return peewee.MySQLDatabase(target.database, password=target.password, **params)
     return peewee.PostgresqlDatabase(target.database, **params)

@@ -18,11 +18,12 @@ def peers_for(target: Target) -> list[Peer]:
     On MariaDB both raw drivers run: asyncmy (the floor, what fastpeewee's tasks
     use) and aiomysql (what playhouse.pwasyncio's MySQL class uses).
     """
-    raws: list[type[Peer]] = {
+    floors: dict[str, list[type[Peer]]] = {
         "sqlite": [RawAiosqlite],
         "postgres": [RawAsyncpg],
         "mysql": [RawAsyncmy, RawAiomysql],
-    }[target.backend]
+    }
+    raws = floors[target.backend]
     return [cls(target) for cls in [*raws, *ORM_PEERS]]
 
 
