@@ -59,7 +59,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	touch $(BENCH_STAMP)
 
 # H1-H3 need wrk: installed with apt-get when missing and we are root, else skipped.
-bench: $(BENCH_STAMP)  ## W1-W6 on SQLite/PostgreSQL/MariaDB, H1-H3 with 1 and 2 workers, peak RSS (QUICK=1: about 8 minutes)
+bench: $(BENCH_STAMP)  ## W1-W6 on SQLite/PostgreSQL/MariaDB, H1-H3 with 1 and 2 workers, peak RSS (QUICK=1: 5-7 minutes)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] \
 		&& { apt-get install -y -qq wrk >/dev/null 2>&1 \
 		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1; } \

@@ -39,7 +39,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run", description=(__doc__ or "").split("\n")[0]
     )
-    parser.add_argument("--quick", action="store_true", help="short rounds (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="short rounds (5-7 minutes)")
     parser.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W4,H1")
     parser.add_argument("--backends", default="sqlite,postgres,mysql")
     parser.add_argument(
