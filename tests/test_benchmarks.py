@@ -5,6 +5,7 @@ checks issue 15's targets. Speed itself is measured by ``make bench``, not here.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from benchmarks.peers.peewee_family import FastPeewee, SyncPeewee
 from benchmarks.peers.raw import RawAiosqlite
 from benchmarks.runner import Settings, bench_backend
 from benchmarks.schema import BULK_TABLE, ROWS, TABLE, Checker, fill, sync_database
+
+SLOW_PATHS = os.environ.get("FASTPEEWEE_FAST_PATHS") == "0"  # make test-slow-paths
 
 
 class OffByOne(SyncPeewee):
@@ -130,6 +133,8 @@ async def _every_peer(backend: str, server: Any) -> None:
         peers = [p.name for p in peers_for(target)]
         assert {c.peer for c in cells} == set(peers)
         for cell in cells:
+            if SLOW_PATHS and (cell.workload, cell.peer) == ("W4", "fastpeewee"):
+                continue  # batching under the driver's parameter cap is a fast path
             assert cell.error == "", (cell.workload, cell.peer, cell.error)
             assert cell.rate is not None and cell.rate > 0
             if cell.peer == peers[0]:
