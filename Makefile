@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run run-starlette run-litestar run-aiohttp run-flask quickstart test test-slow-paths lint format bench soak docs docs-serve package-check clean
+.PHONY: run run-starlette run-litestar run-aiohttp run-flask quickstart test test-slow-paths lint format bench bench-rss soak docs docs-serve package-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,13 +60,17 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	touch $(BENCH_STAMP)
 
 # H1-H3 need wrk: installed with apt-get when missing and we are root, else skipped.
-bench: $(BENCH_STAMP)  ## W1-W6 and H1-H3 against the peers (QUICK=1: about 2 minutes)
+bench: $(BENCH_STAMP)  ## W1-W6 on SQLite/PostgreSQL/MariaDB, H1-H3 with 1 and 2 workers, peak RSS (QUICK=1: 5-7 minutes)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] \
 		&& { apt-get install -y -qq wrk >/dev/null 2>&1 \
 		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1; } \
 		     || echo "could not install wrk: H1-H3 will be skipped"; } \
 		|| echo "wrk is missing and we are not root: H1-H3 will be skipped (apt-get install wrk)"; }
 	$(PY) -m benchmarks.run $(if $(QUICK),--quick,) $(BENCH_ARGS)
+
+# The reference app's RSS after 10,000 and 100,000 requests (at most 5 minutes of load).
+bench-rss: $(BENCH_STAMP)  ## the reference app's RSS growth from 10,000 to 100,000 requests
+	$(PY) -m benchmarks.run --app-rss $(if $(QUICK),--quick,)
 
 SOAK_SECONDS ?= 300
 

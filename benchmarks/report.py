@@ -16,12 +16,14 @@ from .runner import Cell, Settings
 SHORT = {
     "raw asyncpg": "raw",
     "raw aiosqlite": "raw",
+    "raw asyncmy": "raw",
+    "raw aiomysql": "aiomysql",
     "playhouse.pwasyncio": "pwasyncio",
     "SQLAlchemy 2 async ORM": "SQLAlchemy",
     "Tortoise ORM": "Tortoise",
     "peewee (sync)": "peewee sync",
 }
-BACKEND = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+BACKEND = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MariaDB"}
 
 
 def machine() -> dict[str, Any]:
@@ -51,7 +53,8 @@ def _fmt_ratio(cell: Cell) -> str:
 
 def ratio_table(cells: list[Cell]) -> str:
     """Workloads down, peers across: the median ratio to the raw driver (and its rate)."""
-    peers = list(dict.fromkeys(SHORT.get(c.peer, c.peer) for c in cells if "raw" not in c.peer))
+    floors = {"raw asyncpg", "raw aiosqlite", "raw asyncmy"}
+    peers = list(dict.fromkeys(SHORT.get(c.peer, c.peer) for c in cells if c.peer not in floors))
     lines = [
         "| workload | raw driver | " + " | ".join(peers) + " |",
         "|---|---:|" + "---:|" * len(peers),
@@ -83,6 +86,9 @@ PACKAGES = (
     "peewee",
     "asyncpg",
     "aiosqlite",
+    "asyncmy",
+    "aiomysql",
+    "PyMySQL",
     "psycopg",
     "SQLAlchemy",
     "tortoise-orm",

@@ -49,9 +49,11 @@ def peewee_model(db: peewee.Database, table: str, base: type[Any] = peewee.Model
 
 
 def sync_database(backend: str, target: Any) -> peewee.Database:
-    """Plain peewee database on the benchmark's SQLite file or PostgreSQL server."""
+    """Plain peewee database on the benchmark's SQLite file, PostgreSQL or MariaDB server."""
     if backend == "sqlite":
         return peewee.SqliteDatabase(target)
+    if backend == "mysql":
+        return peewee.MySQLDatabase(target.database, **target.connect_params)
     return peewee.PostgresqlDatabase(target.database, **target.connect_params)
 
 

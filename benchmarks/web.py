@@ -1,10 +1,12 @@
 """H1-H3: the reference app (examples/sql_app, fastpeewee) against the same app on
-SQLAlchemy 2 async (benchmarks/apps/sqlalchemy_app), over HTTP on PostgreSQL.
+SQLAlchemy 2 async (benchmarks/apps/sqlalchemy_app), over HTTP on PostgreSQL
+and on MariaDB.
 
-Each app runs in its own uvicorn process (1 worker) on a free loopback port,
-on its own database of the throwaway server, seeded through its own API with
-the same users and items. ``wrk`` loads one endpoint of one app at a time for
-a fixed duration, the apps alternating round by round:
+Each app runs in its own uvicorn (1 worker, then 2: ``--workers``) on a free
+loopback port, on its own database of the throwaway server, seeded through its
+own API with the same users and items. ``wrk --latency`` loads one endpoint of
+one app at a time for a fixed duration, the apps alternating round by round;
+requests per second, p50 and p99 latency are kept:
 
   H1  GET /users/{id}          (a random one of the seeded users, with items)
   H2  GET /users/?limit=100    (a page of users, each with items)
@@ -33,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import peewee
-from tests.servers import PostgresServer, free_port
+from tests.servers import MariaDBServer, PostgresServer, free_port
+
+Server = PostgresServer | MariaDBServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_USERS = 100
@@ -100,6 +104,7 @@ class App:
     cwd: Path
     pythonpath: str
     log: Path
+    workers: int = 1
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
@@ -127,7 +132,7 @@ class App:
             "--port",
             str(self.port),
             "--workers",
-            "1",
+            str(self.workers),
             "--no-access-log",
             "--log-level",
             "warning",
@@ -250,21 +255,37 @@ def wrk(app: App, key: str, seconds: float, scripts: Path) -> dict[str, Any]:
     return summary
 
 
-def count_signups(server: PostgresServer, database: str, prefix: str) -> int:
+def _database(server: Server, database: str) -> peewee.Database:
+    if isinstance(server, MariaDBServer):
+        return peewee.MySQLDatabase(database, **server.connect_params)
+    return peewee.PostgresqlDatabase(database, **server.connect_params)
+
+
+def create_database(server: Server, name: str) -> str:
+    """Create database ``name`` on ``server``; returns the URL an app connects with."""
+    if isinstance(server, MariaDBServer):
+        server.sql_as_root(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+        return f"mysql://{server.user}:{server.password}@127.0.0.1:{server.port}/{name}"
+    server._psql(f"CREATE DATABASE {name}")
+    return f"postgresql://{server.user}@127.0.0.1:{server.port}/{name}"
+
+
+def count_signups(server: Server, database: str, prefix: str) -> int:
     """Users whose email starts with ``prefix``, whatever the app named its table."""
-    db = peewee.PostgresqlDatabase(database, **server.connect_params)
+    db = _database(server, database)
+    schema = database if isinstance(server, MariaDBServer) else "public"
+    quote = "`" if isinstance(server, MariaDBServer) else '"'
     with db.connection_context():
         table = db.execute_sql(
             "SELECT table_name FROM information_schema.columns "
-            "WHERE column_name = 'hashed_password' AND table_schema = 'public'"
+            "WHERE column_name = 'hashed_password' AND table_schema = %s",
+            (schema,),
         ).fetchone()[0]
-        sql = f'SELECT COUNT(*) FROM "{table}" WHERE email LIKE %s'
+        sql = f"SELECT COUNT(*) FROM {quote}{table}{quote} WHERE email LIKE %s"
         return int(db.execute_sql(sql, (prefix + "%",)).fetchone()[0])
 
 
-def _check_signups(
-    server: PostgresServer, app: App, database: str, summary: dict[str, Any]
-) -> None:
+def _check_signups(server: Server, app: App, database: str, summary: dict[str, Any]) -> None:
     # wrk counts the responses it read; requests cut off at the end may still have landed.
     found = count_signups(server, database, summary["prefix"])
     if not summary["requests"] <= found <= summary["requests"] + CONNECTIONS:
@@ -275,7 +296,7 @@ def _check_signups(
 
 
 def _measure(
-    server: PostgresServer,
+    server: Server,
     apps: list[App],
     databases: dict[str, str],
     keys: list[str],
@@ -289,8 +310,10 @@ def _measure(
             "workload": k,
             "endpoint": ENDPOINTS[k],
             "app": a.name,
+            "workers": a.workers,
             "rates": [],
             "ratios": [],
+            "p50_ms": [],
             "p99_ms": [],
             "error": "",
         }
@@ -314,31 +337,61 @@ def _measure(
                     print(f"  {key} {app.name}: {cell['error']}", file=sys.stderr)
                     continue
                 this_round[app.name] = summary["rps"]
+                cell["p50_ms"].append(summary["p50_us"] / 1000)
                 cell["p99_ms"].append(summary["p99_us"] / 1000)
             for name, rate in this_round.items():
                 cells[(key, name)]["rates"].append(rate)
                 if BASELINE in this_round:
                     cells[(key, name)]["ratios"].append(rate / this_round[BASELINE])
-        print(f"  http round {round_no + 1}/{rounds} done", file=sys.stderr, flush=True)
+        print(
+            f"  http {apps[0].workers} worker(s) round {round_no + 1}/{rounds} done",
+            file=sys.stderr,
+            flush=True,
+        )
     for cell in cells.values():
         ok = cell["rates"] and not cell["error"]
         cell["median_rps"] = statistics.median(cell["rates"]) if ok else None
         cell["median_ratio"] = statistics.median(cell["ratios"]) if ok and cell["ratios"] else None
+        for q in ("p50_ms", "p99_ms"):
+            cell[f"median_{q}"] = statistics.median(cell[q]) if ok else None
     return list(cells.values())
 
 
+def _apps(urls: dict[str, str], app_root: Path, tmp: Path, workers: int) -> list[App]:
+    apps = []
+    for name, spec in APPS.items():
+        url = urls[name]
+        kind = url.split(":", 1)[0]
+        cwd = app_root if name == "fastpeewee" else ROOT
+        pythonpath = os.pathsep.join([str(cwd / "src"), str(cwd)])
+        log = tmp / f"{name}-{kind}-{workers}.log"
+        apps.append(App(name, spec, url, cwd, pythonpath, log, workers))
+    return apps
+
+
 def run_http(
-    server: PostgresServer, quick: bool, only: set[str] | None = None, app_root: Path = ROOT
+    server: Server,
+    quick: bool,
+    only: set[str] | None = None,
+    app_root: Path = ROOT,
+    workers: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Serve both apps on ``server`` and load H1-H3; returns what the report needs."""
+    """Serve both apps on ``server`` with each worker count and load H1-H3.
+
+    The apps are seeded once (under the first worker count); later worker
+    counts restart them on the same databases. Returns what the report needs.
+    """
     keys = [k for k in ENDPOINTS if only is None or k in only]
+    workers = workers or [1]
     rounds, seconds = (2, 2.0) if quick else (3, 6.0)
     info: dict[str, Any] = {
+        "backend": "mysql" if isinstance(server, MariaDBServer) else "postgres",
         "rounds": rounds,
         "seconds": seconds,
         "connections": CONNECTIONS,
         "baseline": BASELINE,
         "seed_users": SEED_USERS,
+        "workers": workers,
         "results": [],
     }
     info["skipped"] = why_skipped(app_root) if keys else "not selected"
@@ -348,52 +401,69 @@ def run_http(
         return info
     databases = {name: f"bench_app_{name.lower()}" for name in APPS}
     tmp = Path(tempfile.mkdtemp(prefix="fastpeewee-bench-http-"))
-    apps = []
-    for name, spec in APPS.items():
-        server._psql(f"CREATE DATABASE {databases[name]}")
-        url = f"postgresql://{server.user}@127.0.0.1:{server.port}/{databases[name]}"
-        cwd = app_root if name == "fastpeewee" else ROOT
-        pythonpath = os.pathsep.join([str(cwd / "src"), str(cwd)])
-        apps.append(App(name, spec, url, cwd, pythonpath, tmp / f"{name}.log"))
+    urls = {name: create_database(server, databases[name]) for name in APPS}
     try:
-        try:
-            for app in apps:
-                app.start()
-                seed(app)
-            same_json(apps)
-        except (RuntimeError, OSError, ValueError, KeyError) as exc:
-            # The database workloads' results still count: report, do not crash.
-            info["skipped"] = f"H1-H3 failed before measuring: {exc}"
-            print(info["skipped"], file=sys.stderr)
-            return info
-        print("  http: apps up, seeded, same JSON", file=sys.stderr, flush=True)
-        info["results"] = _measure(server, apps, databases, keys, rounds, seconds, tmp)
+        for n, count in enumerate(workers):
+            apps = _apps(urls, app_root, tmp, count)
+            try:
+                try:
+                    for app in apps:
+                        app.start()
+                        if n == 0:
+                            seed(app)
+                    same_json(apps)
+                except (RuntimeError, OSError, ValueError, KeyError) as exc:
+                    # The database workloads' results still count: report, do not crash.
+                    info["skipped"] = f"H1-H3 ({count} workers) failed before measuring: {exc}"
+                    print(info["skipped"], file=sys.stderr)
+                    return info
+                print(
+                    f"  http {info['backend']}: apps up with {count} worker(s), same JSON",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                info["results"] += _measure(server, apps, databases, keys, rounds, seconds, tmp)
+            finally:
+                for app in apps:
+                    app.stop()
     finally:
-        for app in apps:
-            app.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return info
 
 
+def _ms(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "-"
+
+
 def table(http: dict[str, Any]) -> str:
-    """Markdown: requests/s of each app and fastpeewee's ratio to the SQLAlchemy app."""
+    """Markdown: requests/s, p50/p99 latency of each app, fastpeewee's ratio to SQLAlchemy."""
     if http.get("skipped"):
         return str(http["skipped"])
+    where = {"mysql": "MariaDB", "postgres": "PostgreSQL"}[http.get("backend", "postgres")]
     lines = [
-        f"HTTP, uvicorn 1 worker, wrk {http['connections']} connections, "
+        f"HTTP on {where}, uvicorn --workers {'/'.join(map(str, http.get('workers', [1])))}, "
+        f"wrk --latency {http['connections']} connections, "
         f"{http['rounds']} rounds of {http['seconds']:g} s "
-        f"(ratio to the {http['baseline']} app in the same round):",
+        f"(ratio to the {http['baseline']} app in the same round; latency in ms, "
+        "median over rounds):",
         "",
-        "| workload | " + " | ".join(f"{a} req/s" for a in APPS) + " | fastpeewee / SQLAlchemy |",
-        "|---|" + "---:|" * (len(APPS) + 1),
+        "| workload | workers | "
+        + " | ".join(f"{a} req/s | {a} p50 / p99" for a in APPS)
+        + " | fastpeewee / SQLAlchemy |",
+        "|---|---:|" + "---:|---:|" * len(APPS) + "---:|",
     ]
-    by_key: dict[str, dict[str, dict[str, Any]]] = {}
+    by_key: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     for cell in http["results"]:
-        by_key.setdefault(cell["workload"], {})[cell["app"]] = cell
-    for key, cells in by_key.items():
-        rates = " | ".join(
-            f"{cells[a]['median_rps']:,.0f}" if cells[a]["median_rps"] else "failed" for a in APPS
-        )
+        by_key.setdefault((cell["workload"], cell.get("workers", 1)), {})[cell["app"]] = cell
+    for (key, count), cells in by_key.items():
+        parts = []
+        for a in APPS:
+            c = cells[a]
+            rate = f"{c['median_rps']:,.0f}" if c["median_rps"] else "failed"
+            parts.append(f"{rate} | {_ms(c.get('median_p50_ms'))} / {_ms(c.get('median_p99_ms'))}")
         ratio = cells["fastpeewee"]["median_ratio"]
-        lines.append(f"| {key} {ENDPOINTS[key]} | {rates} | {f'{ratio:.2f}' if ratio else '-'} |")
+        lines.append(
+            f"| {key} {ENDPOINTS[key]} | {count} | {' | '.join(parts)} | "
+            f"{f'{ratio:.2f}' if ratio else '-'} |"
+        )
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import Peer, Target
 from .peewee_family import FastPeewee, PwAsyncio, SyncPeewee
 from .raw import RawAiosqlite, RawAsyncpg
+from .raw_mysql import RawAiomysql, RawAsyncmy
 from .sqlalchemy_orm import SqlAlchemyOrm
 from .tortoise_orm import TortoiseOrm
 
@@ -12,9 +13,18 @@ ORM_PEERS: list[type[Peer]] = [FastPeewee, PwAsyncio, SqlAlchemyOrm, TortoiseOrm
 
 
 def peers_for(target: Target) -> list[Peer]:
-    """The raw driver of the target's backend first (the ratios' floor), then the ORMs."""
-    raw = RawAiosqlite if target.backend == "sqlite" else RawAsyncpg
-    return [cls(target) for cls in [raw, *ORM_PEERS]]
+    """The raw driver of the target's backend first (the ratios' floor), then the ORMs.
+
+    On MariaDB both raw drivers run: asyncmy (the floor, what fastpeewee's tasks
+    use) and aiomysql (what playhouse.pwasyncio's MySQL class uses).
+    """
+    floors: dict[str, list[type[Peer]]] = {
+        "sqlite": [RawAiosqlite],
+        "postgres": [RawAsyncpg],
+        "mysql": [RawAsyncmy, RawAiomysql],
+    }
+    raws = floors[target.backend]
+    return [cls(target) for cls in [*raws, *ORM_PEERS]]
 
 
 __all__ = ["Peer", "Target", "peers_for"]

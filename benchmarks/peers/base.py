@@ -9,14 +9,15 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Target:
-    """Where the peers connect: a SQLite file, or the throwaway PostgreSQL server."""
+    """Where the peers connect: a SQLite file, or a throwaway PostgreSQL or MariaDB server."""
 
-    backend: str  # "sqlite" or "postgres"
+    backend: str  # "sqlite", "postgres" or "mysql"
     path: str = ""
     host: str = ""
     port: int = 0
     user: str = ""
     database: str = ""
+    password: str = ""
 
 
 POOL_SIZE = 10  # W6: at most this many connections per peer

@@ -11,6 +11,11 @@ from ..schema import BULK_TABLE, TABLE, peewee_model
 from .base import POOL_SIZE, Peer, Target
 
 
+def _mysql(t: Target) -> dict[str, Any]:
+    """Connection keywords of the MariaDB target, for peewee's MySQL classes."""
+    return {"host": t.host, "port": t.port, "user": t.user, "password": t.password}
+
+
 class AsyncPeeweePeer(Peer):
     """The API fastpeewee shares with playhouse.pwasyncio (``db.get``, ``db.list``, ...)."""
 
@@ -75,6 +80,8 @@ class FastPeewee(AsyncPeeweePeer):
         t = self.target
         if t.backend == "sqlite":
             return fastpeewee.AsyncSqliteDatabase(t.path, pool_size=POOL_SIZE)
+        if t.backend == "mysql":
+            return fastpeewee.AsyncMySQLDatabase(t.database, pool_size=POOL_SIZE, **_mysql(t))
         return fastpeewee.AsyncPostgresqlDatabase(
             t.database, host=t.host, port=t.port, user=t.user, pool_size=POOL_SIZE
         )
@@ -99,6 +106,8 @@ class PwAsyncio(AsyncPeeweePeer):
         t = self.target
         if t.backend == "sqlite":
             return pwasyncio.AsyncSqliteDatabase(t.path, pool_size=POOL_SIZE)
+        if t.backend == "mysql":
+            return pwasyncio.AsyncMySQLDatabase(t.database, pool_size=POOL_SIZE, **_mysql(t))
         return pwasyncio.AsyncPostgresqlDatabase(
             t.database, host=t.host, port=t.port, user=t.user, pool_size=POOL_SIZE
         )
@@ -113,12 +122,20 @@ class SyncPeewee(Peer):
     name = "peewee (sync)"
 
     async def setup(self) -> None:
-        from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+        from playhouse.pool import (
+            PooledMySQLDatabase,
+            PooledPostgresqlDatabase,
+            PooledSqliteDatabase,
+        )
 
         t = self.target
         if t.backend == "sqlite":
             self.db: Any = PooledSqliteDatabase(
                 t.path, max_connections=POOL_SIZE, timeout=10, check_same_thread=False
+            )
+        elif t.backend == "mysql":
+            self.db = PooledMySQLDatabase(
+                t.database, max_connections=POOL_SIZE, timeout=10, **_mysql(t)
             )
         else:
             self.db = PooledPostgresqlDatabase(

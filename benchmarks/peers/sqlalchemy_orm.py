@@ -16,11 +16,11 @@ class SqlAlchemyOrm(Peer):
         from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
         t = self.target
-        url = (
-            f"sqlite+aiosqlite:///{t.path}"
-            if t.backend == "sqlite"
-            else f"postgresql+asyncpg://{t.user}@{t.host}:{t.port}/{t.database}"
-        )
+        url = {
+            "sqlite": f"sqlite+aiosqlite:///{t.path}",
+            "postgres": f"postgresql+asyncpg://{t.user}@{t.host}:{t.port}/{t.database}",
+            "mysql": f"mysql+asyncmy://{t.user}:{t.password}@{t.host}:{t.port}/{t.database}",
+        }[t.backend]
         self.engine = create_async_engine(url, pool_size=POOL_SIZE, max_overflow=0)
         self.Session = async_sessionmaker(self.engine, expire_on_commit=False)
         from . import sqlalchemy_models

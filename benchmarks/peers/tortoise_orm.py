@@ -18,11 +18,13 @@ class TortoiseOrm(Peer):
         from . import tortoise_models
 
         t = self.target
-        url = (
-            f"sqlite://{t.path}"
-            if t.backend == "sqlite"
-            else f"asyncpg://{t.user}@{t.host}:{t.port}/{t.database}?minsize=1&maxsize={POOL_SIZE}"
-        )
+        pool = f"minsize=1&maxsize={POOL_SIZE}"
+        url = {
+            "sqlite": f"sqlite://{t.path}",
+            "postgres": f"asyncpg://{t.user}@{t.host}:{t.port}/{t.database}?{pool}",
+            # Tortoise's MySQL client uses asyncmy when it is installed (it is here).
+            "mysql": f"mysql://{t.user}:{t.password}@{t.host}:{t.port}/{t.database}?{pool}",
+        }[t.backend]
         module = tortoise_models.models_module(t.backend)
         # An explicit context per backend: Tortoise's state is otherwise process-wide.
         self.context = TortoiseContext()

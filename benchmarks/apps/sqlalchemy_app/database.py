@@ -12,11 +12,12 @@ _DRIVERS = {
     "postgresql": "postgresql+asyncpg",
     "postgres": "postgresql+asyncpg",
     "sqlite": "sqlite+aiosqlite",
+    "mysql": "mysql+asyncmy",
 }
 
 
 def async_url(url: str) -> str:
-    """``postgresql://...`` or ``sqlite://...`` with the asyncio driver SQLAlchemy needs."""
+    """A ``postgresql://``, ``mysql://`` or ``sqlite://`` URL with its asyncio driver."""
     scheme, rest = url.split("://", 1)
     return f"{_DRIVERS.get(scheme, scheme)}://{rest}"
 
