@@ -24,7 +24,7 @@ assert "site-packages" in location.parts, f"fastpeewee imported from {location},
 assert (location.parent / "py.typed").exists(), "py.typed is missing from the wheel"
 assert importlib.metadata.version("fastpeewee") == fastpeewee.__version__
 plugins = importlib.metadata.entry_points(group="pytest11")
-assert any(ep.value == "fastpeewee.pytest_plugin" for ep in plugins), "no pytest11 entry point"
+assert any(ep.value == "fastpeewee_pytest" for ep in plugins), "no pytest11 entry point"
 
 if sys.argv[1] == "base":
     for optional in ("asyncpg", "psycopg", "asyncmy", "pymysql", "pydantic", "fastapi"):

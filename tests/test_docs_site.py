@@ -144,7 +144,7 @@ def test_page_blocks_run(
         # entry points an older editable install may lack).
         package_root = str(Path(fastpeewee.__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": package_root, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-        plugins = ["-p", "pytest_asyncio.plugin", "-p", "fastpeewee.pytest_plugin"]
+        plugins = ["-p", "pytest_asyncio.plugin", "-p", "fastpeewee_pytest"]
         done = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugins, *tests],
             cwd=tmp_path,

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("database", "replicas"),
     ("backends", "model"),
     ("db_url", "schema", "integrations", "compat", "otel", "testing", "migrations"),
-    ("__init__", "mypy", "pytest_plugin"),
+    ("__init__", "mypy"),
 ]
 
 # (importer, imported): why it may look up.

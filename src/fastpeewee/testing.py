@@ -17,7 +17,7 @@ them: a task or thread still alive that left a transaction open or a
 connection held by ``connect()``; a pool connection still checked out; a
 session of the database's pools that the server sees inside a transaction.
 :func:`find_leaks` is the same check for tests that run without a test
-transaction. The pytest fixtures are in :mod:`fastpeewee.pytest_plugin`.
+transaction. The pytest fixtures are in the ``fastpeewee_pytest`` module (the plugin).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from examples.sql_app import main as async_main
 from examples.sql_app import models as app_models
 from examples.sql_app_sync import main as sync_main
 
-from fastpeewee.pytest_plugin import fastpeewee_transaction
+from fastpeewee_pytest import fastpeewee_transaction
 
 from ..conftest import make_database
 from ..harness import Outside

@@ -77,7 +77,7 @@ def _installed() -> bool:
 
 
 def run(pytester, *args):
-    plugin = () if _installed() else ("-p", "fastpeewee.pytest_plugin")
+    plugin = () if _installed() else ("-p", "fastpeewee_pytest")
     return pytester.runpytest_inprocess(*plugin, "-p", "no:cacheprovider", *args)
 
 

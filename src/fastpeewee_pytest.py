@@ -1,8 +1,11 @@
-"""The pytest plugin (entry point ``pytest11: fastpeewee``): rollback-per-test fixtures.
+"""fastpeewee's pytest plugin (entry point ``pytest11: fastpeewee``): rollback-per-test fixtures.
 
 Installed with fastpeewee, it changes nothing in a project until the project
 asks for it: its fixtures run only when a test requests them, and the
-autouse variant only with ``fastpeewee_autouse = true`` in the ini file.
+autouse variant only with ``fastpeewee_autouse = true`` in the ini file. It is
+a top-level module that imports fastpeewee only when a fixture runs, so a
+test session that does not use it never loads the library (nor its drivers)
+and a coverage run still measures fastpeewee's own import.
 
 - ``fastpeewee_database``: the database under test. By default the object
   named by the ini option ``fastpeewee_database = package.module:attribute``
@@ -23,12 +26,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .database import AsyncDatabase
-from .testing import ConnectionLeak, TestTransaction, find_leaks
+if TYPE_CHECKING:
+    from fastpeewee import AsyncDatabase
+    from fastpeewee.testing import TestTransaction
 
 __all__ = ["fastpeewee_database", "fastpeewee_leak_check", "fastpeewee_transaction"]
 
@@ -71,6 +75,8 @@ def load_database(spec: str) -> AsyncDatabase:
         raise pytest.UsageError(
             f"{_DATABASE_INI} = {spec!r}: write it as package.module:attribute"
         )
+    from fastpeewee import AsyncDatabase
+
     target: Any = importlib.import_module(module_name)
     for part in attribute.split("."):
         target = getattr(target, part)
@@ -99,6 +105,8 @@ def fastpeewee_database(request: pytest.FixtureRequest) -> AsyncDatabase:
 @pytest.fixture
 def fastpeewee_transaction(fastpeewee_database: AsyncDatabase) -> Iterator[TestTransaction]:
     """The test inside one transaction of ``fastpeewee_database``, rolled back at the end."""
+    from fastpeewee.testing import TestTransaction
+
     transaction = TestTransaction(fastpeewee_database)
     transaction.begin()
     yield transaction
@@ -111,6 +119,8 @@ def fastpeewee_leak_check(fastpeewee_database: AsyncDatabase) -> Iterator[AsyncD
     yield fastpeewee_database
     if fastpeewee_database._pinned is not None:
         return  # inside fastpeewee_transaction, whose end runs the same check
+    from fastpeewee.testing import ConnectionLeak, find_leaks
+
     leaks = find_leaks(fastpeewee_database)
     if leaks:
         raise ConnectionLeak("the test leaked:\n" + "\n".join(f"  - {x}" for x in leaks))
