@@ -34,6 +34,7 @@ import peewee
 
 from .peers import peers_for
 from .peers.base import Target
+from .report import BACKEND, SHORT
 from .runner import Settings
 from .schema import Checker
 from .workloads import WORKLOADS, Plan
@@ -134,19 +135,6 @@ def run_backend(target: Target, only: set[str] | None, settings: Settings) -> di
             found[peer.name] = json.loads(lines[-1])
     print(f"  {target.backend} memory done", file=sys.stderr, flush=True)
     return found
-
-
-SHORT = {
-    "raw asyncpg": "raw",
-    "raw aiosqlite": "raw",
-    "raw asyncmy": "raw",
-    "raw aiomysql": "aiomysql",
-    "playhouse.pwasyncio": "pwasyncio",
-    "SQLAlchemy 2 async ORM": "SQLAlchemy",
-    "Tortoise ORM": "Tortoise",
-    "peewee (sync)": "peewee sync",
-}
-BACKEND = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MariaDB"}
 
 
 def table(memory: dict[str, dict[str, Any]]) -> str:
