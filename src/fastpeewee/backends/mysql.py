@@ -72,6 +72,10 @@ class AsyncMySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):
     def _plain_begin(self) -> bool:
         return type(self).begin is AsyncMySQLDatabase.begin
 
+    def _executemany_supported(self) -> bool:
+        """Multi-row inserts go through the driver's executemany (fast/bulk.py)."""
+        return True
+
     def begin(self, isolation_level: str | None = None) -> None:
         """Start a transaction, at ``isolation_level`` if given.
 

@@ -15,7 +15,9 @@ at once, and rolls back the transaction it ran in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -56,6 +58,62 @@ def error_code(exc: BaseException) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
+# executemany: the drivers' own pattern of an INSERT whose VALUES row they repeat.
+_INSERT_VALUES = re.compile(
+    r"\s*((?:INSERT|REPLACE)\b.+\bVALUES?\s*)"
+    r"(\(\s*(?:%s|%\(.+\)s)\s*(?:,\s*(?:%s|%\(.+\)s)\s*)*\))"
+    r"(\s*(?:(?:AS|ON DUPLICATE).*)?);?\s*\Z",
+    re.IGNORECASE | re.DOTALL,
+)
+_COLLECTORS: dict[type, type] = {}
+MANY_STATEMENT_BYTES = 1_024_000
+"""Size bound of each statement an executemany sends: both drivers' default
+``max_stmt_length``, well under any server's ``max_allowed_packet``."""
+
+
+def _collector(base: type) -> type:
+    """A subclass of the driver's cursor class whose ``execute`` keeps the statements
+    the driver's executemany builds (multi-row INSERTs under its statement size
+    limit) instead of sending them."""
+    found = _COLLECTORS.get(base)
+    if found is None:
+        if base.__module__.startswith("asyncmy"):
+
+            class AsyncCollector(base):  # type: ignore[misc]
+                async def execute(self, query: Any, args: Any = None) -> int:
+                    self.chunks.append(query)
+                    return 0
+
+            found = AsyncCollector
+        else:
+
+            class Collector(base):  # type: ignore[misc]
+                def execute(self, query: Any, args: Any = None) -> int:
+                    self.chunks.append(query)
+                    return 0
+
+            found = Collector
+        _COLLECTORS[base] = found
+    return found
+
+
+def _many_parts(sql: str) -> tuple[str, str, str] | None:
+    """``INSERT ... VALUES``, its ``(%s, ...)`` row and what follows, as the drivers split it."""
+    m = _INSERT_VALUES.match(sql)
+    if m is None:
+        return None
+    return m.group(1) % (), m.group(2).rstrip(), m.group(3) or ""
+
+
+# Around the statements of an executemany that took more than one: all or none.
+_MANY_OWN = (b"BEGIN", b"COMMIT", b"ROLLBACK")
+_MANY_NESTED = (
+    b"SAVEPOINT fastpeewee_many",
+    b"RELEASE SAVEPOINT fastpeewee_many",
+    b"ROLLBACK TO SAVEPOINT fastpeewee_many",
+)
+
+
 def _link_gone(exc: BaseException) -> bool:
     """True for a driver error saying the server connection is lost or killed."""
     return error_code(exc) in _LINK_GONE
@@ -88,6 +146,10 @@ class MySQLConnection(Connection):
     def _result(self, cur: Any, rows: Sequence[Any]) -> Cursor:
         self._rolled_back = False
         return Cursor(rows, cur.rowcount, cur.lastrowid, cur.description)
+
+    def _many_brackets(self) -> tuple[bytes, bytes, bytes]:
+        """Begin, end and undo for statements that must land all or none."""
+        return _MANY_NESTED if self.in_transaction() else _MANY_OWN
 
 
 class AsyncmyConnection(MySQLConnection):
@@ -132,6 +194,60 @@ class AsyncmyConnection(MySQLConnection):
         finally:
             if self.raw.connected:
                 await cur.close()
+
+    async def aexecutemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
+        """``sql`` for every row as asyncmy's executemany sends it: multi-row
+        INSERTs under its statement size limit (1 MB), escaped by its C code.
+
+        One statement when they fit, as peewee's own multi-row INSERT would be;
+        more run inside a transaction (a savepoint when one is open), so the
+        insert stays all or nothing. The cursor carries the total row count and
+        the first statement's insert id (MySQL's id of the first row).
+        """
+        chunks = await self._chunks(sql, rows)
+        cur = self.raw.cursor()
+        try:
+            if len(chunks) == 1:
+                await cur.execute(chunks[0])
+                self._rolled_back = False
+                return Cursor((), cur.rowcount, cur.lastrowid, None)
+            begin, end, undo = self._many_brackets()
+            await cur.execute(begin)
+            count, first = 0, None
+            try:
+                for chunk in chunks:
+                    await cur.execute(chunk)
+                    count += cur.rowcount
+                    first = cur.lastrowid if first is None else first
+            except Exception:
+                if self.usable():
+                    with contextlib.suppress(Exception):
+                        await cur.execute(undo)
+                raise
+            await cur.execute(end)
+            self._rolled_back = False
+            return Cursor((), count, first, None)
+        except asyncio.CancelledError:
+            await self._abandon()
+            raise
+        finally:
+            if self.raw.connected:
+                await cur.close()
+
+    async def _chunks(self, sql: str, rows: Sequence[Params]) -> list[Any]:
+        """The statements asyncmy's executemany would send for ``rows``."""
+        base = import_driver("asyncmy", "mysql").cursors.Cursor
+        collector = self.raw.cursor(_collector(base))
+        collector.chunks = []
+        parts = _many_parts(sql)
+        if parts is None:  # not one INSERT ... VALUES: one statement per row
+            return [collector.mogrify(sql, row) for row in rows]
+        prefix, values, postfix = parts
+        encoding = self.raw._encoding
+        limit = MANY_STATEMENT_BYTES
+        await collector._do_execute_many(prefix, values, postfix, rows, limit, encoding)
+        chunks: list[Any] = collector.chunks
+        return chunks
 
     async def _abandon(self) -> None:
         """Drop a connection whose statement was cancelled, and kill the statement.
@@ -222,6 +338,44 @@ class PyMySQLConnection(MySQLConnection):
             cur.execute(sql, params or None)
             rows = cur.fetchall() if cur.description else ()
             return self._result(cur, rows)
+        finally:
+            cur.close()
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
+        """``sql`` for every row as PyMySQL's executemany sends it; all or none, the
+        cursor as :meth:`AsyncmyConnection.aexecutemany` gives it."""
+        collector = self.raw.cursor(_collector(import_driver("pymysql", "mysql").cursors.Cursor))
+        collector.chunks = []
+        parts = _many_parts(sql)
+        if parts is None:  # not one INSERT ... VALUES: one statement per row
+            chunks = [collector.mogrify(sql, row) for row in rows]
+        else:
+            prefix, values, postfix = parts
+            limit = MANY_STATEMENT_BYTES
+            collector._do_execute_many(prefix, values, postfix, rows, limit, None)
+            chunks = collector.chunks
+        cur = self.raw.cursor()
+        try:
+            if len(chunks) == 1:
+                cur.execute(chunks[0])
+                self._rolled_back = False
+                return Cursor((), cur.rowcount, cur.lastrowid, None)
+            begin, end, undo = self._many_brackets()
+            cur.execute(begin)
+            count, first = 0, None
+            try:
+                for chunk in chunks:
+                    cur.execute(chunk)
+                    count += cur.rowcount
+                    first = cur.lastrowid if first is None else first
+            except Exception:
+                if self.usable():
+                    with contextlib.suppress(Exception):
+                        cur.execute(undo)
+                raise
+            cur.execute(end)
+            self._rolled_back = False
+            return Cursor((), count, first, None)
         finally:
             cur.close()
 

@@ -227,8 +227,13 @@ class _IdRows(Sequence[tuple[Any]]):
 def _try_executemany(
     db: Any, query: Any, rows: list[Any], options: dict[str, Any]
 ) -> Cursor | None:
-    """One single-row INSERT run for every row (SQLite), all-or-nothing like peewee's one
-    multi-row INSERT; the cursor carries the row count and the last row id."""
+    """The driver's executemany, all-or-nothing like peewee's one multi-row INSERT.
+
+    SQLite runs the single-row INSERT for every row; MySQL's drivers rewrite it
+    into multi-row INSERTs themselves (escaping at C speed in asyncmy). The
+    cursor carries the row count and the row id peewee's statement would give
+    (SQLite: the last row's; MySQL: the first generated one).
+    """
     if not _is_model_insert(query) or options or on_conflict(query) is not None:
         return None
     if returning(query):
@@ -237,6 +242,12 @@ def _try_executemany(
     if extracted is None:
         return None
     columns, records, varying = extracted
+    meta = query.model._meta
+    mysql = isinstance(db, peewee.MySQLDatabase)
+    if mysql and meta.auto_increment and any(c is meta.primary_key for c in columns):
+        # Explicit ids: MySQL's insert id is then the last row's, of the
+        # statement the rows landed in, which is peewee's single one only.
+        return None
     sql, params = _render(db, _with_rows(query, rows[:1]), options)
     if not _matches(db, sql, params, columns, records[:1], varying):
         return None
@@ -350,12 +361,19 @@ def _extract_uniform(rows: list[Any], specs: list[Any]) -> list[tuple[Any, ...]]
             names.append(alt)
         else:
             return None
-    if set(map(type, rows)) != {dict} or not all(map(keys.__eq__, map(dict.keys, rows))):
+    # Every row a dict of as many keys as the first, each holding all the
+    # (distinct) names, itemgetter raising otherwise: the first's keys.
+    if len(set(names)) != len(first):
         return None
-    if len(names) == 1:
-        records = [(row[names[0]],) for row in rows]
-    else:
-        records = list(map(operator.itemgetter(*names), rows))
+    if set(map(type, rows)) != {dict} or set(map(len, rows)) != {len(first)}:
+        return None
+    try:
+        if len(names) == 1:
+            records = [(row[names[0]],) for row in rows]
+        else:
+            records = list(map(operator.itemgetter(*names), rows))
+    except KeyError:
+        return None
     for spec, values in zip(specs, zip(*records, strict=True), strict=True):
         if not set(map(type, values)) <= {spec[4], _NONE_TYPE}:
             return None
