@@ -62,6 +62,31 @@ def define(db: Any) -> tuple[type[Any], type[Any]]:
     return Owner, Every
 
 
+def define_plain(db: Any) -> type[Any]:
+    """Columns of ints and strings only: what MariaDB's binary bulk insert carries."""
+
+    class Plain(peewee.Model):
+        char = peewee.CharField(unique=True)
+        text = peewee.TextField(default="")
+        small = peewee.SmallIntegerField(null=True)
+        big = peewee.BigIntegerField(null=True)
+        num = peewee.IntegerField(default=lambda: 5)
+
+        class Meta:
+            database = db
+
+    return Plain
+
+
+def plain_row(i: int) -> dict[str, Any]:
+    return {
+        "char": f"b{i}",
+        "text": "ü'\\%s?" * (i % 4) if i % 5 else "",
+        "small": None if i % 3 else i % 100,
+        "big": -(2**40) - i,
+    }
+
+
 def full_row(i: int, owner: Any) -> dict[str, Any]:
     return {
         "char": f"c{i}",
@@ -94,33 +119,46 @@ def uniform_row(i: int) -> dict[str, Any]:
 class Pair:
     """The library's database and one running peewee's own paths, on the same server."""
 
-    def __init__(self, fast: Any, slow: Any) -> None:
-        self.fast, self.slow = fast, slow
+    def __init__(self, fast: Any, slow: Any, binary: Any) -> None:
+        self.fast, self.slow, self.binary = fast, slow, binary
+        self.binary_plain = define_plain(binary)
         self.outside = Outside(fast)
         self.fast_models = define(fast)
         self.slow_models = define(slow)
+        self.fast_plain = define_plain(fast)
+        self.slow_plain = define_plain(slow)
 
     async def reset(self) -> None:
         def reset() -> None:
             self.outside.query("SET FOREIGN_KEY_CHECKS = 0")
-            for table in ("every", "owner"):
+            for table in ("every", "owner", "plain"):
                 self.outside.query(f"TRUNCATE TABLE {table}")
             self.outside.query("SET FOREIGN_KEY_CHECKS = 1")
             self.outside.query("INSERT INTO owner (name) VALUES ('ann'), ('bob')")
 
         await asyncio.to_thread(reset)
 
-    def stored(self) -> list[tuple[Any, ...]]:
-        return self.outside.query("SELECT * FROM every ORDER BY id")
+    def stored(self, table: str = "every") -> list[tuple[Any, ...]]:
+        return self.outside.query(f"SELECT * FROM {table} ORDER BY id")
 
     async def compare(
-        self, make: Callable[[type[Any], type[Any]], Any], sync: bool = False
+        self,
+        make: Callable[..., Any],
+        sync: bool = False,
+        plain: bool = False,
+        binary: bool = False,
+        ids: bool = True,
     ) -> tuple[Any, list[tuple[Any, ...]]]:
-        """Build ``make(Owner, Every)``'s query (sync code: it may query) and run it
-        on both; the same result and rows. Returns the result and the stored rows.
+        """Build ``make(Owner, Every)``'s query (``make(Plain)`` with ``plain``; sync
+        code: it may query) and run it on both; the same result and rows
+        (``ids=False``: but for the ids). ``binary``: the library's database is
+        the one made with ``bulk_binary=True``. Returns the result and rows.
         """
         outcomes = []
-        for db, models in ((self.fast, self.fast_models), (self.slow, self.slow_models)):
+        mine = (self.binary, (self.binary_plain,)) if binary else (self.fast, self.fast_models)
+        if plain and not binary:
+            mine = (self.fast, (self.fast_plain,))
+        for db, models in (mine, (self.slow, (self.slow_plain,) if plain else self.slow_models)):
             await self.reset()
             query = await db.run(make, *models)
             if sync:
@@ -129,7 +167,14 @@ class Pair:
                 result = await db.aexecute(query)
             if isinstance(result, peewee.CursorWrapper) or hasattr(result, "fetchall"):
                 result = [sorted(r.__data__.items()) for r in result]  # returning(): models
-            outcomes.append((result, await asyncio.to_thread(self.stored)))
+            table = "plain" if plain else "every"
+            stored = await asyncio.to_thread(self.stored, table)
+            if not ids:
+                stored = [row[1:] for row in stored]
+            outcomes.append((result, stored))
+        assert outcomes[0][0] == outcomes[1][0]
+        diff = [(a, b) for a, b in zip(outcomes[0][1], outcomes[1][1], strict=False) if a != b]
+        assert diff[:3] == []
         assert outcomes[0] == outcomes[1]
         return outcomes[0]
 
@@ -138,15 +183,17 @@ class Pair:
 async def pair(backend: str, request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[Pair]:
     fast = make_database(backend, request, tmp_path)
     slow = make_database(backend, request, tmp_path, fast_paths=False)
-    both = Pair(fast, slow)
-    await fast.adrop_tables(list(reversed(both.fast_models)), safe=True)
-    await fast.acreate_tables(list(both.fast_models))
+    binary = make_database(backend, request, tmp_path, bulk_binary=True)
+    both = Pair(fast, slow, binary)
+    tables = [*both.fast_models, both.fast_plain]
+    await fast.adrop_tables(list(reversed(tables)), safe=True)
+    await fast.acreate_tables(tables)
     try:
         yield both
     finally:
         both.outside.close()
-        await fast.adrop_tables(list(reversed(both.fast_models)), safe=True)
-        for db in (fast, slow):
+        await fast.adrop_tables(list(reversed(tables)), safe=True)
+        for db in (fast, slow, binary):
             await settle(db)
             assert_no_leaks(db)
             await db.close_pool()
@@ -268,9 +315,9 @@ async def test_several_statements_give_one_statements_result(
     assert 10 <= sent < 200  # not one per row either
 
 
-def com_insert(outside: Outside) -> int:
-    """INSERT statements the server ran since it started."""
-    return int(outside.query("SHOW GLOBAL STATUS LIKE 'Com_insert'")[0][1])
+def com_insert(outside: Outside, what: str = "Com_insert") -> int:
+    """INSERT statements (or ``what``) the server ran since it started."""
+    return int(outside.query(f"SHOW GLOBAL STATUS LIKE '{what}'")[0][1])
 
 
 async def test_several_statements_from_a_thread(pair: Pair, small_statements: int) -> None:
@@ -318,7 +365,7 @@ async def test_a_failing_statement_leaves_nothing(
 
     await run(in_transaction)
     assert [r[1] for r in pair.stored()] == ["kept", "after"]
-    assert await asyncio.to_thread(pair.outside.busy_sessions) == []
+    await pair.outside.wait_quiet()  # no transaction left open
 
 
 async def test_bulk_create(pair: Pair, small_statements: int) -> None:
@@ -358,3 +405,123 @@ async def test_cancelled_mid_bulk_leaves_nothing(pair: Pair, small_statements: i
 
     runs = await cancel_at_every_step(op, check)
     assert runs > 3  # the insert took several steps, each cancelled on the way
+
+
+# -- MariaDB's binary bulk insert (COM_STMT_BULK_EXECUTE) -----------------------
+
+
+async def prepared_during(pair: Pair, db: Any, data: list[dict[str, Any]]) -> int:
+    """Statements prepared on the server while ``db`` inserts ``data``."""
+    await pair.reset()
+    before = await asyncio.to_thread(com_insert, pair.outside, "Com_stmt_prepare")
+    await db.aexecute(define_plain(db).insert_many(data))
+    return await asyncio.to_thread(com_insert, pair.outside, "Com_stmt_prepare") - before
+
+
+async def test_binary_bulk_stores_what_peewee_stores(pair: Pair) -> None:
+    data = [plain_row(i) for i in range(mysql_driver.BULK_MIN_ROWS + 100)]
+    result, stored = await pair.compare(lambda p: p.insert_many(data), plain=True, binary=True)
+    assert result == 1 and len(stored) == len(data)  # ids included: one statement
+    count, _ = await pair.compare(
+        lambda p: p.insert_many(data).as_rowcount(), plain=True, binary=True
+    )
+    assert count == len(data)
+    assert await prepared_during(pair, pair.binary, data) == 1  # it went the binary way
+    assert await prepared_during(pair, pair.binary, data[: mysql_driver.BULK_MIN_ROWS - 1]) == 0
+    assert await prepared_during(pair, pair.fast, data) == 0  # only when asked for
+    # What the option's documentation warns of: MariaDB reserved ids as for
+    # INSERT ... SELECT, so the next one skips past the insert's last.
+    await pair.reset()
+    await pair.binary.aexecute(pair.binary_plain.insert_many(data))
+    after = await pair.binary.aexecute(pair.binary_plain.insert(char="next"))
+    assert after > len(data) + 1
+
+
+SQL = "INSERT INTO `t` (`a`, `b`) VALUES (%s, %s)"
+
+
+@pytest.mark.parametrize(
+    ("rows", "sql"),
+    [
+        ([(1, 1.5), (2, 2.5)], SQL),  # a float: the text protocol's literal decides
+        ([(1, True), (2, False)], SQL),  # a bool
+        ([(1, b"x"), (2, b"y")], SQL),  # bytes
+        ([(1, "x"), (2, 3)], SQL),  # mixed in one column
+        ([(1, None), (2, None)], SQL),  # NULL throughout
+        ([(1, "x"), (2,)], SQL),  # rows of different widths
+        ([(1, "x"), (2, "y")], "INSERT INTO `t?` (`a`, `b`) VALUES (%s, %s)"),
+        ([(1, "x"), (2, "y")], "UPDATE t SET a = %s WHERE b = %s"),
+    ],
+)
+def test_binary_bulk_refuses(rows: list[tuple[Any, ...]], sql: str) -> None:
+    assert mysql_driver._bulk_groups(sql, rows, 10_000) is None
+
+
+def test_binary_bulk_groups_fit_the_bound() -> None:
+    rows = [(i, "é" * (i % 50) if i % 2 else None, "x" * (i % 30)) for i in range(1000)]
+    groups = mysql_driver._bulk_groups(SQL, rows, 2000)
+    assert groups is not None and len(groups) > 10
+    assert [r for g in groups for r in g] == rows
+    for group in groups:  # worst case: 4 bytes a non-ASCII character, 9 a value
+        size = sum(27 + 4 * len(r[1] or "") + len(r[2]) for r in group)
+        assert size <= 2000 or len(group) == 1
+    assert mysql_driver._bulk_groups(SQL, rows[:10], 10_000) == [rows[:10]]
+    ints = [(i, i) for i in range(1000)]
+    assert [len(g) for g in mysql_driver._bulk_groups(SQL, ints, 1800) or []] == [100] * 10
+
+
+async def test_binary_bulk_in_groups(pair: Pair, small_statements: int) -> None:
+    data = [plain_row(i) for i in range(600)]
+    result, stored = await pair.compare(lambda p: p.insert_many(data), plain=True)
+    assert result == 1 and len(stored) == 600
+    # NULL throughout a column of the first group, or of a later one: the text
+    # protocol carries the insert, nothing of the binary attempt left behind.
+    for nulls in (range(300), range(300, 600)):
+        odd = [
+            {**r, "small": None} if i in nulls else {**r, "small": 1} for i, r in enumerate(data)
+        ]
+        result, stored = await pair.compare(lambda p, odd=odd: p.insert_many(odd), plain=True)
+        assert result == 1 and len(stored) == 600
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["one", "groups"])
+async def test_binary_bulk_failing_leaves_nothing(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, grouped: bool
+) -> None:
+    if grouped:
+        monkeypatch.setattr(mysql_driver, "MANY_STATEMENT_BYTES", 2000)
+    db, Plain = pair.binary, pair.binary_plain
+    data = [plain_row(i) for i in range(600)]
+    data[-1]["char"] = "b0"
+    await pair.reset()
+    with pytest.raises(peewee.IntegrityError):
+        await db.aexecute(Plain.insert_many(data))
+    assert pair.stored("plain") == []
+    async with db.atomic():
+        await db.aexecute(Plain.insert(char="kept"))
+        with pytest.raises(peewee.IntegrityError):
+            await db.aexecute(Plain.insert_many(data))
+        assert await db.count(Plain.select()) == 1
+    assert [r[1] for r in pair.stored("plain")] == ["kept"]
+    await pair.outside.wait_quiet()  # no transaction left open
+
+
+async def test_cancelled_mid_binary_bulk_leaves_nothing(pair: Pair, small_statements: int) -> None:
+    db, Plain = pair.binary, pair.binary_plain
+    await pair.reset()
+    data = [plain_row(i) for i in range(600)]  # several groups
+
+    async def op(marks: dict[str, bool]) -> None:
+        await db.aexecute(Plain.insert_many(data))
+
+    async def check(result: StepResult) -> None:
+        await settle(db)
+        count = (await asyncio.to_thread(pair.outside.query, "SELECT COUNT(*) FROM plain"))[0][0]
+        if result.completed:
+            assert count == 600
+        assert count in (0, 600), f"step {result.k}: {count} rows, a part of the insert"
+        await pair.outside.wait_quiet()
+        await asyncio.to_thread(pair.outside.query, "DELETE FROM plain")
+        assert_no_leaks(db)
+
+    assert await cancel_at_every_step(op, check) > 3

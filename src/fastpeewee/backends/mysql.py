@@ -56,13 +56,27 @@ class AsyncMySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):
     ``write_timeout``) to that one; text is ``utf8mb4`` unless ``charset=``
     says otherwise. ``mariadb=True`` picks MariaDB's JSON syntax before the
     first connection; left unset, it is detected on connecting.
+
+    ``bulk_binary=True`` sends big multi-row inserts from tasks (500 rows or
+    more, columns of ints and strings) to MariaDB as one binary bulk
+    statement (COM_STMT_BULK_EXECUTE), about twice as fast as the text
+    INSERTs; the rows stored are the same, but MariaDB then reserves
+    auto-increment ids as for ``INSERT ... SELECT``, so the next id after the
+    insert skips a few (and, past 1 MB, so do ids between its parts).
     """
 
     _loop_bound = True
 
-    def init(self, database: str | None, mariadb: bool | None = None, **kwargs: Any) -> None:
+    def init(
+        self,
+        database: str | None,
+        mariadb: bool | None = None,
+        bulk_binary: bool = False,
+        **kwargs: Any,
+    ) -> None:
         """Configure; ``mariadb=None`` detects MariaDB on the first connection."""
         self._detect_mariadb = mariadb is None
+        self.bulk_binary = bulk_binary
         super().init(database, mariadb=mariadb, **kwargs)
 
     def get_binary_type(self) -> type[bytes]:
@@ -139,6 +153,7 @@ class AsyncMySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):
 
     async def _open_async(self, timeout: float) -> AsyncmyConnection:
         conn = await connect_asyncmy(self._asyncmy_params(timeout), timeout, self._kill)
+        conn.bulk_binary = self.bulk_binary
         self._note_server(conn.raw.get_server_info())
         return conn
 
