@@ -6,7 +6,7 @@ optionally the other peers) and prints median µs/op (rows/s for W4) and the
 median ratio to raw asyncmy of the same round.
 
     PYTHONPATH=src .venv/bin/python -m benchmarks.profile.mysql [--only W1,W4]
-        [--rounds 7] [--peers fastpeewee,pwasyncio,sync] [--profile W4]
+        [--rounds 7] [--peers fastpeewee,binary,pwasyncio,sync] [--profile W4]
 """
 
 from __future__ import annotations
@@ -25,7 +25,24 @@ from benchmarks.peers.raw_mysql import RawAsyncmy
 from benchmarks.schema import BULK_TABLE, ROWS, fill, make_row, sync_database
 from tests.servers import MariaDBServer
 
-PEERS: dict[str, Any] = {"fastpeewee": FastPeewee, "pwasyncio": PwAsyncio, "sync": SyncPeewee}
+
+class FastPeeweeBinary(FastPeewee):
+    """fastpeewee with ``bulk_binary=True`` (MariaDB's binary bulk inserts)."""
+
+    name = "fastpeewee bulk_binary"
+
+    def make_database(self) -> Any:
+        db = super().make_database()
+        db.bulk_binary = True
+        return db
+
+
+PEERS: dict[str, Any] = {
+    "fastpeewee": FastPeewee,
+    "binary": FastPeeweeBinary,
+    "pwasyncio": PwAsyncio,
+    "sync": SyncPeewee,
+}
 OPS = {"W1": 400, "W3": 300, "W4": 1, "W5": 200, "W2": 100}
 BULK = [make_row(n) for n in range(ROWS)]
 

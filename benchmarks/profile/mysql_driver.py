@@ -30,6 +30,7 @@ async def main(rounds: int, server: MariaDBServer) -> None:
     Item = peewee_model(db, TABLE, db.Model)
     await db.get(Item.select().where(Item.id == 1))
     pool = db._async_pool
+    assert pool is not None
     conn = await pool.aacquire()
 
     async def raw_get(i: int) -> Any:
