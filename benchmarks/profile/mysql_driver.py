@@ -13,10 +13,10 @@ import time
 from typing import Any
 
 import asyncmy
-
-import fastpeewee
 from benchmarks.schema import TABLE, fill, peewee_model, sync_database
 from tests.servers import MariaDBServer
+
+import fastpeewee
 
 N = 2000
 GET = f"SELECT id, name, description, price, quantity FROM {TABLE} WHERE id = %s"
