@@ -287,6 +287,9 @@ class MariaDBServer:
             f"--socket={self.socket}",
             f"--pid-file={self.tmp / 'mysqld.pid'}",
             f"--log-error={self.tmp / 'error.log'}",
+            # Its own temp files (information_schema queries make some) in its
+            # own directory: a shared /tmp being cleaned made them vanish mid-query.
+            f"--tmpdir={self.tmp}",
             "--skip-networking=0",
             "--bind-address=127.0.0.1",
             f"--port={self.port}",

@@ -1,0 +1,289 @@
+"""Server faults and contention around the operational helpers.
+
+- ``warm_pool()`` against a server that refuses connections or black-holes
+  them: it ends within ``acquire_timeout`` with a clear error, leaves nothing
+  checked out, and works once the server is back.
+- ``aping()`` while the server kills every session after k loop steps: it
+  answers or raises within its timeout, and the pool heals.
+- ``alock``: two tasks and a thread contend for one named lock in seeded
+  schedules with random cancellations; never two holders at once, every
+  acknowledged block committed, the lock free afterwards (seen from another
+  connection); a holder whose session the server kills leaves it free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+import time
+from typing import Any
+
+import peewee
+import pytest
+
+from fastpeewee import LockTimeout, alock, lock, readiness
+
+from ..conftest import assert_no_leaks, settle
+from ..harness import check_invariants, insert, insert_sync, ledger_database
+from ..proxy import proxied_database
+from .ops import kill_all, lock_is_free, sessions_match_pools, wait_lock_free
+
+SERVERS = {"postgres": "postgres_server", "mysql": "mariadb_server"}
+
+
+# -- warm-up against a server that is not there ---------------------------------------
+
+
+@pytest.mark.backends("postgres", "mysql")
+@pytest.mark.parametrize("fault", ["refused", "black-holed"])
+async def test_warm_pool_against_a_missing_server_ends_in_bounded_time(backend, request, fault):
+    server = request.getfixturevalue(SERVERS[backend])
+    options = {"pool_size": 4, "pool_min_size": 3, "acquire_timeout": 1.0}
+    async with proxied_database(server, backend, **options) as (db, proxy):
+        if fault == "refused":
+            proxy.server.close()  # nothing listens: connects are refused
+            await proxy.server.wait_closed()
+        else:
+            proxy.open.clear()  # links are accepted, nothing crosses: a partition
+        started = time.monotonic()
+        with pytest.raises(peewee.OperationalError) as caught:
+            await db.warm_pool()
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.0 + 0.5, f"warm_pool took {elapsed:.2f} s with acquire_timeout=1.0"
+        message = str(caught.value)
+        assert message.strip() and "password" not in message.lower()
+        if fault == "black-holed":
+            assert "timed out" in message or "1.00 s" in message, message  # which budget
+        for stats in db.pool_stats():
+            assert (stats.size, stats.in_use, stats.waiting) == (0, 0, 0), stats
+        ok, detail = await readiness(db, timeout=0.5)
+        assert not ok and "unavailable" in detail
+        if fault == "refused":
+            return
+        proxy.open.set()  # the partition heals: warm-up works, nothing left over
+        deadline = time.monotonic() + 6.0
+        while True:  # the connect back-off may refuse a first try
+            try:
+                assert await db.warm_pool() == 3
+                break
+            except peewee.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        await settle(db)
+        assert_no_leaks(db)
+        assert await readiness(db) == (True, "ready")
+
+
+# -- ping while the server kills sessions ----------------------------------------------
+
+
+@pytest.mark.backends("postgres", "mysql")
+async def test_aping_killed_at_every_step_is_bounded_and_the_pool_heals(
+    backend, request, tmp_path
+):
+    options = {"pool_size": 3, "acquire_timeout": 5.0, "check_idle_after": 0.0}
+    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
+        for k in range(200):
+            if k % 2:
+                await db.close_pool()  # a cold pool half the time: the connect is killed
+            task = asyncio.ensure_future(db.aping(timeout=2.0))
+            for _ in range(k):
+                if task.done():
+                    break
+                await asyncio.sleep(0)
+            completed = task.done()
+            if not completed:
+                await asyncio.to_thread(kill_all, outside)
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(task, 5)
+            except peewee.OperationalError as exc:
+                assert str(exc).strip()
+            assert time.monotonic() - started < 2.5, "a killed ping outlived its timeout"
+            await sessions_match_pools(db, outside, killed=not completed)
+            await check_invariants(db, outside, probe=f"ping-kill-{k}")
+            if completed:
+                assert k >= 2
+                return
+        raise AssertionError("the ping never completed")
+
+
+# -- named locks: contention and killed holders --------------------------------------
+
+
+class Overlap:
+    """Counts the holders inside a lock; records any moment with two."""
+
+    def __init__(self) -> None:
+        self.guard = threading.Lock()
+        self.inside = 0
+        self.overlaps = 0
+
+    def enter(self) -> None:
+        with self.guard:
+            self.inside += 1
+            if self.inside > 1:
+                self.overlaps += 1
+
+    def leave(self) -> None:
+        with self.guard:
+            self.inside -= 1
+
+
+SCHEDULES = {"sqlite": 4, "postgres": 6, "mysql": 4}
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_tasks_and_a_thread_contending_for_a_lock(backend, request, tmp_path, seed):
+    """Two tasks and a thread each take the lock three times (a seeded schedule of
+    pauses and cancellations): never two holders, every block that returned is
+    committed whole, none that was cancelled before its body ended committed."""
+    if seed >= SCHEDULES[backend]:
+        pytest.skip(f"{SCHEDULES[backend]} schedules on {backend}")
+    rng = random.Random(seed)
+    options: dict[str, Any] = {"pool_size": 4, "acquire_timeout": 10.0}
+    if backend == "sqlite":
+        options["pragmas"] = {"journal_mode": "wal"}
+    name = "contended"
+    overlap = Overlap()
+    acked: list[str] = []
+    bodies: list[str] = []
+    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
+
+        async def holder(tag: str, pause: float) -> None:
+            async with alock(db, name, timeout=10.0):
+                overlap.enter()
+                try:
+                    await insert(db, tag)
+                    await asyncio.sleep(pause)
+                    await insert(db, tag)
+                    bodies.append(tag)
+                finally:
+                    overlap.leave()
+            acked.append(tag)
+
+        def thread_holder(tags: list[str], pauses: list[float]) -> None:
+            try:
+                for tag, pause in zip(tags, pauses, strict=True):
+                    with lock(db, name, timeout=10.0):
+                        overlap.enter()
+                        try:
+                            insert_sync(db, tag)
+                            time.sleep(pause)
+                            insert_sync(db, tag)
+                            bodies.append(tag)
+                        finally:
+                            overlap.leave()
+                    acked.append(tag)
+            finally:
+                db.release_thread()
+
+        async def task_rounds(who: str) -> None:
+            for i in range(3):
+                tag = f"s{seed}-{who}-{i}"
+                job = asyncio.ensure_future(holder(tag, rng.uniform(0, 0.01)))
+                if rng.random() < 0.4:  # cancel this one after a few steps
+                    for _ in range(rng.randrange(0, 40)):
+                        await asyncio.sleep(0)
+                    job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
+
+        tags = [f"s{seed}-thread-{i}" for i in range(3)]
+        pauses = [rng.uniform(0, 0.01) for _ in tags]
+        thread = asyncio.ensure_future(asyncio.to_thread(thread_holder, tags, pauses))
+        await asyncio.wait_for(asyncio.gather(task_rounds("a"), task_rounds("b"), thread), 60)
+
+        assert overlap.overlaps == 0, "two holders inside the lock at once"
+        await wait_lock_free(outside, name)
+        await sessions_match_pools(db, outside)
+        await check_invariants(db, outside, probe=f"probe-s{seed}")
+        found = await asyncio.to_thread(outside.tags)
+        for tag in acked:
+            assert found.get(tag) == 2, f"{tag} acknowledged, {found.get(tag, 0)} of 2 rows"
+        for tag, rows in found.items():
+            if tag.startswith(f"s{seed}-") and tag not in acked:
+                assert rows in ((0, 2) if tag in bodies else (0,)), f"{tag}: {rows} rows"
+        assert len(acked) >= 3  # the thread's three at least
+
+
+@pytest.mark.backends("postgres", "mysql")
+async def test_a_holder_killed_by_the_server_leaves_the_lock_free(backend, request, tmp_path):
+    """The server ends the holder's session mid-block: the block fails with a
+    database error, commits nothing, and another connection gets the lock."""
+    options = {"pool_size": 3, "acquire_timeout": 5.0, "check_idle_after": 0.0}
+    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
+        name = "killed-holder"
+        inside = asyncio.Event()
+
+        async def holder() -> None:
+            async with alock(db, name, timeout=5.0):
+                await insert(db, "killed")
+                inside.set()
+                await asyncio.sleep(0.3)
+                await insert(db, "killed")
+
+        job = asyncio.ensure_future(holder())
+        await asyncio.wait_for(inside.wait(), 5)
+        assert not await asyncio.to_thread(lock_is_free, outside, name)  # held, seen outside
+        await asyncio.to_thread(kill_all, outside)
+        with pytest.raises((peewee.OperationalError, peewee.InterfaceError)):
+            await asyncio.wait_for(job, 10)
+        await wait_lock_free(outside, name)
+        assert (await asyncio.to_thread(outside.tags)).get("killed", 0) == 0
+        async with alock(db, name, timeout=1.0):  # and this library takes it at once
+            await insert(db, "after")
+        assert (await asyncio.to_thread(outside.tags)).get("after") == 1
+        await sessions_match_pools(db, outside, killed=True)
+        await check_invariants(db, outside, probe="probe-killed")
+
+
+async def test_a_lock_timeout_says_what_to_do(backend, request, tmp_path):
+    options: dict[str, Any] = {"pool_size": 3, "acquire_timeout": 5.0}
+    if backend == "sqlite":
+        options["timeout"] = 0.2
+    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
+        held = asyncio.Event()
+        release = asyncio.Event()
+
+        async def holder() -> None:
+            async with alock(db, "busy", timeout=5.0):
+                held.set()
+                await release.wait()
+
+        job = asyncio.ensure_future(holder())
+        await asyncio.wait_for(held.wait(), 5)
+        try:
+            started = time.monotonic()
+            with pytest.raises(LockTimeout, match=r"not free after .* timeout="):
+                async with alock(db, "busy", timeout=0.5):
+                    pass
+            assert time.monotonic() - started < 0.5 + 1.5
+        finally:
+            release.set()
+            await job
+        await wait_lock_free(outside, "busy")
+        await sessions_match_pools(db, outside)
+
+
+@pytest.mark.backends("postgres", "mysql")
+async def test_a_ping_after_the_server_killed_idle_connections_succeeds(
+    backend, request, tmp_path
+):
+    """The database is up; only the pooled connections died (a restart, a
+    failover, an idle-session timeout): a ping or a readiness probe must not
+    report an outage, it replaces the dead connection as a statement would."""
+    async with ledger_database(backend, request, tmp_path, pool_size=3) as (db, outside):
+        assert await db.warm_pool() >= 1
+        assert await db.aping() > 0
+        assert await asyncio.to_thread(kill_all, outside) >= 1
+        await asyncio.sleep(0.1)  # the FATAL / close reaches the client
+        assert await db.aping(timeout=2.0) > 0
+        await asyncio.to_thread(kill_all, outside)
+        await asyncio.sleep(0.1)
+        assert await readiness(db) == (True, "ready")
+        await sessions_match_pools(db, outside, killed=True)
+        await check_invariants(db, outside, probe="probe-ping-after-kill")
