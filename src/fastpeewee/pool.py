@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from .backoff import ConnectBackoff
+from .drivers.base import cancel_requests
 from .errors import PoolClosed, PoolError, PoolTimeout, TooManyWaiters
 
 __all__ = ["Pool", "PoolConfig", "PoolStats", "Poolable"]
@@ -526,9 +527,9 @@ class Pool(Generic[C]):
         try:
             timeout = self._remaining(deadline)
             ticket = self.backoff.admit()
-            asked = _cancel_requests()
+            asked = cancel_requests()
             conn = await self._open_async(timeout)
-            if _cancel_requests() > asked:  # the driver's connect swallowed a cancel
+            if cancel_requests() > asked:  # the driver's connect swallowed a cancel
                 self._close(conn)
                 raise asyncio.CancelledError
         except BaseException as exc:
@@ -672,19 +673,6 @@ class Pool(Generic[C]):
             conn.close()
         except Exception:
             logger.warning("pool %r: error closing a connection", self.name, exc_info=True)
-
-
-def _cancel_requests() -> int:
-    """Cancellations asked of the running task and not yet delivered or withdrawn.
-
-    Python 3.11's ``asyncio.wait_for``, which asyncmy's ``connect()`` uses,
-    returns the result instead of raising when the task is cancelled just as
-    the inner connect finishes (fixed in 3.12): the count then stays up. A
-    connect that swallowed a cancel is closed and the cancel raised, so a
-    cancelled task never goes on holding a connection nobody asked for.
-    """
-    task = asyncio.current_task()
-    return 0 if task is None else task.cancelling()
 
 
 def _to_loop_time(deadline: float) -> float:

@@ -25,6 +25,7 @@ from fastpeewee.integrations.core import database_lifespan
 from fastpeewee.locks import SCHEMA_LOCK
 
 from ..harness import (
+    LEDGER,
     Outside,
     StepResult,
     cancel_at_every_step,
@@ -360,3 +361,37 @@ async def test_arun_in_transaction_cancelled_at_every_step(env, backend):
         assert rows in allowed, f"k={result.k}: {rows} rows, allowed {allowed}"
 
     await every_step(op, check)
+
+
+# -- asyncmy reads under read_timeout= (asyncio.wait_for on Python 3.11) -----------
+
+
+@pytest.mark.backends("mysql")
+async def test_read_timeout_never_swallows_a_cancellation(backend, request, tmp_path):
+    """With ``read_timeout=``, asyncmy awaits every read through ``wait_for``,
+    which on Python 3.11 returns the reply of a task cancelled as it arrives.
+    A write then a read, cancelled at every step: the cancellation is always
+    raised (``every_step`` fails on a swallowed one), the write is committed
+    only if its statement ran, and nothing is left open."""
+    options = {"pool_size": 4, "acquire_timeout": 5.0, "read_timeout": 5}
+    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
+        current: dict[str, str] = {}
+
+        def op(marks: dict[str, bool]) -> Any:
+            tag = current["tag"] = f"t{next(_tags)}"
+            return body(tag, marks)
+
+        async def body(tag: str, marks: dict[str, bool]) -> None:
+            await insert(db, tag)
+            marks["body"] = True
+            cursor = await db.aexecute_sql(f"SELECT COUNT(*) FROM {LEDGER} WHERE tag = %s", (tag,))
+            assert cursor.fetchone()[0] == 1
+
+        async def check(result: StepResult) -> None:
+            tag = current["tag"]
+            await check_invariants(db, outside, probe=f"probe-{tag}")
+            rows = (await asyncio.to_thread(outside.tags)).get(tag, 0)
+            allowed = {1} if result.completed or result.marks.get("body") else {0, 1}
+            assert rows in allowed, f"k={result.k}: {rows} rows, allowed {allowed}"
+
+        await every_step(op, check)

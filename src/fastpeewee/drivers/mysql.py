@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -25,7 +26,15 @@ import peewee
 
 from ..cursor import Cursor, StreamCursor
 from ..errors import translate_errors
-from .base import Connection, Params, TransportWatch, close_in_loop, import_driver, readable
+from .base import (
+    Connection,
+    Params,
+    TransportWatch,
+    cancel_requests,
+    close_in_loop,
+    import_driver,
+    readable,
+)
 
 __all__ = [
     "AsyncmyConnection",
@@ -215,7 +224,7 @@ class MySQLConnection(Connection):
 class AsyncmyConnection(MySQLConnection):
     """An asyncmy connection (tasks only)."""
 
-    __slots__ = ("_killer", "_watch", "bulk_binary")
+    __slots__ = ("_killer", "_watch", "bulk_binary", "late_cancels")
 
     def __init__(self, raw: Any, killer: Callable[[int], Awaitable[None]]) -> None:
         super().__init__(raw)
@@ -224,6 +233,10 @@ class AsyncmyConnection(MySQLConnection):
         # Big inserts as MariaDB binary bulk statements (AsyncMySQLDatabase's
         # bulk_binary): faster, but auto-increment ids then skip a few.
         self.bulk_binary = False
+        # With read_timeout=, asyncmy reads through asyncio.wait_for, which on
+        # Python 3.11 can return a reply although the task was cancelled
+        # meanwhile: such cancellations are counted and raised (_raise_late).
+        self.late_cancels = False
 
     def usable(self) -> bool:
         raw = self.raw
@@ -245,11 +258,18 @@ class AsyncmyConnection(MySQLConnection):
     def close(self) -> None:
         close_in_loop(self.raw.close, self.raw._transport)
 
+    def _raise_late(self, asked: int) -> None:
+        """Raise the cancellation asyncmy's ``wait_for`` swallowed since ``asked``."""
+        if asked >= 0 and cancel_requests() > asked:
+            raise asyncio.CancelledError
+
     async def aexecute(self, sql: str, params: Params) -> Cursor:
+        asked = cancel_requests() if self.late_cancels else -1
         cur = self.raw.cursor()
         try:
             await cur.execute(sql, params or None)
             rows = await cur.fetchall() if cur.description else ()
+            self._raise_late(asked)
             return self._result(cur, rows)
         except asyncio.CancelledError:
             await self._abandon()
@@ -278,11 +298,13 @@ class AsyncmyConnection(MySQLConnection):
                 done = await self._abulk(sql, groups)
                 if done is not None:
                     return done
+        asked = cancel_requests() if self.late_cancels else -1
         chunks = await self._chunks(sql, rows)
         cur = self.raw.cursor()
         try:
             if len(chunks) == 1:
                 await cur.execute(chunks[0])
+                self._raise_late(asked)
                 self._rolled_back = False
                 return Cursor((), cur.rowcount, cur.lastrowid, None)
             begin, end, undo = self._many_brackets()
@@ -291,6 +313,7 @@ class AsyncmyConnection(MySQLConnection):
             try:
                 for chunk in chunks:
                     await cur.execute(chunk)
+                    self._raise_late(asked)  # before END: nothing committed
                     count += cur.rowcount
                     first = cur.lastrowid if first is None else first
             except Exception:
@@ -299,6 +322,7 @@ class AsyncmyConnection(MySQLConnection):
                         await cur.execute(undo)
                 raise
             await cur.execute(end)
+            self._raise_late(asked)
             self._rolled_back = False
             return Cursor((), count, first, None)
         except asyncio.CancelledError:
@@ -392,7 +416,9 @@ class AsyncmyConnection(MySQLConnection):
     ) -> StreamCursor:
         cur = self.raw.cursor(import_driver("asyncmy", "mysql").cursors.SSCursor)
         try:
+            asked = cancel_requests() if self.late_cancels else -1
             await cur.execute(sql, params or None)
+            self._raise_late(asked)
         except asyncio.CancelledError:
             await self._abandon()
             raise
@@ -402,7 +428,9 @@ class AsyncmyConnection(MySQLConnection):
         async def fetch(n: int) -> Sequence[Any]:
             nonlocal exhausted
             try:
+                asked = cancel_requests() if self.late_cancels else -1
                 rows: Sequence[Any] = await cur.fetchmany(n)
+                self._raise_late(asked)
             except asyncio.CancelledError:
                 await self._abandon()
                 raise
@@ -539,7 +567,9 @@ async def connect_asyncmy(
     with translate_errors():
         async with asyncio.timeout(timeout):
             raw = await asyncmy.connect(**params)
-    return AsyncmyConnection(raw, kill)
+    conn = AsyncmyConnection(raw, kill)
+    conn.late_cancels = sys.version_info < (3, 12) and bool(params.get("read_timeout"))
+    return conn
 
 
 async def kill_thread(params: dict[str, Any], timeout: float, thread_id: int) -> None:
