@@ -103,6 +103,7 @@ async def run(server: Any, args: argparse.Namespace) -> None:
     from benchmarks.apps.sqlalchemy_app import models as sa_models
     from examples.sql_app import crud, models, schemas
     from examples.sql_app.main import create_app
+
     from fastpeewee.db_url import connect
     from fastpeewee.schema._load import prepare, validate
 
@@ -159,7 +160,9 @@ async def run(server: Any, args: argparse.Namespace) -> None:
         if args.only:
             variants = {k: v for k, v in variants.items() if any(o in k for o in args.only)}
         if args.profile:
-            fn = {"fastpeewee": fp_http, "sqlalchemy": sa_http, "crud": fp_crud, "old": fp_old}[args.profile]
+            profiled = {"fastpeewee": fp_http, "sqlalchemy": sa_http}
+            profiled.update(crud=fp_crud, old=fp_old)
+            fn = profiled[args.profile]
             for _ in range(20):
                 await fn()
             prof = cProfile.Profile()

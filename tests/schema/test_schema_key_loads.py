@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import peewee
+from peewee import query_to_string  # type: ignore[attr-defined]
 
 from fastpeewee import afetch, afetch_one, fetch, to_pydantic
 from fastpeewee.schema._load import _Keys, aload, plan_loading, prepare, validate
@@ -45,7 +45,7 @@ def test_key_list_renders_as_peewee_renders_a_list(shop: Any) -> None:  # noqa: 
         ours = model.select().where(column << _Keys(keys)).order_by(model.id)
         peewees = model.select().where(column << keys).order_by(model.id)
         assert ours.sql() == peewees.sql()
-        assert peewee.query_to_string(ours) == peewee.query_to_string(peewees)
+        assert query_to_string(ours) == query_to_string(peewees)
     # A key of another type goes through the column's db_value, as in peewee.
     ours = Item.select().where(Item.owner << _Keys(["7"])).sql()
     assert ours == Item.select().where(Item.owner << ["7"]).sql() and ours[1] == [7]

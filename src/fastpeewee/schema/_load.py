@@ -177,9 +177,7 @@ class Loading:
     node: _Node | None
 
 
-def plan_loading(
-    query: Any, schema: type[BaseModel], prefetch_type: int | None = None
-) -> Loading:
+def plan_loading(query: Any, schema: type[BaseModel], prefetch_type: int | None = None) -> Loading:
     """What :func:`fetch`-like callers run for ``query`` read as ``schema``."""
     query = as_query(query)
     strategy = _strategy(query, prefetch_type)
@@ -189,7 +187,7 @@ def plan_loading(
     return Loading(_joined(query, node), node if node.loads else None)
 
 
-class _Keys(peewee.Value):  # type: ignore[misc]
+class _Keys(peewee.Value):
     """The parents' keys on the right of ``IN``: the SQL and parameters of ``Value(keys)``.
 
     peewee renders a list as one ``Value`` node per key, each dispatched and
@@ -197,24 +195,25 @@ class _Keys(peewee.Value):  # type: ignore[misc]
     query); this writes the same ``(%s, %s, ...)`` in one literal and the
     keys, through the column's ``db_value``, as parameters in one step. It stays
     a multi-value ``Value``, so ``IN`` checks it for emptiness without
-    rendering it. tests/schema/test_schema_loading.py pins the SQL and
+    rendering it. tests/schema/test_schema_key_loads.py pins the SQL and
     parameters to peewee's own on every backend.
     """
 
     def __init__(self, keys: list[Any]) -> None:
         super().__init__(keys, unpack=False)
+        self.keys = keys
         self.multi = True
-        self.values = keys
+        self.values = keys  # what IN looks at to tell an empty list
 
     def __sql__(self, ctx: Any) -> Any:
         params = getattr(ctx, "_values", None)
         if ctx.state.value_literals or not isinstance(params, list):
             # Keys written inline (query_to_string), or a peewee whose Context
             # differs: one Value per key, as peewee renders a list.
-            return ctx.sql(peewee.EnclosedNodeList([peewee.Value(key) for key in self.values]))
-        ctx.literal("(" + ", ".join([ctx.state.param or "?"] * len(self.values)) + ")")
+            return ctx.sql(peewee.EnclosedNodeList([peewee.Value(key) for key in self.keys]))
+        ctx.literal("(" + ", ".join([ctx.state.param or "?"] * len(self.keys)) + ")")
         converter = ctx.state.converter  # the column's db_value, set by the IN expression
-        params.extend(map(converter, self.values) if converter else self.values)
+        params.extend(map(converter, self.keys) if converter else self.keys)
         return ctx
 
 
@@ -224,7 +223,7 @@ def _distinct(values: Iterable[Any]) -> list[Any]:
 
 
 def _children_query(relation: Relation, node: _Node, parents: list[Any]) -> Any:
-    """The select of ``relation``'s rows for ``parents`` (by their keys), or None if none can match.
+    """The select of ``relation``'s rows for ``parents`` by their keys; None without keys.
 
     As peewee's ``Load._link_children``/``_link_parent`` build it for ``MATERIALIZE``.
     """
@@ -290,7 +289,7 @@ def _adapter(schema: type[BaseModel]) -> TypeAdapter[list[Any]]:
 
 
 def validate(rows: list[Any], schema: type[S]) -> list[S]:
-    """Validate rows loaded for ``schema`` (by :func:`prepare` or :func:`plan_loading`), in one pass.
+    """Validate rows loaded for ``schema`` (:func:`prepare`, :func:`plan_loading`) in one pass.
 
     The ``LOADED`` context spares each row the unloaded-relation check: the
     plan loaded every relation the schema reads.
