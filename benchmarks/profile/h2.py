@@ -105,7 +105,8 @@ async def run(server: Any, args: argparse.Namespace) -> None:
     from examples.sql_app.main import create_app
 
     from fastpeewee.db_url import connect
-    from fastpeewee.schema._load import prepare, validate
+    from fastpeewee.schema import _arows
+    from fastpeewee.schema._load import _children_query, _plan, prepare, validate
 
     db = connect(create_database(server, "h2_fastpeewee"), pool_size=10)
     fp_app = create_app(db)
@@ -121,8 +122,9 @@ async def run(server: Any, args: argparse.Namespace) -> None:
         from pydantic import TypeAdapter
 
         adapter = TypeAdapter(list[schemas.UserRead])
-        loaded = await db.list(prepare(query, schemas.UserRead))
+        loaded = await _arows(query, schemas.UserRead, None)
         validated = validate(loaded, schemas.UserRead)
+        plan = _plan(schemas.UserRead, models.User)
 
         async def fp_http() -> None:
             await call(fp_app)
@@ -130,9 +132,22 @@ async def run(server: Any, args: argparse.Namespace) -> None:
         async def sa_http() -> None:
             await call(sa_app)
 
-        async def fp_queries() -> None:
+        async def fp_queries() -> None:  # afetch without the validation
             async with db.scope():
-                await db.list(prepare(query, schemas.UserRead))
+                await _arows(query, schemas.UserRead, None)
+
+        items_query = _children_query(*plan.loads[0], loaded)
+
+        async def fp_items_sql() -> None:  # building the items IN (...) query and its SQL
+            _children_query(*plan.loads[0], loaded).sql()
+
+        async def fp_users_query() -> None:  # the users page alone, run and hydrated
+            async with db.scope():
+                await db.list(query.clone())
+
+        async def fp_items_query() -> None:  # the items of the page alone, run and hydrated
+            async with db.scope():
+                await db.list(items_query.clone())
 
         async def fp_crud() -> None:
             async with db.scope():
@@ -148,10 +163,24 @@ async def run(server: Any, args: argparse.Namespace) -> None:
         async def fp_response() -> None:  # what FastAPI does with the endpoint's result
             adapter.dump_json(adapter.validate_python(validated, from_attributes=True))
 
+        async def cached_users(skip: int = 0, limit: int = 100) -> list[Any]:
+            return validated
+
+        async def fp_http_stub() -> None:  # the app around an endpoint that runs no query
+            real, crud.get_users = crud.get_users, cached_users
+            try:
+                await call(fp_app)
+            finally:
+                crud.get_users = real
+
         variants = {
             "fastpeewee app": fp_http,
             "SQLAlchemy app": sa_http,
-            "fp queries (prepare+list)": fp_queries,
+            "fp app, endpoint returning a list": fp_http_stub,
+            "fp queries (afetch without validation)": fp_queries,
+            "fp users page query": fp_users_query,
+            "fp items IN query": fp_items_query,
+            "fp items IN query: build + SQL": fp_items_sql,
             "fp crud.get_users (afetch)": fp_crud,
             "fp old afetch (with_related)": fp_old,
             "fp validate 100 users": fp_validate,
