@@ -22,6 +22,7 @@ from .test_schema_loading import (
     CategoryFamily,
     ItemWithOwnerItems,
     PersonDeep,
+    PersonRead,
     PersonWithItems,
     TagWithItemOwner,
     counting,
@@ -133,3 +134,19 @@ async def test_a_query_with_its_own_loads_keeps_peewees_way(shop: Any) -> None: 
     assert loading.node is None  # every relation loads through with_related
     rows = await afetch(query, PersonWithItems)
     assert [len(p.items) for p in rows] == [2, 2, 2]
+
+
+async def test_a_query_object_fetched_twice_runs_twice(shop: Any) -> None:  # noqa: F811
+    await seed(shop, people=2, items_each=1, tags_each=0)
+    page = Person.select().order_by(Person.id).limit(10)  # e.g. kept at module level
+    assert len(await afetch(page, PersonWithItems)) == 2
+    assert len(await afetch(page, PersonRead)) == 2  # no relation to load
+    await Person.acreate(email="late@example.com")
+    assert len(await afetch(page, PersonWithItems)) == 3
+    assert len(await afetch(page, PersonRead)) == 3
+    everyone = Person.select().order_by(Person.id)  # no LIMIT: the subquery way
+    assert len(await afetch(everyone, PersonRead)) == 3
+    await Person.acreate(email="later@example.com")
+    assert len(await afetch(everyone, PersonRead)) == 4
+    assert len(await afetch(page, PersonWithItems)) == 4
+    assert page._cursor_wrapper is None and everyone._cursor_wrapper is None  # never ran

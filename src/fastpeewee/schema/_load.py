@@ -182,9 +182,13 @@ def plan_loading(query: Any, schema: type[BaseModel], prefetch_type: int | None 
     query = as_query(query)
     strategy = _strategy(query, prefetch_type)
     node = _plan(schema, query.model)
+    # Always a copy: running the caller's own query object would cache its rows on
+    # it, and the next afetch of that same object would get them back.
     if strategy != peewee.PREFETCH_TYPE.MATERIALIZE or load_tree(query):
-        return Loading(_shape(query, node, strategy), None)
-    return Loading(_joined(query, node), node if node.loads else None)
+        shaped = _shape(query, node, strategy)
+        return Loading(shaped if shaped is not query else query.clone(), None)
+    query = _joined(query, node) if node.joins else query.clone()
+    return Loading(query, node if node.loads else None)
 
 
 class _Keys(peewee.Value):
