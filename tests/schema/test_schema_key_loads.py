@@ -149,4 +149,4 @@ async def test_a_query_object_fetched_twice_runs_twice(shop: Any) -> None:  # no
     await Person.acreate(email="later@example.com")
     assert len(await afetch(everyone, PersonRead)) == 4
     assert len(await afetch(page, PersonWithItems)) == 4
-    assert page._cursor_wrapper is None and everyone._cursor_wrapper is None  # never ran
+    assert [vars(q)["_cursor_wrapper"] for q in (page, everyone)] == [None, None]  # never ran
