@@ -149,6 +149,28 @@ def schemas(
     )
 
 
+def _rows(query: Any, schema: type[BaseModel], prefetch_type: int | None) -> list[Any]:
+    from ._load import load, plan_loading
+
+    loading = plan_loading(query, schema, prefetch_type)
+    rows = list(loading.query)
+    if loading.node is not None:
+        load(rows, loading.node, list)
+    return rows
+
+
+async def _arows(query: Any, schema: type[BaseModel], prefetch_type: int | None) -> list[Any]:
+    from ..model import _database_of
+    from ._load import aload, plan_loading
+
+    loading = plan_loading(query, schema, prefetch_type)
+    db = _database_of(loading.query.model)
+    rows: list[Any] = await db.list(loading.query)
+    if loading.node is not None:
+        await aload(rows, loading.node, db.list)
+    return rows
+
+
 def fetch(query: Any, schema: type[S], *, prefetch_type: int | None = None) -> list[S]:
     """Sync: the rows of ``query`` with the relations ``schema`` reads, validated.
 
@@ -158,18 +180,18 @@ def fetch(query: Any, schema: type[S], *, prefetch_type: int | None = None) -> l
         users = fetch(User.select().order_by(User.id), UserRead)
     """
     _require_pydantic()
-    from ._load import prepare, validate
+    from ._load import validate
 
-    return validate(list(prepare(query, schema, prefetch_type)), schema)
+    return validate(_rows(query, schema, prefetch_type), schema)
 
 
 def fetch_one(query: Any, schema: type[S], *, prefetch_type: int | None = None) -> S:
     """Sync: the first row of ``query`` as ``schema``; raises the model's ``DoesNotExist``."""
     _require_pydantic()
-    from ._load import as_query, not_found, prepare, validate
+    from ._load import as_query, not_found, validate
 
     query = as_query(query).limit(1)
-    rows = list(prepare(query, schema, prefetch_type))
+    rows = _rows(query, schema, prefetch_type)
     if not rows:
         raise not_found(query)
     return validate(rows, schema)[0]
@@ -187,12 +209,9 @@ async def afetch(query: Any, schema: type[S], *, prefetch_type: int | None = Non
         users = await afetch(User.select().limit(50), UserRead)
     """
     _require_pydantic()
-    from ..model import _database_of
-    from ._load import prepare, validate
+    from ._load import validate
 
-    prepared = prepare(query, schema, prefetch_type)
-    rows = await _database_of(prepared.model).list(prepared)
-    return validate(rows, schema)
+    return validate(await _arows(query, schema, prefetch_type), schema)
 
 
 async def afetch_one(query: Any, schema: type[S], *, prefetch_type: int | None = None) -> S:
@@ -203,12 +222,10 @@ async def afetch_one(query: Any, schema: type[S], *, prefetch_type: int | None =
         user = await afetch_one(User.select().where(User.id == user_id), UserRead)
     """
     _require_pydantic()
-    from ..model import _database_of
-    from ._load import as_query, not_found, prepare, validate
+    from ._load import as_query, not_found, validate
 
     query = as_query(query).limit(1)
-    prepared = prepare(query, schema, prefetch_type)
-    rows = await _database_of(prepared.model).list(prepared)
+    rows = await _arows(query, schema, prefetch_type)
     if not rows:
         raise not_found(query)
     return validate(rows, schema)[0]

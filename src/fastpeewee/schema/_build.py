@@ -6,11 +6,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Optional, get_args, get_origin
 
 import peewee
-from pydantic import BaseModel, ConfigDict, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, create_model, model_validator
 from pydantic import Field as PydanticField
 
 from ._fields import field_kwargs, python_type
-from ._relations import check_loaded
+from ._relations import LOADED, check_loaded
 
 __all__ = ["Variant", "annotation_of", "build_schema"]
 
@@ -25,8 +25,9 @@ class SchemaBase(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _relations_loaded(cls, data: Any) -> Any:
-        check_loaded(cls, data)
+    def _relations_loaded(cls, data: Any, info: ValidationInfo) -> Any:
+        if info.context is not LOADED:  # afetch/fetch loaded every relation the schema reads
+            check_loaded(cls, data)
         return data
 
 

@@ -24,7 +24,12 @@ from ..contracts.peewee import related_objects
 from ..errors import UnloadedRelation
 from ..fast.compiled import model_cache
 
-__all__ = ["Relation", "check_loaded", "relations_of"]
+__all__ = ["LOADED", "Relation", "check_loaded", "relations_of"]
+
+LOADED: Any = types.MappingProxyType({"fastpeewee": "relations loaded"})
+"""The validation context of rows loaded by ``afetch``/``fetch``: with it, the
+schemas made by ``to_pydantic`` skip :func:`check_loaded` (every relation the
+schema reads, at every depth, was loaded with the rows)."""
 
 _SEQUENCES = (
     list,
