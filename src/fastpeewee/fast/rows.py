@@ -36,7 +36,15 @@ from ..contracts.peewee import (
 )
 from .compiled import BoundedCache, is_own_field, model_cache, model_fingerprint
 
-__all__ = ["LAYOUTS_MAX", "NO_ROW", "ModelRows", "first_object", "layouts_of", "model_rows"]
+__all__ = [
+    "LAYOUTS_MAX",
+    "NO_ROW",
+    "ModelRows",
+    "first_object",
+    "layouts_of",
+    "model_rows",
+    "plain_model_columns",
+]
 
 _ACCESSORS = (peewee.FieldAccessor, peewee.ForeignKeyAccessor)
 _SAME_PYTHON: dict[Any, type] = {
@@ -193,10 +201,15 @@ class ModelRows(peewee.ModelObjectCursorWrapper):
             if layout is None or layout.fingerprint != fingerprint:
                 self._initialize()
                 if shape is not None:
-                    values = {name: getattr(self, name) for name in (*_SAVED, "_plan")}
-                    layouts.put((shape, names), _Layout(fingerprint, tuple(held), values))
+                    layout = _Layout(fingerprint, tuple(held), self.layout_values())
+                    layouts.put((shape, names), layout)
                 return
         vars(self).update(layout.values)
+
+    def layout_values(self) -> dict[str, Any]:
+        """What :meth:`initialize` worked out, to be put back on another wrapper of
+        the same select shape and result columns (``vars(w).update(...)``)."""
+        return {name: getattr(self, name) for name in (*_SAVED, "_plan")}
 
     def _initialize(self) -> None:
         super().initialize()
@@ -228,7 +241,7 @@ class ModelRows(peewee.ModelObjectCursorWrapper):
 
 def model_rows(query: Any, cursor: Any) -> Any:
     """``query``'s cursor wrapper for ``cursor``: :class:`ModelRows` when it applies."""
-    columns = _one_plain_model(query)
+    columns = plain_model_columns(query)
     if columns is not None:
         # What peewee's _get_model_cursor_wrapper would wrap, without building it
         # (a mirror, pinned by tests/contracts).
@@ -243,7 +256,7 @@ def model_rows(query: Any, cursor: Any) -> Any:
     return wrapper
 
 
-def _one_plain_model(query: Any) -> Any:
+def plain_model_columns(query: Any) -> Any:
     """The selected columns of a plain ``ModelSelect`` of one model, no joins, rows as
     objects of a plain model; None for any other query."""
     if type(query) is not peewee.ModelSelect:
