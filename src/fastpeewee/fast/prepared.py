@@ -57,11 +57,11 @@ class PreparedQuery:
     __slots__ = (
         "_columns",
         "_fast",
-        "_layout",
         "_names",
         "_one",
         "_select",
         "db",
+        "layout",
         "query",
         "template",
     )
@@ -94,7 +94,8 @@ class PreparedQuery:
         # What hydration needs, worked out once: the selected columns of a plain
         # one-model select (None: peewee's wrapper), and the layout of the rows.
         self._columns = plain_model_columns(query) if self._select and self._fast else None
-        self._layout: tuple[Any, dict[str, Any]] | None = None
+        # The rows' layout, kept by fast.rows.ModelRows on the first run.
+        self.layout: tuple[Any, dict[str, Any]] | None = None
 
     @property
     def names(self) -> builtins.list[Hashable]:
@@ -143,24 +144,15 @@ class PreparedQuery:
     # -- rows ----------------------------------------------------------------
 
     def _wrapper(self, cursor: Any) -> Any:
-        """The cursor wrapper ``query.execute()`` would give for ``cursor``."""
+        """The cursor wrapper ``query.execute()`` would give for ``cursor``; rows
+        built with the layout kept here (the result columns of one SQL text do not
+        change: worked out on the first run)."""
         columns = self._columns
         if columns is None:
             return cursor_wrapper(self.query, cursor)
         model = self.query.model
-        return ModelRows(cursor, model, columns, model)
-
-    def _ready(self, cursor: Any) -> Any:
-        """A :class:`ModelRows` for ``cursor``, initialized from the layout kept here
-        (worked out on the first run: the result columns of one SQL text do not change)."""
-        wrapper = self._wrapper(cursor)
-        layout = self._layout
-        names = cursor.description
-        if layout is not None and layout[0] == names:
-            vars(wrapper).update(layout[1])
-        else:
-            wrapper.initialize()
-            self._layout = (names, wrapper.layout_values())
+        wrapper = ModelRows(cursor, model, columns, model)
+        wrapper._kept = self
         return wrapper
 
     def _rows(self, cursor: Any) -> builtins.list[Any]:
@@ -169,7 +161,9 @@ class PreparedQuery:
         rows = cursor.fetchall()
         if not rows:
             return []  # peewee reads the columns at the first row (PostgreSQL: none without)
-        process = self._ready(cursor).process_row
+        wrapper = self._wrapper(cursor)
+        wrapper.initialize()
+        process = wrapper.process_row
         return [process(row) for row in rows]
 
     def _first(self, cursor: Any) -> Any:
@@ -178,7 +172,9 @@ class PreparedQuery:
         row = cursor.fetchone()
         if row is None:
             return NO_ROW
-        return self._ready(cursor).process_row(row)
+        wrapper = self._wrapper(cursor)
+        wrapper.initialize()
+        return wrapper.process_row(row)
 
     def _found(self, found: Any, params: builtins.list[Any]) -> Any:
         if found is NO_ROW:

@@ -182,14 +182,35 @@ def _shape_key(select: Any, model: Any, held: list[Any]) -> Hashable | None:
 
 
 class ModelRows(peewee.ModelObjectCursorWrapper):
-    """``ModelObjectCursorWrapper`` building model objects without ``__init__``."""
+    """``ModelObjectCursorWrapper`` building model objects without ``__init__``.
+
+    ``kept``: an object whose ``layout`` attribute keeps, for one compiled
+    statement (a plan, a prepared query), the result column names and what
+    :meth:`initialize` worked out for them; the model's layout cache and
+    fingerprint are then not consulted again for that statement.
+    """
 
     _plan: list[tuple[str, int, Any, type | None]] | None = None
+    _kept: Any = None
 
     def initialize(self) -> None:
+        names = tuple([d[0] for d in self.cursor.description or ()])
+        kept = self._kept
+        if kept is not None:
+            layout = kept.layout
+            if layout is not None and layout[0] == names:
+                vars(self).update(layout[1])
+                return
+            if self._initialize_from(names):
+                kept.layout = (names, self.layout_values())
+            return
+        self._initialize_from(names)
+
+    def _initialize_from(self, names: tuple[str, ...]) -> bool:
+        """Work the layout out for result columns ``names`` (or take it from the
+        model's cache); True when it depends on the select shape alone."""
         model = self.model
         select = self.select
-        names = tuple([d[0] for d in self.cursor.description or ()])
         layouts = layouts_of(model)
         fingerprint = model_fingerprint(model._meta)
         # Plain fields first: their key is their ids, quick to build.
@@ -203,8 +224,9 @@ class ModelRows(peewee.ModelObjectCursorWrapper):
                 if shape is not None:
                     layout = _Layout(fingerprint, tuple(held), self.layout_values())
                     layouts.put((shape, names), layout)
-                return
+                return shape is not None
         vars(self).update(layout.values)
+        return True
 
     def layout_values(self) -> dict[str, Any]:
         """What :meth:`initialize` worked out, to be put back on another wrapper of
@@ -239,13 +261,20 @@ class ModelRows(peewee.ModelObjectCursorWrapper):
         return new_instance(self.model, data)
 
 
-def model_rows(query: Any, cursor: Any) -> Any:
-    """``query``'s cursor wrapper for ``cursor``: :class:`ModelRows` when it applies."""
+def model_rows(query: Any, cursor: Any, kept: Any = None) -> Any:
+    """``query``'s cursor wrapper for ``cursor``: :class:`ModelRows` when it applies.
+
+    ``kept``: see :class:`ModelRows` (the caller vouches that ``query`` is the
+    select its statement was compiled from, or one of the same shape).
+    """
     columns = plain_model_columns(query)
     if columns is not None:
         # What peewee's _get_model_cursor_wrapper would wrap, without building it
         # (a mirror, pinned by tests/contracts).
-        return ModelRows(cursor, query.model, columns, query.model)
+        wrapper = ModelRows(cursor, query.model, columns, query.model)
+        if kept is not None:
+            wrapper._kept = kept
+        return wrapper
     wrapper = cursor_wrapper(query, cursor)
     if (
         type(wrapper) is peewee.ModelObjectCursorWrapper
@@ -271,7 +300,7 @@ def plain_model_columns(query: Any) -> Any:
     return columns
 
 
-def first_object(query: Any, cursor: Any) -> Any:
+def first_object(query: Any, cursor: Any, kept: Any = None) -> Any:
     """The first row of ``cursor`` as ``query`` would wrap it, or :data:`NO_ROW`.
 
     What iterating the cursor wrapper gives first, without its row cache.
@@ -279,7 +308,7 @@ def first_object(query: Any, cursor: Any) -> Any:
     row = cursor.fetchone()
     if row is None:
         return NO_ROW
-    wrapper = model_rows(query, cursor)
+    wrapper = model_rows(query, cursor, kept)
     wrapper.initialize()
     return wrapper.process_row(row)
 
