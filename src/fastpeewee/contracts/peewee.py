@@ -513,19 +513,22 @@ SelectParts = tuple[Any, Any, Any, Any, Any, bool]
 """``(where, order_by, limit, offset, columns, is_default)`` of a plain select."""
 
 
+_SELECT_KNOWN = _SELECT_READ | _SELECT_UNSET | {"_joins"}
+_SELECT_UNSET_NAMES = tuple(sorted(_SELECT_UNSET))
+
+
 def select_parts(query: Any) -> SelectParts | None:
     """The parts of a ``ModelSelect`` of one model's own table with nothing else set
     (no join, GROUP BY, DISTINCT, CTE, window, ...), or None."""
     attrs = vars(query)
-    for name, value in attrs.items():
-        if name in _SELECT_UNSET:
-            if value is not None:
-                return None
-        elif name == "_joins":
-            if value:
-                return None
-        elif name not in _SELECT_READ:
+    if not attrs.keys() <= _SELECT_KNOWN:  # an attribute this does not know of
+        return None
+    get = attrs.get
+    for name in _SELECT_UNSET_NAMES:
+        if get(name) is not None:
             return None
+    if get("_joins"):
+        return None
     model = query.model
     from_list = attrs["_from_list"]
     if len(from_list) != 1 or from_list[0] is not model or attrs["_join_ctx"] is not model:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import operator
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -103,6 +104,13 @@ def _bound(value: Any, values: list[Any]) -> bool:
     return True
 
 
+def _all_fields(selected: Any, fields: Any) -> bool:
+    """True when ``selected`` is the model's own field list, item for item (what
+    ``Model.select()`` selects): each is then a plain field of the model, bound
+    to it by peewee's ``Metadata.add_field``."""
+    return len(selected) == len(fields) and all(map(operator.is_, selected, fields))
+
+
 def shape_of(
     query: Any, page: tuple[int, int] | None = None
 ) -> tuple[tuple[Any, ...], list[Any]] | None:
@@ -118,9 +126,10 @@ def shape_of(
         return None
     where, order_by, query_limit, query_offset, selected, is_default = parts
     model = query.model
-    for field in selected:
-        if not is_own_field(field, model):
-            return None
+    if not _all_fields(selected, model._meta.sorted_fields):
+        for field in selected:
+            if not is_own_field(field, model):
+                return None
     columns = tuple(map(id, selected))
     values: list[Any] = []
     try:
