@@ -3,7 +3,9 @@
 Runs W1 (get by pk), W2 (100 rows), W3 (insert), W5 (transaction) and W6
 (200 tasks x 20 gets, each task ``async with db``) through the benchmark
 peers themselves, variants interleaved round by round in one process; prints
-the median us/op per variant and the median ratio raw/variant of each round.
+the median us/op per variant, the median ratio raw/variant of each round, and
+the median client CPU time per op (``time.process_time``: this process only,
+steadier than wall time on a loaded machine).
 
     PYTHONPATH=src .venv/bin/python -m benchmarks.profile.percall --port 5432 [--rounds 7]
 
@@ -51,8 +53,11 @@ class Prepared(FastPeewee):
         return await self._page.list(offset=offset)
 
 
-async def run_one(peer: Any, work: str, n: int, rng: random.Random, serial: list[int]) -> float:
+async def run_one(
+    peer: Any, work: str, n: int, rng: random.Random, serial: list[int]
+) -> tuple[float, float]:
     start = time.perf_counter()
+    cpu = time.process_time()
     if work == "W1":
         for _ in range(n):
             await peer.get(rng.randint(1, ROWS))
@@ -71,7 +76,7 @@ async def run_one(peer: Any, work: str, n: int, rng: random.Random, serial: list
         tasks = n // 20
         pks = [[rng.randint(1, ROWS) for _ in range(20)] for _ in range(tasks)]
         await asyncio.gather(*(peer.task_gets(p) for p in pks))
-    return 1e6 * (time.perf_counter() - start) / n
+    return 1e6 * (time.perf_counter() - start) / n, 1e6 * (time.process_time() - cpu) / n
 
 
 async def main(args: argparse.Namespace, target: Target) -> None:
@@ -82,6 +87,7 @@ async def main(args: argparse.Namespace, target: Target) -> None:
         await peer.setup()
     works = args.only.split(",")
     times: dict[tuple[str, str], list[float]] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
     ratios: dict[tuple[str, str], list[float]] = {}
     serial = [10 * ROWS]
     for _ in range(args.rounds):
@@ -90,9 +96,10 @@ async def main(args: argparse.Namespace, target: Target) -> None:
             this_round = {}
             for peer in peers:
                 await run_one(peer, work, max(n // 10, 20), random.Random(1), serial)  # warm
-                t = await run_one(peer, work, n, random.Random(2), serial)
+                t, c = await run_one(peer, work, n, random.Random(2), serial)
                 this_round[peer.name] = t
                 times.setdefault((work, peer.name), []).append(t)
+                cpus.setdefault((work, peer.name), []).append(c)
             raw = this_round[peers[0].name]
             for name, t in this_round.items():
                 ratios.setdefault((work, name), []).append(raw / t)
@@ -102,6 +109,7 @@ async def main(args: argparse.Namespace, target: Target) -> None:
             print(
                 f"{work} {peer.name:22} {statistics.median(times[key]):8.1f} us/op"
                 f"   ratio {statistics.median(ratios[key]):.2f}"
+                f"   client CPU {statistics.median(cpus[key]):7.1f} us/op"
             )
     for peer in peers:
         await peer.teardown()
