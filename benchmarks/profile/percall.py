@@ -81,7 +81,7 @@ async def run_one(
 
 async def main(args: argparse.Namespace, target: Target) -> None:
     peers: list[Any] = [RawAsyncpg(target), FastPeewee(target)]
-    if hasattr(peers[1].db, "prepare"):
+    if hasattr(peers[1].db, "prepare") and not args.no_prepared:
         peers.append(Prepared(target))
     for peer in peers:
         await peer.setup()
@@ -122,6 +122,7 @@ if __name__ == "__main__":
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--only", default="W1,W2,W3,W5,W6")
     parser.add_argument("--no-fill", action="store_true")
+    parser.add_argument("--no-prepared", action="store_true", help="skip db.prepare's peer")
     args = parser.parse_args()
     server = None
     if not args.port:
