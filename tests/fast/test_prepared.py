@@ -57,6 +57,9 @@ async def test_get_first_list_give_what_peewee_gives(db):
         rows = await page.list(n=n, at=at)
         expected = await db.list(User.select().order_by(User.id).limit(n).offset(at))
         assert [(u.id, u.username) for u in rows] == [(u.id, u.username) for u in expected]
+    # A query with a LIMIT of its own keeps it (and its OFFSET) for get/first.
+    assert (await page.first(n=5, at=3)).username == "u3"
+    assert "LIMIT" in page.sql and page._one is page.template
     # The same prepared query again and again: the kept row layout stays right.
     assert [u.username for u in await page.list(n=2, at=1)] == ["u1", "u2"]
 

@@ -52,6 +52,7 @@ __all__ = [
     "entity_path",
     "function_python_value",
     "get_pk",
+    "has_limit",
     "has_user_functions",
     "insert_columns",
     "insert_rows",
@@ -541,6 +542,11 @@ def select_parts(query: Any) -> SelectParts | None:
         attrs["_returning"],
         attrs["_is_default"],
     )
+
+
+def has_limit(query: Any) -> bool:
+    """True when a select has a LIMIT of its own (``limit()``, ``paginate()``, ...)."""
+    return getattr(query, "_limit", None) is not None
 
 
 def with_select_parts(query: Any, where: Any, limit: Any, offset: Any) -> Any:

@@ -35,7 +35,7 @@ from typing import Any
 
 import peewee
 
-from ..contracts.peewee import cursor_wrapper, prepare_insert, returning
+from ..contracts.peewee import cursor_wrapper, has_limit, prepare_insert, returning
 from .compiled import Template, Uncompilable, compile_query
 from .rows import NO_ROW, ModelRows, plain_model_columns
 
@@ -76,7 +76,7 @@ class PreparedQuery:
             self.template: Template = compile_query(db, query)
             # get() and first() read one row: LIMIT 1 unless the query has its own.
             one = query
-            if self._select and getattr(query, "_limit", 1) is None:
+            if self._select and not has_limit(query):
                 one = query.limit(1)
             self._one = self.template if one is query else compile_query(db, one)
         except Uncompilable as exc:
