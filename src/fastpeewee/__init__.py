@@ -32,6 +32,7 @@ from .errors import (
     is_unavailable,
 )
 from .fast.compiled import Param, Template, Uncompilable, compile_query
+from .fast.prepared import PreparedQuery
 from .integrations.asgi import DatabaseMiddleware
 from .integrations.body_limit import BodySizeLimitMiddleware
 from .integrations.core import ErrorReply, database_lifespan, error_reply
@@ -81,6 +82,7 @@ __all__ = [
     "PoolStats",
     "PoolTimeout",
     "PoolerRefused",
+    "PreparedQuery",
     "ReplicaStatus",
     "RetryPolicy",
     "RoutingPin",

@@ -33,6 +33,7 @@ from .drivers.base import Bulk, CopyRequest, Params
 from .errors import BRIDGE_HINT, MissingGreenletBridge, mask_password
 from .fast import selects
 from .fast.bulk import execute_insert, is_multi_insert
+from .fast.prepared import PreparedQuery
 from .locks import SCHEMA_LOCK, lock
 from .pool import Pool, PoolConfig, PoolStats
 from .replicas import Replicas, ReplicaStatus, RoutingPin
@@ -856,6 +857,21 @@ class AsyncDatabase(_PwasyncioMixin):
         if fast.enabled(self) and selects.native(self, query) and selects.gets_like_peewee(query):
             return await selects.aget(self, query)
         return await self.run(query.get)
+
+    def prepare(self, query: Any) -> PreparedQuery:
+        """Compile ``query`` (written with :class:`~fastpeewee.Param` placeholders) once,
+        to run it with new values at the raw driver's speed.
+
+        Example::
+
+            by_id = db.prepare(User.select().where(User.id == Param("id")))
+            ann = await by_id.get(id=5)
+
+        See :class:`~fastpeewee.fast.prepared.PreparedQuery`; raises
+        :class:`~fastpeewee.Uncompilable` for a query that renders its values
+        as SQL literals.
+        """
+        return PreparedQuery(self, query)
 
     async def first(self, query: Any, n: int = 1) -> Any:
         """The first row (or ``n`` rows) of ``query``, or None."""

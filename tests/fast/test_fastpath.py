@@ -170,6 +170,29 @@ async def test_added_and_renamed_fields_recompile(db):
     await db.adrop_tables([Thing])
 
 
+async def test_rows_of_a_kept_select_plan_follow_added_and_renamed_fields(db):
+    """db.get / db.list keep each select plan's row layout: a changed model gets a
+    new plan, and so a new layout."""
+    Thing = await make_thing(db)
+    first = await Thing.acreate(label="one")
+    for _ in range(3):  # the plan is checked, then its layout kept
+        got = await db.get(Thing.select().where(Thing.id == first.id))
+        assert got.__data__ == {"id": first.id, "label": "one", "size": 42}
+
+    await db.aexecute_sql("ALTER TABLE thing ADD COLUMN note VARCHAR(20)")
+    Thing._meta.add_field("note", peewee.CharField(null=True))
+    await db.aexecute_sql("ALTER TABLE thing RENAME COLUMN label TO title")
+    Thing._meta.remove_field("label")
+    Thing._meta.add_field("label", peewee.CharField(column_name="title"))
+    second = await Thing.acreate(label="two", note="added")
+    for _ in range(3):
+        got = await db.get(Thing.select().where(Thing.id == second.id))
+        assert (got.label, got.note, got.size) == ("two", "added", 42)
+        rows = await db.list(Thing.select().order_by(Thing.id).limit(5))
+        assert [(r.label, r.note) for r in rows] == [("one", None), ("two", "added")]
+    await db.adrop_tables([Thing])
+
+
 async def test_renamed_table_recompiles(db):
     Thing = await make_thing(db, "thing_a")
     item = await Thing.acreate(label="x")

@@ -52,6 +52,7 @@ __all__ = [
     "entity_path",
     "function_python_value",
     "get_pk",
+    "has_limit",
     "has_user_functions",
     "insert_columns",
     "insert_rows",
@@ -513,19 +514,22 @@ SelectParts = tuple[Any, Any, Any, Any, Any, bool]
 """``(where, order_by, limit, offset, columns, is_default)`` of a plain select."""
 
 
+_SELECT_KNOWN = _SELECT_READ | _SELECT_UNSET | {"_joins"}
+_SELECT_UNSET_NAMES = tuple(sorted(_SELECT_UNSET))
+
+
 def select_parts(query: Any) -> SelectParts | None:
     """The parts of a ``ModelSelect`` of one model's own table with nothing else set
     (no join, GROUP BY, DISTINCT, CTE, window, ...), or None."""
     attrs = vars(query)
-    for name, value in attrs.items():
-        if name in _SELECT_UNSET:
-            if value is not None:
-                return None
-        elif name == "_joins":
-            if value:
-                return None
-        elif name not in _SELECT_READ:
+    if not attrs.keys() <= _SELECT_KNOWN:  # an attribute this does not know of
+        return None
+    get = attrs.get
+    for name in _SELECT_UNSET_NAMES:
+        if get(name) is not None:
             return None
+    if get("_joins"):
+        return None
     model = query.model
     from_list = attrs["_from_list"]
     if len(from_list) != 1 or from_list[0] is not model or attrs["_join_ctx"] is not model:
@@ -538,6 +542,11 @@ def select_parts(query: Any) -> SelectParts | None:
         attrs["_returning"],
         attrs["_is_default"],
     )
+
+
+def has_limit(query: Any) -> bool:
+    """True when a select has a LIMIT of its own (``limit()``, ``paginate()``, ...)."""
+    return getattr(query, "_limit", None) is not None
 
 
 def with_select_parts(query: Any, where: Any, limit: Any, offset: Any) -> Any:

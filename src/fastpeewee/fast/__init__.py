@@ -21,6 +21,8 @@ would build them.
   of a select, awaited natively with the two modules above.
 - :mod:`~fastpeewee.fast.bulk`: multi-row inserts split under the driver's
   parameter cap, or sent by ``COPY`` / ``executemany``.
+- :mod:`~fastpeewee.fast.prepared`: ``db.prepare(query)``, compiled queries
+  the application runs with new values (explicit, not a switchable fast path).
 
 The rule for every fast path: it gives exactly what peewee's own path gives
 (the same rows, objects, errors, cursor and side effects on the query or the
@@ -40,8 +42,9 @@ With the switch off, ``db.get`` / ``db.list`` / ``db.aexecute`` and the model
 methods run peewee's own code through ``db.run``, and a multi-row insert is
 the one statement peewee builds (so the driver's parameter cap applies to it,
 as it does in peewee). What stays usable is the explicit API:
-:func:`~fastpeewee.fast.compiled.compile_query`, ``Template`` and ``Param``
-are called by the application itself, and work the same with the switch off.
+:func:`~fastpeewee.fast.compiled.compile_query`, ``Template``, ``Param`` and
+``db.prepare`` are called by the application itself, and work the same with
+the switch off (prepared queries then build rows with peewee's own wrappers).
 """
 
 from __future__ import annotations

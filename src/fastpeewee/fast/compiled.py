@@ -16,6 +16,9 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import datetime
+import decimal
+import uuid
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -113,14 +116,25 @@ class Template:
         params = self._constants.copy()
         for index, name, converter in self._slots:
             value = values[name]  # type: ignore[call-overload]
-            if _renders_as_sql(value) and not _is_fk_instance(value, converter):
+            if (
+                type(value) not in _PLAIN
+                and _renders_as_sql(value)
+                and not _is_fk_instance(value, converter)
+            ):
                 return None
             if converter is not None:
                 value = converter(value)
-                if _renders_as_sql(value):
+                if type(value) not in _PLAIN and _renders_as_sql(value):
                     return None
             params[index] = value
         return params
+
+
+# Types whose values are never peewee nodes or models (exact types: a subclass may be).
+_PLAIN = frozenset(
+    {int, str, float, bool, bytes, type(None), decimal.Decimal, datetime.datetime,
+     datetime.date, datetime.time, uuid.UUID}
+)  # fmt: skip
 
 
 def _renders_as_sql(value: Any) -> bool:

@@ -66,7 +66,15 @@ class Plan:
     model, which may outlive the database.
     """
 
-    __slots__ = ("checked", "database", "fingerprint", "pk_converter", "query", "template")
+    __slots__ = (
+        "checked",
+        "database",
+        "fingerprint",
+        "layout",
+        "pk_converter",
+        "query",
+        "template",
+    )
 
     def __init__(
         self, db: Any, fingerprint: tuple[Any, ...], query: Any, template: Template | None
@@ -78,6 +86,8 @@ class Plan:
         self.checked = False  # compared once with peewee's own SQL (where a caller does)
         # Inserts returning just the primary key: how to read it (see _run_insert).
         self.pk_converter: Any = None
+        # Selects: the result columns and how rows are built (fast.rows.ModelRows).
+        self.layout: Any = None
 
 
 PLANS_MAX = 256
@@ -260,7 +270,7 @@ async def get_by_id(model: type[Any], db: Any, pk_value: Any) -> Any:
         return _MISSING
     cursor = await db.aexecute_sql(template.sql, params)
     try:
-        return model_rows(plan.query, cursor)[0]
+        return model_rows(plan.query, cursor, plan)[0]
     except IndexError:
         raise model.DoesNotExist(
             f"{model} instance matching query does not exist:\n"

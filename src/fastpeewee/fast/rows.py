@@ -36,7 +36,15 @@ from ..contracts.peewee import (
 )
 from .compiled import BoundedCache, is_own_field, model_cache, model_fingerprint
 
-__all__ = ["LAYOUTS_MAX", "NO_ROW", "ModelRows", "first_object", "layouts_of", "model_rows"]
+__all__ = [
+    "LAYOUTS_MAX",
+    "NO_ROW",
+    "ModelRows",
+    "first_object",
+    "layouts_of",
+    "model_rows",
+    "plain_model_columns",
+]
 
 _ACCESSORS = (peewee.FieldAccessor, peewee.ForeignKeyAccessor)
 _SAME_PYTHON: dict[Any, type] = {
@@ -174,14 +182,35 @@ def _shape_key(select: Any, model: Any, held: list[Any]) -> Hashable | None:
 
 
 class ModelRows(peewee.ModelObjectCursorWrapper):
-    """``ModelObjectCursorWrapper`` building model objects without ``__init__``."""
+    """``ModelObjectCursorWrapper`` building model objects without ``__init__``.
+
+    ``kept``: an object whose ``layout`` attribute keeps, for one compiled
+    statement (a plan, a prepared query), the result column names and what
+    :meth:`initialize` worked out for them; the model's layout cache and
+    fingerprint are then not consulted again for that statement.
+    """
 
     _plan: list[tuple[str, int, Any, type | None]] | None = None
+    _kept: Any = None
 
     def initialize(self) -> None:
+        names = tuple([d[0] for d in self.cursor.description or ()])
+        kept = self._kept
+        if kept is not None:
+            layout = kept.layout
+            if layout is not None and layout[0] == names:
+                vars(self).update(layout[1])
+                return
+            if self._initialize_from(names):
+                kept.layout = (names, self.layout_values())
+            return
+        self._initialize_from(names)
+
+    def _initialize_from(self, names: tuple[str, ...]) -> bool:
+        """Work the layout out for result columns ``names`` (or take it from the
+        model's cache); True when it depends on the select shape alone."""
         model = self.model
         select = self.select
-        names = tuple([d[0] for d in self.cursor.description or ()])
         layouts = layouts_of(model)
         fingerprint = model_fingerprint(model._meta)
         # Plain fields first: their key is their ids, quick to build.
@@ -193,10 +222,16 @@ class ModelRows(peewee.ModelObjectCursorWrapper):
             if layout is None or layout.fingerprint != fingerprint:
                 self._initialize()
                 if shape is not None:
-                    values = {name: getattr(self, name) for name in (*_SAVED, "_plan")}
-                    layouts.put((shape, names), _Layout(fingerprint, tuple(held), values))
-                return
+                    layout = _Layout(fingerprint, tuple(held), self.layout_values())
+                    layouts.put((shape, names), layout)
+                return shape is not None
         vars(self).update(layout.values)
+        return True
+
+    def layout_values(self) -> dict[str, Any]:
+        """What :meth:`initialize` worked out, to be put back on another wrapper of
+        the same select shape and result columns (``vars(w).update(...)``)."""
+        return {name: getattr(self, name) for name in (*_SAVED, "_plan")}
 
     def _initialize(self) -> None:
         super().initialize()
@@ -226,13 +261,20 @@ class ModelRows(peewee.ModelObjectCursorWrapper):
         return new_instance(self.model, data)
 
 
-def model_rows(query: Any, cursor: Any) -> Any:
-    """``query``'s cursor wrapper for ``cursor``: :class:`ModelRows` when it applies."""
-    columns = _one_plain_model(query)
+def model_rows(query: Any, cursor: Any, kept: Any = None) -> Any:
+    """``query``'s cursor wrapper for ``cursor``: :class:`ModelRows` when it applies.
+
+    ``kept``: see :class:`ModelRows` (the caller vouches that ``query`` is the
+    select its statement was compiled from, or one of the same shape).
+    """
+    columns = plain_model_columns(query)
     if columns is not None:
         # What peewee's _get_model_cursor_wrapper would wrap, without building it
         # (a mirror, pinned by tests/contracts).
-        return ModelRows(cursor, query.model, columns, query.model)
+        wrapper = ModelRows(cursor, query.model, columns, query.model)
+        if kept is not None:
+            wrapper._kept = kept
+        return wrapper
     wrapper = cursor_wrapper(query, cursor)
     if (
         type(wrapper) is peewee.ModelObjectCursorWrapper
@@ -243,7 +285,7 @@ def model_rows(query: Any, cursor: Any) -> Any:
     return wrapper
 
 
-def _one_plain_model(query: Any) -> Any:
+def plain_model_columns(query: Any) -> Any:
     """The selected columns of a plain ``ModelSelect`` of one model, no joins, rows as
     objects of a plain model; None for any other query."""
     if type(query) is not peewee.ModelSelect:
@@ -258,7 +300,7 @@ def _one_plain_model(query: Any) -> Any:
     return columns
 
 
-def first_object(query: Any, cursor: Any) -> Any:
+def first_object(query: Any, cursor: Any, kept: Any = None) -> Any:
     """The first row of ``cursor`` as ``query`` would wrap it, or :data:`NO_ROW`.
 
     What iterating the cursor wrapper gives first, without its row cache.
@@ -266,7 +308,7 @@ def first_object(query: Any, cursor: Any) -> Any:
     row = cursor.fetchone()
     if row is None:
         return NO_ROW
-    wrapper = model_rows(query, cursor)
+    wrapper = model_rows(query, cursor, kept)
     wrapper.initialize()
     return wrapper.process_row(row)
 

@@ -17,7 +17,7 @@ import peewee
 
 from ..contracts.peewee import set_cursor_wrapper, unexecuted_on
 from .rows import NO_ROW, first_object, model_rows
-from .shapes import first_row_sql, select_sql
+from .shapes import compiled_first_row, compiled_select
 
 __all__ = ["aexecute_select", "aget", "native"]
 
@@ -36,9 +36,9 @@ async def aexecute_select(db: Any, query: Any) -> Any:
 
     Mirrors ``BaseQuery._execute`` (pinned by tests/contracts).
     """
-    sql, params = select_sql(db, query)
+    sql, params, plan = compiled_select(db, query)
     cursor = await db.aexecute_sql(sql, params)
-    wrapper = model_rows(query, cursor)
+    wrapper = model_rows(query, cursor, plan)
     set_cursor_wrapper(query, wrapper)
     return wrapper
 
@@ -56,9 +56,9 @@ async def aget(db: Any, query: Any) -> Any:
     changes neither the columns nor the row type). Mirrors ``BaseModelSelect.get``
     (pinned by tests/contracts).
     """
-    sql, params = first_row_sql(db, query)
+    sql, params, plan = compiled_first_row(db, query)
     cursor = await db.aexecute_sql(sql, params)
-    found = first_object(query, cursor)
+    found = first_object(query, cursor, plan)
     if found is NO_ROW:
         clone = query.paginate(1, 1)
         sql, params = clone.sql()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import operator
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +31,10 @@ from ..contracts.peewee import ordering_parts, select_parts, with_select_parts
 from .compiled import Param, Uncompilable, is_own_field
 from .fastpath import Plan, plan_for
 
-__all__ = ["first_row_sql", "select_sql", "shape_of"]
+__all__ = ["compiled_first_row", "compiled_select", "first_row_sql", "select_sql", "shape_of"]
+
+Compiled = tuple[str, list[Any], Plan | None]
+"""SQL, parameters, and the checked plan they came from (None: built by peewee)."""
 
 _SCALARS = frozenset(
     {
@@ -100,6 +104,13 @@ def _bound(value: Any, values: list[Any]) -> bool:
     return True
 
 
+def _all_fields(selected: Any, fields: Any) -> bool:
+    """True when ``selected`` is the model's own field list, item for item (what
+    ``Model.select()`` selects): each is then a plain field of the model, bound
+    to it by peewee's ``Metadata.add_field``."""
+    return len(selected) == len(fields) and all(map(operator.is_, selected, fields))
+
+
 def shape_of(
     query: Any, page: tuple[int, int] | None = None
 ) -> tuple[tuple[Any, ...], list[Any]] | None:
@@ -115,9 +126,10 @@ def shape_of(
         return None
     where, order_by, query_limit, query_offset, selected, is_default = parts
     model = query.model
-    for field in selected:
-        if not is_own_field(field, model):
-            return None
+    if not _all_fields(selected, model._meta.sorted_fields):
+        for field in selected:
+            if not is_own_field(field, model):
+                return None
     columns = tuple(map(id, selected))
     values: list[Any] = []
     try:
@@ -169,33 +181,51 @@ def _render(db: Any, query: Any) -> tuple[str, list[Any]]:
 
 def select_sql(db: Any, query: Any) -> tuple[str, list[Any]]:
     """The SQL and parameters of ``query`` on ``db``, from the shape cache when it applies."""
-    return _cached(db, query, shape_of(query), lambda: query)
+    sql, params, _ = compiled_select(db, query)
+    return sql, params
 
 
 def first_row_sql(db: Any, query: Any) -> tuple[str, list[Any]]:
     """The SQL and parameters of ``query.paginate(1, 1)``, without cloning when cached."""
+    sql, params, _ = compiled_first_row(db, query)
+    return sql, params
+
+
+def compiled_select(db: Any, query: Any) -> Compiled:
+    """:func:`select_sql`, and the plan the SQL came from (its ``layout`` keeps how
+    rows are built, see :class:`~fastpeewee.fast.rows.ModelRows`)."""
+    return _cached(db, query, shape_of(query), lambda: query)
+
+
+def compiled_first_row(db: Any, query: Any) -> Compiled:
+    """:func:`first_row_sql`, and the plan the SQL came from."""
     return _cached(db, query, shape_of(query, (1, 0)), lambda: query.paginate(1, 1))
 
 
-def _cached(db: Any, query: Any, found: Any, actual: Callable[[], Any]) -> tuple[str, list[Any]]:
+def _rendered(db: Any, query: Any) -> Compiled:
+    sql, params = _render(db, query)
+    return sql, params, None
+
+
+def _cached(db: Any, query: Any, found: Any, actual: Callable[[], Any]) -> Compiled:
     if found is None:
-        return _render(db, actual())
+        return _rendered(db, actual())
     key, values = found
     limit, offset = key[5], key[6]
     plan = plan_for(
         query.model, db, key, lambda: _template_query(actual(), limit, offset), constants=True
     )
     if plan is None or plan.template is None:
-        return _render(db, actual())
+        return _rendered(db, actual())
     if not plan.checked:
         return _check(db, actual(), plan, values)
     params = plan.template.bind(values)
     if params is None:
-        return _render(db, actual())
-    return plan.template.sql, params
+        return _rendered(db, actual())
+    return plan.template.sql, params, plan
 
 
-def _check(db: Any, query: Any, plan: Plan, values: list[Any]) -> tuple[str, list[Any]]:
+def _check(db: Any, query: Any, plan: Plan, values: list[Any]) -> Compiled:
     """First use of a plan: keep it only if it reproduces peewee's SQL and parameters."""
     sql, params = _render(db, query)
     template = plan.template
@@ -203,4 +233,4 @@ def _check(db: Any, query: Any, plan: Plan, values: list[Any]) -> tuple[str, lis
     if template.sql != sql or not _same(template.bind(values), params):
         plan.template = None  # peewee renders this shape differently: never reuse it
     plan.checked = True
-    return sql, params
+    return sql, params, None
