@@ -22,6 +22,7 @@ SHORT = {
     "SQLAlchemy 2 async ORM": "SQLAlchemy",
     "Tortoise ORM": "Tortoise",
     "peewee (sync)": "peewee sync",
+    "fastpeewee prepared": "fp prepared",
 }
 BACKEND = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MariaDB"}
 

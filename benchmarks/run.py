@@ -222,6 +222,10 @@ def print_summary(payload: dict[str, Any], cells: list[Cell]) -> None:
         met = sum(line.startswith("met") for line in checked)
         print(f"\nIssue 15's targets ({met} of {len(checked)} met):")
         print("\n".join(f"  {line}" for line in checked))
+    reads = targets.prepared(payload)
+    if reads:
+        print("\nThe same reads with db.prepare (README: reaching the raw driver's speed):")
+        print("\n".join(f"  {line}" for line in reads))
     print(f"\nJSON: {payload['json']}")
 
 

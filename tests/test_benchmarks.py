@@ -208,6 +208,20 @@ def test_targets_three_backends_and_workers() -> None:
     assert len(lines) == 6
 
 
+def test_prepared_reads_are_reported_beside_the_targets() -> None:
+    """The db.prepare reads are shown against the usual calls' raw targets, never
+    counted as targets themselves (nor compared with the ORM peers)."""
+    results = [
+        _cell("postgres", "W1", "fastpeewee", 0.6),
+        _cell("postgres", "W1", "fastpeewee prepared", 0.9),
+        _cell("postgres", "W3", "fastpeewee prepared", 0.7),  # a write: not shown
+    ]
+    assert targets.prepared({"results": results}) == [
+        "PostgreSQL W1 fastpeewee prepared / raw asyncpg: 0.90 (the usual calls' target: >= 0.75)"
+    ]
+    assert not any("prepared" in line for line in targets.check({"results": results}))
+
+
 def test_http_table_has_workers_and_latency() -> None:
     def cell(app: str, workers: int, rps: float, ratio: float | None) -> dict[str, Any]:
         return {

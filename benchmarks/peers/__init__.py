@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from .base import Peer, Target
-from .peewee_family import FastPeewee, PwAsyncio, SyncPeewee
+from .peewee_family import FastPeewee, FastPeeweePrepared, PwAsyncio, SyncPeewee
 from .raw import RawAiosqlite, RawAsyncpg
 from .raw_mysql import RawAiomysql, RawAsyncmy
 from .sqlalchemy_orm import SqlAlchemyOrm
 from .tortoise_orm import TortoiseOrm
 
-ORM_PEERS: list[type[Peer]] = [FastPeewee, PwAsyncio, SqlAlchemyOrm, TortoiseOrm, SyncPeewee]
+# fastpeewee twice: its usual calls, then with db.prepare for the reads.
+ORM_PEERS: list[type[Peer]] = [
+    FastPeewee,
+    FastPeeweePrepared,
+    PwAsyncio,
+    SqlAlchemyOrm,
+    TortoiseOrm,
+    SyncPeewee,
+]
 
 
 def peers_for(target: Target) -> list[Peer]:
