@@ -7,6 +7,7 @@ import gc
 import sqlite3
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -52,10 +53,10 @@ async def test_an_error_reaches_the_caller_and_the_thread_goes_on():
     def fail() -> None:
         raise KeyError("boom")
 
-    fut = worker.submit(fail)
-    assert fut is not None
+    failing = worker.submit(fail)
+    assert failing is not None
     with pytest.raises(KeyError, match="boom"):
-        await fut
+        await failing
     fut = worker.submit(int, "7")
     assert fut is not None and await fut == 7
     worker.stop()
@@ -143,9 +144,9 @@ async def test_a_cancelled_connect_closes_what_it_opened(tmp_path, monkeypatch):
     from fastpeewee.backends import sqlite as backend
 
     opened: list[sqlite3.Connection] = []
-    real = backend.connect_sqlite
+    real: Any = backend.connect_sqlite  # type: ignore[attr-defined]
 
-    def slow_connect(db: object) -> sqlite3.Connection:
+    def slow_connect(db: Any) -> sqlite3.Connection:
         time.sleep(0.2)  # in the worker thread: the acquire is cancelled meanwhile
         raw = real(db)
         opened.append(raw)
