@@ -51,11 +51,14 @@ class Worker:
         self._stopped = False
         self._thread: threading.Thread | None = None
 
-    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T] | None:
+    def submit(
+        self, fn: Callable[..., T], *args: Any, future: asyncio.Future[T] | None = None
+    ) -> asyncio.Future[T] | None:
         """Run ``fn(*args)`` in the thread; a future of the running loop for its
-        outcome, or None once :meth:`stop` was called (nothing was queued)."""
+        outcome (``future`` if given), or None once :meth:`stop` was called
+        (nothing was queued)."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
+        fut: asyncio.Future[T] = loop.create_future() if future is None else future
         with self._lock:
             if self._stopped:
                 return None
