@@ -269,3 +269,33 @@ async def test_an_empty_atomic_commits_cleanly(db):
             pass
     await User.acreate(username="after")
     assert await names(db) == ["after"]
+
+
+LONG = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000) "
+    "SELECT count(*) FROM c"
+)
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+async def test_a_cancelled_worker_statement_is_interrupted_and_waited_for(db, how):
+    pool = db._async_pool_get()
+    begun = time.monotonic()
+    if how == "timeout":
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await db.aexecute_sql(LONG)  # too long inline: runs in the worker
+    else:
+        task = asyncio.ensure_future(db.aexecute_sql(LONG))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        task.cancel()  # twice: still one interrupt, still waited for
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert time.monotonic() - begun < 1.0  # interrupted: the statement takes seconds
+    # The CancelledError came only once the worker had returned: nothing runs.
+    conns = list(pool._idle) + list(pool._in_use)
+    assert conns and not any(c._running for c in conns)
+    await settle(db)
+    assert_no_leaks(db)
+    assert (await db.aexecute_sql("SELECT count(*) FROM user")).fetchone()[0] == 0
