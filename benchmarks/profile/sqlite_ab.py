@@ -13,18 +13,23 @@ aiosqlite (one ``execute_fetchall`` hop) and plain sync peewee, on one WAL file.
 Variants alternate within every round (in a shuffled order); prints the median
 µs/op of each and its ratio to raw aiosqlite and to sync peewee. W1: get by
 pk; W3: one autocommit insert; W5: get, update, insert in ``atomic()``; W6:
-200 tasks x 20 gets under ``async with db`` (µs per get).
+200 tasks x 20 gets under ``async with db`` (µs per get). ``--nosync`` turns
+fsync off for every variant, leaving the libraries' own costs (W3, W5).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import importlib
+import pstats
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,11 +47,30 @@ from benchmarks.schema import ROWS, fill, make_row  # noqa: E402
 OPS = {"W1": 2000, "W3": 400, "W5": 300, "W6": 1}
 
 
+NOSYNC = False  # --nosync: PRAGMA synchronous = OFF everywhere (no fsync noise)
+
+
 class Variant(FastPeewee):
     module: Any = None
 
     def make_database(self) -> Any:
-        return self.module.AsyncSqliteDatabase(self.target.path, pool_size=10)
+        pragmas = {"synchronous": "off"} if NOSYNC else {}
+        return self.module.AsyncSqliteDatabase(self.target.path, pool_size=10, pragmas=pragmas)
+
+
+class Raw(RawAiosqlite):
+    async def _connect(self) -> Any:
+        conn = await super()._connect()
+        if NOSYNC:
+            await conn.execute("PRAGMA synchronous = OFF")
+        return conn
+
+
+class Sync(SyncPeewee):
+    async def setup(self) -> None:
+        await super().setup()
+        if NOSYNC:
+            self.db._pragmas = [("synchronous", "off")]
 
 
 def variant(name: str, module: Any) -> type[Variant]:
@@ -81,19 +105,56 @@ async def run_op(peer: Any, workload: str, n: int) -> float:
     return (time.perf_counter() - t) / 4000 * 1e6
 
 
+COUNTS = {"loop": 0, "worker": 0}
+_connect = sqlite3.connect
+
+
+def _counting_connect(*args: Any, **kwargs: Any) -> Any:
+    """sqlite3.connect, counting the statements each connection runs, by thread."""
+    conn = _connect(*args, **kwargs)
+
+    def count(sql: str) -> None:
+        where = "loop" if threading.current_thread() is threading.main_thread() else "worker"
+        COUNTS[where] += 1
+
+    conn.set_trace_callback(count)
+    return conn
+
+
+async def counts(peer: Any, workload: str) -> str:
+    """Deterministic: Python calls (cProfile), statements on the loop and in threads."""
+    n = {"W1": 500, "W3": 200, "W5": 200, "W6": 1}[workload]
+    per = 4000 if workload == "W6" else n
+    await run_op(peer, workload, n)  # warm
+    COUNTS.update(loop=0, worker=0)
+    profile = cProfile.Profile()
+    profile.enable()
+    await run_op(peer, workload, n)
+    profile.disable()
+    calls = pstats.Stats(profile).total_calls / per  # type: ignore[attr-defined]
+    loop, worker = COUNTS["loop"] / per, COUNTS["worker"] / per
+    return f"{calls:7.1f} calls  {loop:4.2f} stmts on loop  {worker:4.2f} in threads"
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", default="")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--only", default="W1,W3,W5,W6")
+    parser.add_argument("--nosync", action="store_true")
+    parser.add_argument("--counts", action="store_true", help="calls and statements per op")
     args = parser.parse_args()
+    if args.counts:
+        sqlite3.connect = _counting_connect  # type: ignore[assignment]
+    global NOSYNC
+    NOSYNC = args.nosync
     import fastpeewee
 
     peers_cls: list[Any] = [variant("new", fastpeewee)]
     if args.base:
         sys.path.insert(0, args.base)
         peers_cls.append(variant("base", importlib.import_module("fastpeewee_base")))
-    peers_cls += [RawAiosqlite, SyncPeewee]
+    peers_cls += [Raw, Sync]
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/bench.db"
         fill(peewee.SqliteDatabase(path))
@@ -102,6 +163,13 @@ async def main() -> None:
         for p in peers:
             await p.setup()
         workloads = args.only.split(",")
+        if args.counts:
+            for w in workloads:
+                for p in peers:
+                    print(f"{w:4} {p.name:<15} {await counts(p, w)}")
+            for p in peers:
+                await p.teardown()
+            return
         times: dict[tuple[str, str], list[float]] = {}
         for w in workloads:  # warm-up
             for p in peers:
