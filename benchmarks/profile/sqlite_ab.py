@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.peers.base import Target  # noqa: E402
 from benchmarks.peers.peewee_family import FastPeewee, SyncPeewee  # noqa: E402
 from benchmarks.peers.raw import RawAiosqlite  # noqa: E402
-from benchmarks.schema import ROWS, fill, make_row  # noqa: E402
+from benchmarks.schema import BULK_TABLE, ROWS, fill, make_row  # noqa: E402
 
-OPS = {"W1": 2000, "W3": 400, "W5": 300, "W6": 1}
+OPS = {"W1": 2000, "W3": 400, "W4": 3, "W5": 300, "W6": 1}
 
 
 NOSYNC = False  # --nosync: PRAGMA synchronous = OFF everywhere (no fsync noise)
@@ -92,6 +92,16 @@ async def run_op(peer: Any, workload: str, n: int) -> float:
         for row in rows:
             await peer.insert(row)
         return (time.perf_counter() - t) / n * 1e6
+    if workload == "W4":  # µs per 10,000-row bulk insert
+        rows = [make_row(i) for i in range(ROWS)]
+        spent = 0.0
+        for _ in range(n):
+            with sqlite3.connect(peer.target.path) as conn:
+                conn.execute(f"DELETE FROM {BULK_TABLE}")
+            t = time.perf_counter()
+            await peer.bulk(rows)
+            spent += time.perf_counter() - t
+        return spent / n * 1e6
     if workload == "W5":
         rows = [make_row(i) for i in range(n)]
         pks = [rng.randint(1, ROWS) for _ in range(n)]
@@ -123,7 +133,7 @@ def _counting_connect(*args: Any, **kwargs: Any) -> Any:
 
 async def counts(peer: Any, workload: str) -> str:
     """Deterministic: Python calls (cProfile), statements on the loop and in threads."""
-    n = {"W1": 500, "W3": 200, "W5": 200, "W6": 1}[workload]
+    n = {"W1": 500, "W3": 200, "W4": 1, "W5": 200, "W6": 1}[workload]
     per = 4000 if workload == "W6" else n
     await run_op(peer, workload, n)  # warm
     COUNTS.update(loop=0, worker=0)
