@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import peewee
@@ -16,6 +15,7 @@ import peewee
 from ..contracts.peewee import connect_sqlite, has_user_functions, sqlite_lock_type
 from ..database import AsyncDatabase
 from ..drivers.sqlite import SqliteConnection
+from ..drivers.worker import Worker
 from ..errors import translate_errors
 from ..pool import Pool
 
@@ -77,21 +77,38 @@ class AsyncSqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
         if memory:
             # Each connection to :memory: is its own empty database: use one.
             config = dataclasses.replace(config, pool_size=1, pool_min_size=1)
-        executor = ThreadPoolExecutor(config.pool_size, thread_name_prefix="fastpeewee-sqlite")
+        name = "fastpeewee-sqlite"
+
+        def opened(worker: Worker) -> SqliteConnection:
+            try:
+                with translate_errors():
+                    raw = connect_sqlite(self)
+                    return SqliteConnection(raw, worker, self._reads_inline, memory)
+            except BaseException:
+                worker.stop()
+                raise
 
         def open_sync(timeout: float) -> SqliteConnection:
-            with translate_errors():
-                return SqliteConnection(connect_sqlite(self), executor, self._reads_inline, memory)
+            return opened(Worker(name))  # its thread starts with a task's first statement
 
         async def open_async(timeout: float) -> SqliteConnection:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(executor, open_sync, timeout)
+            # Opened by the thread that will run its statements.
+            worker = Worker(name)
+            fut = worker.submit(opened, worker)
+            assert fut is not None  # a new worker refuses nothing
+            try:
+                return await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                fut.add_done_callback(_close_unclaimed)  # opened for nobody
+                raise
 
         pool: Pool[SqliteConnection] = Pool(
-            self._pool_name(),
-            config,
-            open_sync=open_sync,
-            open_async=open_async,
-            on_close=lambda: executor.shutdown(wait=False),
+            self._pool_name(), config, open_sync=open_sync, open_async=open_async
         )
         return pool
+
+
+def _close_unclaimed(fut: asyncio.Future[SqliteConnection]) -> None:
+    """Close a connection opened for an acquire that was cancelled meanwhile."""
+    if not fut.cancelled() and fut.exception() is None:
+        fut.result().close()

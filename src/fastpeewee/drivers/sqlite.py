@@ -2,11 +2,19 @@
 
 One pool of ``sqlite3`` connections serves both worlds: a thread runs its
 statement directly, a task sends the whole statement (execute, fetch, close)
-to a worker thread in one hop; a task's SELECT is first tried on the loop
-thread itself, within a 2 ms budget and without waiting for locks. A
-``:memory:`` database is one connection, so sync and async code see the same
-tables. A wait for a lock is spent in short slices, so that a cancelled task or
-a closing pool ends it; a connection whose file was replaced is never reused.
+to the connection's own worker thread (:class:`~fastpeewee.drivers.worker.Worker`)
+in one hop; a task's SELECT is first tried on the loop thread itself, within a
+2 ms budget and without waiting for locks, and so is a plain ``BEGIN`` (or
+``SAVEPOINT``), which takes no lock. A ``:memory:`` database is one
+connection, so sync and async code see the same tables. A wait for a lock is
+spent in short slices, so that a cancelled task or a closing pool ends it; a
+connection whose file was replaced is never reused.
+
+SQLite's busy timeout is switched only when the kind of statement changes:
+0 for reads on the loop thread (a locked file makes them fail at once, and a
+worker reruns them), one slice (:data:`BUSY_SLICE_MS`) for statements that may
+wait. The connection remembers which is set, so a run of inline reads (or of
+writes) pays no ``PRAGMA`` at all.
 """
 
 from __future__ import annotations
@@ -17,11 +25,11 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ..cursor import Cursor, StreamCursor
 from .base import Connection, Params
+from .worker import Worker
 
 __all__ = ["INLINE_BUDGET", "SqliteConnection"]
 
@@ -59,25 +67,26 @@ class SqliteConnection(Connection):
     __slots__ = (
         "_busy_timeout",
         "_closing",
-        "_executor",
         "_file",
         "_identity",
         "_inline_ok",
+        "_raw_busy_ms",
         "_running",
         "_slice_ms",
         "_stop",
         "_whole_database",
+        "_worker",
     )
 
     def __init__(
         self,
         raw: sqlite3.Connection,
-        executor: ThreadPoolExecutor,
+        worker: Worker,
         inline_ok: Callable[[], bool] = lambda: False,
         whole_database: bool = False,
     ) -> None:
         super().__init__(raw)
-        self._executor = executor
+        self._worker = worker  # runs this connection's statements for tasks
         self._inline_ok = inline_ok
         # ":memory:": this one connection is the database, so it is never
         # closed for having changed its session (there is no other to share it).
@@ -87,6 +96,7 @@ class SqliteConnection(Connection):
         self._stop = False  # interrupted: stop waiting for a lock, run nothing more
         self._busy_timeout = 0.0  # seconds a statement may wait for a lock in all
         self._slice_ms = 0  # of which SQLite's busy handler waits this much at a time
+        self._raw_busy_ms: int | None = None  # what SQLite has now (None: unknown)
         try:
             self._set_busy_timeout(int(raw.execute("PRAGMA busy_timeout").fetchone()[0]))
             self._file, self._identity = _file_identity(raw)
@@ -147,6 +157,7 @@ class SqliteConnection(Connection):
             self.interrupt()
         else:
             self.raw.close()
+        self._worker.stop()  # after what it was given: a running statement closes the link
 
     def interrupt(self) -> None:
         """Stop the running statement, or its wait for a lock, as soon as possible."""
@@ -220,6 +231,7 @@ class SqliteConnection(Connection):
         once is passed on, as SQLite would: a read transaction that wants to
         write while another connection writes would deadlock by waiting.
         """
+        self._busy_ms(self._slice_ms)  # an inline read before may have left 0
         begun = attempt = time.monotonic()
         while True:
             try:
@@ -237,15 +249,24 @@ class SqliteConnection(Connection):
                     raise sqlite3.OperationalError("interrupted") from exc
                 attempt = now
 
+    def _busy_ms(self, ms: int) -> None:
+        """Give SQLite's busy handler ``ms``, unless that is what it has already."""
+        if self._raw_busy_ms != ms:
+            self._raw_busy_ms = None  # unknown should the PRAGMA fail halfway
+            self.raw.execute(f"PRAGMA busy_timeout = {ms}")
+            self._raw_busy_ms = ms
+
     def _set_busy_timeout(self, ms: int) -> None:
         """Make ``ms`` the budget of a wait for a lock; SQLite gets one slice of it."""
         self._busy_timeout = ms / 1000
         self._slice_ms = min(ms, BUSY_SLICE_MS)
-        self.raw.execute(f"PRAGMA busy_timeout = {self._slice_ms}")
+        self._raw_busy_ms = None  # the caller may have set anything: set it again
+        self._busy_ms(self._slice_ms)
 
     def _busy_timeout_pragma(self, sql: str, params: Params) -> Cursor:
         """Run a PRAGMA that reads or sets busy_timeout against the configured value."""
         raw = self.raw
+        self._raw_busy_ms = None  # from here on, whatever the PRAGMA leaves
         raw.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout * 1000)}")
         try:
             return self._execute(sql, params)
@@ -255,10 +276,17 @@ class SqliteConnection(Connection):
     # -- tasks --------------------------------------------------------------
 
     async def aexecute(self, sql: str, params: Params) -> Cursor:
-        if sql.startswith("SELECT") and self._inline_ok():
-            cursor = self._inline(sql, params)
-            if cursor is not None:
-                return cursor
+        if sql.startswith("SELECT"):
+            if self._inline_ok():
+                cursor = self._inline(sql, params)
+                if cursor is not None:
+                    return cursor
+        elif (sql == "BEGIN" or sql.startswith("SAVEPOINT ")) and self._inline_ok():
+            # On the loop thread too: a deferred BEGIN (or a SAVEPOINT, which
+            # begins one outside a transaction) only leaves autocommit; SQLite
+            # takes a lock, and touches the file, at the first read or write.
+            self._stop = False
+            return self._guarded(self._execute, sql, params)
         return await self._offload(self._statement, sql, params)
 
     def _inline(self, sql: str, params: Params) -> Cursor | None:
@@ -273,16 +301,16 @@ class SqliteConnection(Connection):
 
     def _try_inline(self, sql: str, params: Params) -> Cursor:
         raw = self.raw
-        # busy_timeout first: the progress handler could otherwise interrupt
-        # this PRAGMA itself (its VM steps count towards the handler's period).
-        raw.execute("PRAGMA busy_timeout = 0")
+        # No waiting for a lock on the loop: 0 stays set until a statement that
+        # may wait (_patiently) sets a slice again. Before the progress handler,
+        # which could otherwise interrupt this PRAGMA itself.
+        self._busy_ms(0)
         deadline = time.perf_counter() + INLINE_BUDGET
         raw.set_progress_handler(lambda: time.perf_counter() > deadline, 1000)
         try:
             return self._execute(sql, params)
         finally:
             raw.set_progress_handler(None, 0)
-            raw.execute(f"PRAGMA busy_timeout = {self._slice_ms}")
 
     async def aexecutemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
         return await self._offload(self._patiently, self._executemany, sql, rows)
@@ -318,21 +346,23 @@ class SqliteConnection(Connection):
         *args: Any,
         abandoned: Callable[[T], object] | None = None,
     ) -> T:
-        """Run ``fn`` in a worker thread; on cancellation interrupt it and wait for it.
+        """Run ``fn`` in the worker thread; on cancellation interrupt it and wait for it.
 
         ``abandoned`` undoes a result that a cancelled caller will never see.
         """
         self._stop = False
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._executor, self._guarded, fn, *args)
+        fut: _Running[T] = _Running(self)
+        if self._worker.submit(self._guarded, fn, *args, future=fut) is None:
+            return self._guarded(fn, *args)  # closed: refused at once, SQLite untouched
         try:
-            return await asyncio.shield(fut)
+            # A cancellation of the caller does not cancel fut (see _Running):
+            # it interrupts the statement, and arrives here once fut is done.
+            return await fut
         except asyncio.CancelledError:
-            # The worker keeps running a cancelled statement: stop it, and keep
-            # the connection out of the pool until it is really idle again.
-            await self._settle(fut)
-            if abandoned is not None:
-                self._undo(fut, abandoned)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # retrieved: no "exception was never retrieved" noise
+                if abandoned is not None:
+                    self._undo(fut, abandoned)
             raise
 
     def _undo(self, fut: asyncio.Future[T], abandoned: Callable[[T], object]) -> None:
@@ -343,16 +373,34 @@ class SqliteConnection(Connection):
         with contextlib.suppress(sqlite3.Error):
             self._guarded(abandoned, fut.result())
 
-    async def _settle(self, fut: asyncio.Future[Any]) -> None:
-        """Interrupt the worker's statement until it has returned; never blocks the loop."""
-        while not fut.done():
-            self.interrupt()  # again each round: one sent before the statement began is lost
-            try:
-                await asyncio.wait([fut], timeout=SETTLE_POLL)
-            except asyncio.CancelledError:
-                continue  # the worker returns promptly once interrupted
-        if not fut.cancelled():
-            fut.exception()  # retrieved: no "exception was never retrieved" noise
+
+class _Running(asyncio.Future[T]):
+    """The outcome of a statement in the worker thread, which cancelling cannot abandon.
+
+    ``cancel()`` (what ``task.cancel()`` and ``asyncio.timeout`` call on the
+    future a task waits for) interrupts the statement instead, again every
+    :data:`SETTLE_POLL` seconds until it returned (an interrupt sent before
+    the statement began is lost), and refuses: the task then gets its
+    ``CancelledError`` once the worker is done, so the connection never goes
+    back while a statement runs on it. Cheaper than ``asyncio.shield``, which
+    costs the awaiting task one more turn of the loop on every statement.
+    """
+
+    def __init__(self, conn: SqliteConnection) -> None:
+        super().__init__()
+        self._conn = conn
+        self._again: asyncio.TimerHandle | None = None
+
+    def cancel(self, msg: Any = None) -> bool:
+        if not self.done():
+            self._conn.interrupt()
+            if self._again is None:
+                self._again = self.get_loop().call_later(SETTLE_POLL, self._interrupt_again)
+        return False
+
+    def _interrupt_again(self) -> None:
+        self._again = None
+        self.cancel()
 
 
 def _file_identity(raw: sqlite3.Connection) -> tuple[str | None, tuple[int, int] | None]:
