@@ -47,7 +47,7 @@ class AsyncModelMixin:
     async def acreate(cls: type[M], **query: Any) -> M:
         """``Model.create`` awaited."""
         db = _database_of(cls)
-        if not fast.enabled(db) or fastpath.overrides(cls, "create") or not fastpath.can_save(cls):
+        if not fast.enabled(db) or not fastpath.can_create(cls):
             return await db.run(cls.create, **query)  # type: ignore[attr-defined]
         inst = cls(**query)
         await fastpath.save(inst, db, True, None)

@@ -79,7 +79,10 @@ class async_atomic(_AsyncTransactionMixin, TRANSACTION_HELPERS.atomic):  # type:
         stack = _stack(db)
         if not stack:
             args, kwargs = atomic_transaction_args(self)
-            self._helper = db.transaction(*args, **kwargs)
+            helper = self._helper = db.transaction(*args, **kwargs)
+            if type(helper).__aenter__ is async_transaction.__aenter__:
+                # The stack was just found empty, with no await since: BEGIN at once.
+                return await helper._aopen()
         elif isinstance(stack[-1], TRANSACTION_HELPERS.manual):
             raise ValueError("Cannot enter atomic commit block while in manual commit mode.")
         else:
@@ -110,8 +113,15 @@ class async_transaction(_AsyncTransactionMixin, TRANSACTION_HELPERS.transaction)
     """``db.transaction()``: a transaction; nested ones join the outer one."""
 
     async def __aenter__(self) -> Any:
-        if not _stack(self.db):
-            await self._abegin()
+        stack = _stack(self.db)
+        if not stack:
+            return await self._aopen()
+        stack.append(self)  # no await since the stack was resolved: still this task's
+        return self
+
+    async def _aopen(self) -> Any:
+        """Enter as the outermost block: BEGIN, then join the stack."""
+        await self._abegin()
         # Resolved again: in a db.scope() block, BEGIN gives this task a state of its own.
         _stack(self.db).append(self)
         return self

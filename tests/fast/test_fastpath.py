@@ -12,6 +12,7 @@ from fastpeewee import AsyncModel, AsyncSqliteDatabase
 from fastpeewee.fast import fastpath
 
 from ..conftest import make_database
+from ..harness import Outside
 from ..models import Tweet, User
 
 
@@ -146,6 +147,50 @@ async def test_overridden_save_is_still_called(db):
         assert calls == ["a", "b"]
     finally:
         await db.adrop_tables([Audited])
+
+
+@pytest.mark.parametrize("where", ["model", "base"])
+@pytest.mark.parametrize("name", ["create", "save", "insert", "update", "_pk_expr"])
+async def test_methods_patched_at_run_time_are_noticed(db, where, name, monkeypatch):
+    """acreate / asave look the methods up at every call: a method patched on the
+    model (or on a base class) after fast-path calls takes effect on the next one."""
+
+    class Base(AsyncModel):
+        pass
+
+    class Patched(Base):
+        name = peewee.CharField()
+
+        class Meta:
+            database = db
+
+    await db.acreate_tables([Patched])
+    try:
+        first = await Patched.acreate(name="a")  # fast path: plans compiled and cached
+        first.name = "b"
+        await first.asave()
+        calls: list[str] = []
+        original = getattr(peewee.Model, name)
+        func = getattr(original, "__func__", original)
+
+        def spy(self_or_cls: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return func(self_or_cls, *args, **kwargs)
+
+        patched = classmethod(spy) if hasattr(original, "__func__") else spy
+        monkeypatch.setattr(Patched if where == "model" else Base, name, patched, raising=False)
+        second = await Patched.acreate(name="c")
+        second.name = "d"
+        await second.asave()
+        assert calls, f"patched {name} on the {where} was not called"
+        outside = Outside(db)
+        try:
+            rows = outside.query(f"SELECT name FROM {Patched._meta.table_name} ORDER BY id")
+        finally:
+            outside.close()
+        assert [r[0] for r in rows] == ["b", "d"]
+    finally:
+        await db.adrop_tables([Patched])
 
 
 async def test_added_and_renamed_fields_recompile(db):

@@ -53,7 +53,17 @@ from .compiled import (
 )
 from .rows import model_rows
 
-__all__ = ["MISSING", "PLANS_MAX", "Plan", "can_save", "get_by_id", "plan_for", "plans_of", "save"]
+__all__ = [
+    "MISSING",
+    "PLANS_MAX",
+    "Plan",
+    "can_create",
+    "can_save",
+    "get_by_id",
+    "plan_for",
+    "plans_of",
+    "save",
+]
 
 _UNSAFE_KEYS = (peewee.Node, list, tuple, set, frozenset, dict)
 _PK = ("fastpeewee", "pk")  # the primary key's placeholder name: no field can have it
@@ -110,15 +120,23 @@ def plain_pk(model: type[Any]) -> Any:
 
 
 def overrides(model: type[Any], *names: str) -> bool:
-    """True when ``model`` replaces any of peewee's ``Model`` methods ``names``."""
-    base = peewee.Model.__dict__
+    """True when ``model`` replaces any of peewee's ``Model`` methods ``names``.
+
+    Looked up afresh at every call (no cache), so a method patched at run time
+    on the model or any of its bases is noticed at once.
+    """
+    base = _MODEL_DICT
     for name in names:
         attr = base[name]
-        func = getattr(attr, "__func__", attr)
         mine = getattr(model, name)
-        if getattr(mine, "__func__", mine) is not func:
+        if getattr(mine, "__func__", mine) is not getattr(attr, "__func__", attr):
             return True
     return False
+
+
+_MODEL_DICT = peewee.Model.__dict__  # a live view: patches of peewee.Model show through
+_SAVE_NAMES = ("save", *SAVE_STEP_METHODS, "insert", "update")
+_CREATE_NAMES = ("create", *_SAVE_NAMES)
 
 
 def plan_for(
@@ -188,9 +206,17 @@ def _values_ok(model: type[Any], field_dict: dict[str, Any]) -> bool:
     return True
 
 
-def insert_plan(model: type[Any], db: Any, field_dict: dict[str, Any]) -> Plan | None:
-    """Plan for ``Model.insert(**field_dict).execute()`` (as ``save`` sends it)."""
-    if not field_dict or not _values_ok(model, field_dict) or overrides(model, "insert"):
+def insert_plan(
+    model: type[Any], db: Any, field_dict: dict[str, Any], checked: bool = False
+) -> Plan | None:
+    """Plan for ``Model.insert(**field_dict).execute()`` (as ``save`` sends it).
+
+    ``checked``: the caller already made sure ``insert`` is peewee's own
+    (:func:`can_save` did).
+    """
+    if not field_dict or not _values_ok(model, field_dict):
+        return None
+    if not checked and overrides(model, "insert"):
         return None
     names = tuple(field_dict)
     fields = model._meta.fields
@@ -230,12 +256,18 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def update_plan(model: type[Any], db: Any, field_dict: dict[str, Any]) -> Plan | None:
-    """Plan for ``self.update(**field_dict).where(<pk> == <value>)`` (as ``save`` sends it)."""
+def update_plan(
+    model: type[Any], db: Any, field_dict: dict[str, Any], checked: bool = False
+) -> Plan | None:
+    """Plan for ``self.update(**field_dict).where(<pk> == <value>)`` (as ``save`` sends it).
+
+    ``checked``: the caller already made sure ``update`` is peewee's own
+    (:func:`can_save` did); ``_pk_expr`` is checked here either way.
+    """
     pk = plain_pk(model)
     if pk is None or not field_dict or not _values_ok(model, field_dict):
         return None
-    if overrides(model, "update", PK_EXPR_METHOD):
+    if overrides(model, PK_EXPR_METHOD) if checked else overrides(model, "update", PK_EXPR_METHOD):
         return None
     names = tuple(field_dict)
     fields = model._meta.fields
@@ -286,7 +318,7 @@ def _bind(plan: Plan | None, values: dict[Any, Any]) -> tuple[str, list[Any]] | 
 
 
 async def _run_insert(inst: Any, db: Any, field_dict: dict[str, Any]) -> Any:
-    plan = insert_plan(type(inst), db, field_dict)
+    plan = insert_plan(type(inst), db, field_dict, True)  # save: can_save checked
     bound = _bind(plan, field_dict)
     if plan is None or bound is None:
         return await db.run(lambda: inst.insert(**field_dict).execute())
@@ -303,7 +335,7 @@ async def _run_insert(inst: Any, db: Any, field_dict: dict[str, Any]) -> Any:
 
 
 async def _run_update(inst: Any, db: Any, field_dict: dict[str, Any]) -> Any:
-    plan = update_plan(type(inst), db, field_dict)
+    plan = update_plan(type(inst), db, field_dict, True)  # save: can_save checked
     bound = _bind(plan, {**field_dict, _PK: get_pk(inst)})
     if plan is None or bound is None:
         return await db.run(lambda: inst.update(**field_dict).where(pk_expr(inst)).execute())
@@ -313,7 +345,13 @@ async def _run_update(inst: Any, db: Any, field_dict: dict[str, Any]) -> Any:
 
 def can_save(model: type[Any]) -> bool:
     """True when ``save`` is peewee's own, so :func:`save` may stand in for it."""
-    return not overrides(model, "save", *SAVE_STEP_METHODS, "insert", "update")
+    return not overrides(model, *_SAVE_NAMES)
+
+
+def can_create(model: type[Any]) -> bool:
+    """True when ``create`` and ``save`` are peewee's own: ``acreate`` may build the
+    instance and run :func:`save` (one pass over the methods, not two)."""
+    return not overrides(model, *_CREATE_NAMES)
 
 
 async def save(inst: Any, db: Any, force_insert: bool, only: Any) -> Any:
