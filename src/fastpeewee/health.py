@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import peewee
 
+from .drivers.retry import failed_before_sending
 from .errors import BRIDGE_HINT, MissingGreenletBridge, translate_errors
 
 if TYPE_CHECKING:
@@ -40,8 +41,17 @@ async def aping(db: AsyncDatabase, timeout: float | None = None) -> float:
             pool = db._async_pool_get()
             conn = await pool.aacquire()
             try:
-                with translate_errors():
-                    await conn.aping()
+                try:
+                    with translate_errors():
+                        await conn.aping()
+                except Exception as exc:
+                    if not failed_before_sending(exc):
+                        raise
+                    # An idle connection the server had ended, found only now:
+                    # the ping never left; once more, on a connection opened now.
+                    conn = await pool.areplace(conn)
+                    with translate_errors():
+                        await conn.aping()
             except BaseException:
                 pool.discard(conn)  # interrupted or failed: its state is unknown
                 raise

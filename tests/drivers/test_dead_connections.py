@@ -268,6 +268,26 @@ async def test_command_refused_after_an_unread_fatal_may_retry(backend, request,
             pool.release(conn)
 
 
+@pytest.mark.backends("postgres")
+async def test_aping_after_an_unread_fatal_pings_a_fresh_connection(backend, request, side):
+    # db.aping() takes the idle connection whose FATAL asyncpg has read (the
+    # close held back): its ping is refused before sending, so a readiness
+    # probe must not fail on it; the ping runs once more on a new connection.
+    server = _server(backend, request)
+    async with proxied_database(server, backend, pool_size=1, check_idle_after=3600.0) as (
+        db,
+        proxy,
+    ):
+        (pid,) = await warm(db, backend, 1)
+        proxy.hold_eof()
+        await asyncio.to_thread(side.kill, [pid])
+        await asyncio.sleep(0.1)
+        assert await db.aping(timeout=5.0) >= 0
+        stats = db.pool_stats()[0]
+        assert (stats.size, stats.in_use, stats.closed) == (1, 0, 1), stats
+        assert (await db.aexecute_sql(PID[backend])).fetchone()[0] != pid
+
+
 async def test_replace_keeps_the_slot_for_a_new_connection(db, backend):
     # The slot of the dead connection goes to its replacement, not to a
     # waiter: the retry never queues behind callers that came later.

@@ -13,18 +13,34 @@ from fastpeewee.locks import lock_key, mysql_lock_name
 from ..conftest import assert_no_leaks, settle
 from ..harness import Outside
 
+#: The ``application_name`` of the PostgreSQL databases these helpers count
+#: sessions of: the test PgBouncer of another module keeps idle server
+#: sessions on the same database (``server_idle_timeout``), which are no
+#: leak of the database under test.
+TAG = "fastpeewee-under-test"
+
+
+def tagged(backend: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` for a database whose sessions :func:`server_sessions` counts."""
+    if backend != "postgres":
+        return options
+    # application_name reaches psycopg (threads); server_settings asyncpg (tasks).
+    return {**options, "application_name": TAG, "server_settings": {"application_name": TAG}}
+
 
 def server_sessions(outside: Outside) -> int:
     """Client sessions the server has open, the observer's own excepted (SQLite: -1).
 
     Every session counts, those still authenticating included: a connect
-    abandoned half-way and never closed shows here, and in no pool.
+    abandoned half-way and never closed shows here, and in no pool. On
+    PostgreSQL only the database's made with :func:`tagged` options count.
     """
     if outside.kind == "postgres":
         rows = outside.query(
             "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend' AND (datname = ? OR datname IS NULL)",
-            (outside.db.database,),
+            "AND backend_type = 'client backend' "
+            "AND ((datname = ? AND application_name = ?) OR datname IS NULL)",
+            (outside.db.database, TAG),
         )
     elif outside.kind == "mysql":
         rows = outside.query(

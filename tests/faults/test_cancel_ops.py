@@ -33,7 +33,7 @@ from ..harness import (
     insert,
     ledger_database,
 )
-from .ops import columns, lock_is_free, sessions_match_pools, wait_lock_free
+from .ops import columns, lock_is_free, sessions_match_pools, tagged, wait_lock_free
 
 _tags = itertools.count()
 
@@ -44,7 +44,10 @@ async def env(backend, request, tmp_path) -> AsyncIterator[tuple[Any, Outside]]:
     if backend == "sqlite":  # no fsync per commit: hundreds of runs per test
         options["pragmas"] = {"journal_mode": "wal", "synchronous": "off"}
         options["timeout"] = 2.0
-    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
+    async with ledger_database(backend, request, tmp_path, **tagged(backend, options)) as (
+        db,
+        outside,
+    ):
         yield db, outside
 
 

@@ -28,7 +28,7 @@ from fastpeewee import LockTimeout, alock, lock, readiness
 from ..conftest import assert_no_leaks, settle
 from ..harness import check_invariants, insert, insert_sync, ledger_database
 from ..proxy import proxied_database
-from .ops import kill_all, lock_is_free, sessions_match_pools, wait_lock_free
+from .ops import kill_all, lock_is_free, sessions_match_pools, tagged, wait_lock_free
 
 SERVERS = {"postgres": "postgres_server", "mysql": "mariadb_server"}
 
@@ -85,7 +85,10 @@ async def test_aping_killed_at_every_step_is_bounded_and_the_pool_heals(
     backend, request, tmp_path
 ):
     options = {"pool_size": 3, "acquire_timeout": 5.0, "check_idle_after": 0.0}
-    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
+    async with ledger_database(backend, request, tmp_path, **tagged(backend, options)) as (
+        db,
+        outside,
+    ):
         for k in range(200):
             if k % 2:
                 await db.close_pool()  # a cold pool half the time: the connect is killed
@@ -151,7 +154,10 @@ async def test_tasks_and_a_thread_contending_for_a_lock(backend, request, tmp_pa
     overlap = Overlap()
     acked: list[str] = []
     bodies: list[str] = []
-    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
+    async with ledger_database(backend, request, tmp_path, **tagged(backend, options)) as (
+        db,
+        outside,
+    ):
 
         async def holder(tag: str, pause: float) -> None:
             async with alock(db, name, timeout=10.0):
@@ -215,7 +221,10 @@ async def test_a_holder_killed_by_the_server_leaves_the_lock_free(backend, reque
     """The server ends the holder's session mid-block: the block fails with a
     database error, commits nothing, and another connection gets the lock."""
     options = {"pool_size": 3, "acquire_timeout": 5.0, "check_idle_after": 0.0}
-    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
+    async with ledger_database(backend, request, tmp_path, **tagged(backend, options)) as (
+        db,
+        outside,
+    ):
         name = "killed-holder"
         inside = asyncio.Event()
 
@@ -245,7 +254,10 @@ async def test_a_lock_timeout_says_what_to_do(backend, request, tmp_path):
     options: dict[str, Any] = {"pool_size": 3, "acquire_timeout": 5.0}
     if backend == "sqlite":
         options["timeout"] = 0.2
-    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
+    async with ledger_database(backend, request, tmp_path, **tagged(backend, options)) as (
+        db,
+        outside,
+    ):
         held = asyncio.Event()
         release = asyncio.Event()
 
@@ -276,7 +288,9 @@ async def test_a_ping_after_the_server_killed_idle_connections_succeeds(
     """The database is up; only the pooled connections died (a restart, a
     failover, an idle-session timeout): a ping or a readiness probe must not
     report an outage, it replaces the dead connection as a statement would."""
-    async with ledger_database(backend, request, tmp_path, pool_size=3) as (db, outside):
+    async with ledger_database(
+        backend, request, tmp_path, **tagged(backend, {"pool_size": 3})
+    ) as (db, outside):
         assert await db.warm_pool() >= 1
         assert await db.aping() > 0
         assert await asyncio.to_thread(kill_all, outside) >= 1

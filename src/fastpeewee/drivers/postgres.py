@@ -135,7 +135,11 @@ class AsyncpgConnection(Connection):
         return Cursor(rows, _rowcount(status, len(rows)), None, description)
 
     async def aping(self) -> None:
-        await self.raw.execute("SELECT 1")
+        try:
+            await self.raw.execute("SELECT 1")
+        except Exception as exc:
+            _check_refused(exc)  # a session the server ended: NotSent, a lost link
+            raise
 
     async def acopy(
         self, table: str, columns: list[str], records: Iterable[Params], schema: str | None
