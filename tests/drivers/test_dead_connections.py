@@ -285,7 +285,8 @@ async def test_aping_after_an_unread_fatal_pings_a_fresh_connection(backend, req
         assert await db.aping(timeout=5.0) >= 0
         stats = db.pool_stats()[0]
         assert (stats.size, stats.in_use, stats.closed) == (1, 0, 1), stats
-        assert (await db.aexecute_sql(PID[backend])).fetchone()[0] != pid
+        row = (await db.aexecute_sql(PID[backend])).fetchone()
+        assert row is not None and row[0] != pid
 
 
 async def test_replace_keeps_the_slot_for_a_new_connection(db, backend):
