@@ -267,10 +267,8 @@ def test_fast_record_extraction_is_the_row_by_row_conversion(case):
     if fast is not None:  # read again (a retry) and in parts, as drivers read them
         assert list(fast) == list(fast) == slow and len(fast) == len(slow)
         assert fast[0] == slow[0] and fast[-1] == slow[-1] and fast[2:4] == slow[2:4]
-        assert list(bulk._WithIds(list(range(len(slow))), fast)) == [
-            (i, *r)
-            for i, r in enumerate(slow)  # type: ignore[misc]
-        ]
+        with_ids = [(i, *r) for i, r in enumerate(fast)]
+        assert list(bulk._WithIds(list(range(len(slow))), fast)) == with_ids
     extracted = bulk._extract(query, data)
     if case == 2:  # the str subclass is not a plain value: the whole insert is peewee's
         assert None in slow and extracted is None
