@@ -41,17 +41,15 @@ class Variant(FastPeewee):
     def make_database(self) -> Any:
         import fastpeewee
 
-        real = fastpeewee.AsyncSqliteDatabase, fastpeewee.AsyncPostgresqlDatabase
-        real_my = fastpeewee.AsyncMySQLDatabase
-        m = self.module
+        names = ("AsyncSqliteDatabase", "AsyncPostgresqlDatabase", "AsyncMySQLDatabase")
+        real = {n: getattr(fastpeewee, n) for n in names}
         try:  # FastPeewee.make_database names the classes through ``fastpeewee``
-            fastpeewee.AsyncSqliteDatabase = m.AsyncSqliteDatabase  # type: ignore[misc]
-            fastpeewee.AsyncPostgresqlDatabase = m.AsyncPostgresqlDatabase  # type: ignore[misc]
-            fastpeewee.AsyncMySQLDatabase = m.AsyncMySQLDatabase  # type: ignore[misc]
+            for n in names:
+                setattr(fastpeewee, n, getattr(self.module, n))
             return super().make_database()
         finally:
-            fastpeewee.AsyncSqliteDatabase, fastpeewee.AsyncPostgresqlDatabase = real
-            fastpeewee.AsyncMySQLDatabase = real_my
+            for n, cls in real.items():
+                setattr(fastpeewee, n, cls)
 
 
 def variant(name: str, module: Any) -> type[Variant]:
