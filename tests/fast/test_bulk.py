@@ -264,11 +264,16 @@ def test_fast_record_extraction_is_the_row_by_row_conversion(case):
     fast = bulk._extract_uniform(data, specs)
     assert (fast is not None) == (case == 0)  # only the uniform set takes the fast path
     slow = [bulk._convert(row, specs, {}, False) for row in data]
+    if fast is not None:  # read again (a retry) and in parts, as drivers read them
+        assert list(fast) == list(fast) == slow and len(fast) == len(slow)
+        assert fast[0] == slow[0] and fast[-1] == slow[-1] and fast[2:4] == slow[2:4]
+        with_ids = [(i, *r) for i, r in enumerate(fast)]
+        assert list(bulk._WithIds(list(range(len(slow))), fast)) == with_ids
     extracted = bulk._extract(query, data)
     if case == 2:  # the str subclass is not a plain value: the whole insert is peewee's
         assert None in slow and extracted is None
         return
-    assert extracted is not None and extracted[1] == slow
+    assert extracted is not None and list(extracted[1]) == slow
     assert all(type(v) in (str, int, float, type(None)) for r in slow for v in r)  # type: ignore[union-attr]
 
 

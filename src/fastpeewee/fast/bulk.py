@@ -199,11 +199,13 @@ class _WithIds:
 
     __slots__ = ("_ids", "_records")
 
-    def __init__(self, ids: list[Any], records: list[tuple[Any, ...]]) -> None:
+    def __init__(self, ids: list[Any], records: Sequence[tuple[Any, ...]]) -> None:
         self._ids = ids
         self._records = records
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        if isinstance(self._records, _Columns):  # at C speed, one tuple reused
+            return zip(self._ids, *self._records.columns, strict=True)
         return ((i, *r) for i, r in zip(self._ids, self._records, strict=True))
 
 
@@ -311,7 +313,7 @@ _STR_KEYS = frozenset({str})
 
 def _extract(
     query: Any, rows: list[Any]
-) -> tuple[list[Any], list[tuple[Any, ...]], list[bool]] | None:
+) -> tuple[list[Any], Sequence[tuple[Any, ...]], list[bool]] | None:
     """Columns, converted records, and which columns may differ from peewee's
     values (callable defaults); None when a row needs peewee itself."""
     columns = _columns_of(query, rows[0])
@@ -339,13 +341,15 @@ def _extract(
     return columns, records, varying
 
 
-def _extract_uniform(rows: list[Any], specs: list[Any]) -> list[tuple[Any, ...]] | None:
+def _extract_uniform(rows: list[Any], specs: list[Any]) -> _Columns | None:
     """The records of the common case at C speed, or None to convert row by row.
 
     The case: every row a plain ``dict`` with the same string keys, one per
     column, and every value of a type the column's ``db_value`` passes
     through unchanged (or None), so a record is just the row's values in
-    column order, exactly what ``_convert`` would build.
+    column order, exactly what ``_convert`` would build. The values are read
+    now, a list per column (no tuple per row), and zipped into records as
+    the driver reads them.
     """
     first = rows[0]
     if type(first) is not dict or len(first) != len(specs):
@@ -367,17 +371,43 @@ def _extract_uniform(rows: list[Any], specs: list[Any]) -> list[tuple[Any, ...]]
         return None
     if set(map(type, rows)) != {dict} or set(map(len, rows)) != {len(first)}:
         return None
-    try:
-        if len(names) == 1:
-            records = [(row[names[0]],) for row in rows]
-        else:
-            records = list(map(operator.itemgetter(*names), rows))
-    except KeyError:
-        return None
-    for spec, values in zip(specs, zip(*records, strict=True), strict=True):
+    columns = []
+    for spec, name in zip(specs, names, strict=True):
+        try:
+            values = list(map(operator.itemgetter(name), rows))
+        except KeyError:
+            return None
         if not set(map(type, values)) <= {spec[4], _NONE_TYPE}:
             return None
-    return records
+        columns.append(values)
+    return _Columns(columns, len(rows))
+
+
+class _Columns(Sequence[tuple[Any, ...]]):
+    """Records kept as one list of values per column, zipped into tuples as read.
+
+    Iterating again starts over (a retried statement reads them all again);
+    ``zip`` hands a driver that drops each record before the next the same
+    tuple back, so thousands of records cost no allocations, nor the garbage
+    collector's passes over them.
+    """
+
+    __slots__ = ("_count", "columns")
+
+    def __init__(self, columns: list[list[Any]], count: int) -> None:
+        self.columns = columns
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return zip(*self.columns, strict=True)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return list(zip(*[c[index] for c in self.columns], strict=True))
+        return tuple(c[index] for c in self.columns)
 
 
 _NONE_TYPE = type(None)
@@ -438,7 +468,7 @@ def _agrees_with_peewee(
     query: Any,
     rows: list[Any],
     columns: list[Any],
-    records: list[tuple[Any, ...]],
+    records: Sequence[tuple[Any, ...]],
     varying: list[bool],
     options: dict[str, Any],
 ) -> bool:
@@ -452,7 +482,7 @@ def _matches(
     sql: str,
     params: list[Any],
     columns: list[Any],
-    records: list[tuple[Any, ...]],
+    records: Sequence[tuple[Any, ...]],
     varying: list[bool],
 ) -> bool:
     """True when ``records`` are the parameters peewee put in ``sql``, column for column."""
