@@ -3,7 +3,8 @@
 This tree's fastpeewee against another tree's (``--base``, a copy of its package
 renamed ``fastpeewee_base``, as for sqlite_ab.py), ``db.prepare`` and the raw
 driver, alternating within every round in a shuffled order. W1: serial gets
-by pk on the pool; W6: 200 tasks x 20 gets, each task ``async with db``.
+by pk on the pool; W2: pages of 100 rows (µs per page); W6: 200 tasks x 20
+gets, each task ``async with db``; F1: ``db.first`` of a select by pk.
 Prints medians of wall µs/op and of this process's CPU µs/op
 (``time.process_time``, steadier on a loaded machine).
 
@@ -61,12 +62,21 @@ class Variant(FastPeewee):
         await super().setup()
         if self.prepared:
             Item = self.Item
-            self.by_id = self.db.prepare(Item.select().where(Item.id == self.module.Param("id")))
+            Param = self.module.Param
+            self.by_id = self.db.prepare(Item.select().where(Item.id == Param("id")))
+            self.page_at = self.db.prepare(
+                Item.select().order_by(Item.id).limit(100).offset(Param("at"))
+            )
 
     async def get(self, pk: int) -> Any:
         if self.prepared:
             return await self.by_id.get(id=pk)
         return await super().get(pk)
+
+    async def page(self, offset: int) -> list[Any]:
+        if self.prepared:
+            return await self.page_at.list(at=offset)
+        return await super().page(offset)
 
 
 def variant(name: str, module: Any, prepared: bool = False) -> type[Variant]:
@@ -92,6 +102,23 @@ async def run_op(peer: Any, workload: str, n: int) -> tuple[float, float]:
         t, c = time.perf_counter(), time.process_time()
         for pk in pks:
             await peer.get(pk)
+        return (time.perf_counter() - t) / n * 1e6, (time.process_time() - c) / n * 1e6
+    if workload == "F1":  # db.first of a select by pk
+        pks = [rng.randint(1, ROWS) for _ in range(n)]
+        Item = getattr(peer, "Item", None)
+        t, c = time.perf_counter(), time.process_time()
+        for pk in pks:
+            if Item is None:  # the raw driver: its get
+                await peer.get(pk)
+            else:
+                await peer.db.first(Item.select().where(Item.id == pk))
+        return (time.perf_counter() - t) / n * 1e6, (time.process_time() - c) / n * 1e6
+    if workload == "W2":  # µs per page of 100 rows
+        n = n // 20
+        offsets = [rng.randint(0, ROWS - 100) for _ in range(n)]
+        t, c = time.perf_counter(), time.process_time()
+        for offset in offsets:
+            await peer.page(offset)
         return (time.perf_counter() - t) / n * 1e6, (time.process_time() - c) / n * 1e6
     batches = [[rng.randint(1, ROWS) for _ in range(20)] for _ in range(200)]
     t, c = time.perf_counter(), time.process_time()

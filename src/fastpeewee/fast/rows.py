@@ -253,6 +253,35 @@ class ModelRows(peewee.ModelObjectCursorWrapper):
             return super().process_row(row)  # type: ignore[no-untyped-call]
         return _build(self.model, plan, row)
 
+    def all_rows(self) -> list[Any]:
+        """``list(self)``: every row, cached on the wrapper as iterating it caches them.
+
+        On a wrapper not yet read, the rows are read in one loop instead of one
+        ``ResultIterator.next`` and ``iterate`` call each; the wrapper is left as
+        that iteration leaves it, a failing row included (mirrors
+        ``CursorWrapper.iterate``, pinned by tests/contracts).
+        """
+        if self.populated or self.count:
+            return list(self)  # read before: peewee's iteration goes on from there
+        cursor = self.cursor
+        fetchone = cursor.fetchone
+        cache = self.row_cache
+        row = fetchone()
+        if row is not None:
+            if not self.initialized:
+                self.initialize()
+                self.initialized = True
+            plan = self._plan
+            model = self.model
+            process = self.process_row
+            while row is not None:
+                self.count += 1
+                cache.append(process(row) if plan is None else _build(model, plan, row))
+                row = fetchone()
+        self.populated = True
+        cursor.close()
+        return list(cache)
+
 
 def _build(model: Any, plan: list[tuple[str, int, Any, type | None]], row: Any) -> Any:
     """``row`` as a ``model`` object by a layout's row plan (:meth:`ModelRows.process_row`)."""
