@@ -875,12 +875,14 @@ class AsyncDatabase(_PwasyncioMixin):
 
     async def first(self, query: Any, n: int = 1) -> Any:
         """The first row (or ``n`` rows) of ``query``, or None."""
+        if fast.enabled(self) and selects.firsts_natively(self, query):
+            return await selects.afirst(self, query, n)
         return await self.run(query.first, n=n)
 
     async def list(self, query: Any) -> builtins.list[Any]:
         """All rows of ``query`` as a list."""
         if fast.enabled(self) and selects.native(self, query):
-            return builtins.list(await selects.aexecute_select(self, query))
+            return await selects.alist(self, query)
         return await self.run(list, query)
 
     async def scalar(self, query: Any) -> Any:

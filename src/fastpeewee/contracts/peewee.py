@@ -57,6 +57,7 @@ __all__ = [
     "insert_columns",
     "insert_rows",
     "isolation_level",
+    "limit_for_first",
     "load_tree",
     "log_query",
     "meta_cache",
@@ -544,6 +545,14 @@ def select_parts(query: Any) -> SelectParts | None:
     )
 
 
+def limit_for_first(query: Any, n: int) -> None:
+    """What ``SelectBase.first(n)`` does to the query before reading: LIMIT ``n``,
+    and a result read under another LIMIT forgotten (mirrors ``SelectBase.first``)."""
+    if query._limit != n:
+        query._limit = n
+        query._cursor_wrapper = None
+
+
 def has_limit(query: Any) -> bool:
     """True when a select has a LIMIT of its own (``limit()``, ``paginate()``, ...)."""
     return getattr(query, "_limit", None) is not None
@@ -752,11 +761,14 @@ MIRRORS: tuple[Mirror, ...] = (
     Mirror("Insert.handle_result", "fastpeewee.fast.fastpath._returned_pk_converter"),
     Mirror("Database.last_insert_id", "fastpeewee.fast.fastpath._returned_pk_converter"),
     Mirror("BaseModelSelect.get", "fastpeewee.fast.selects.aget"),
+    Mirror("SelectBase.first", "fastpeewee.contracts.peewee.limit_for_first"),
+    Mirror("SelectBase.peek", "fastpeewee.fast.selects.afirst"),
     Mirror("BaseQuery._execute", "fastpeewee.fast.selects.aexecute_select"),
     Mirror("_ModelQueryHelper._get_cursor_wrapper", "fastpeewee.fast.rows.model_rows"),
     Mirror("ModelSelect._get_model_cursor_wrapper", "fastpeewee.fast.rows.model_rows"),
     Mirror("_resolve_model_columns", "fastpeewee.fast.rows._column_key"),
     Mirror("ModelObjectCursorWrapper.process_row", "fastpeewee.fast.rows.ModelRows.process_row"),
+    Mirror("CursorWrapper.iterate", "fastpeewee.fast.rows.ModelRows.all_rows"),
     Mirror("ExceptionWrapper.__exit__", "fastpeewee.errors.wrap_driver_error"),
     Mirror("Database.push_transaction", "fastpeewee.transactions._stack"),
     Mirror("Database.pop_transaction", "fastpeewee.transactions._stack"),

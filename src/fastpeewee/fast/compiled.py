@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import decimal
+import operator
 import uuid
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -163,8 +164,11 @@ def model_fingerprint(meta: Any) -> tuple[Any, ...]:
         meta.schema,
         id(meta.primary_key),
         tuple(map(id, fields)),
-        tuple([f.column_name for f in fields]),
+        tuple(map(_COLUMN_NAME, fields)),
     )
+
+
+_COLUMN_NAME = operator.attrgetter("column_name")
 
 
 def is_own_field(node: Any, model: Any) -> bool:

@@ -37,7 +37,7 @@ import peewee
 
 from ..contracts.peewee import cursor_wrapper, has_limit, prepare_insert, returning
 from .compiled import Template, Uncompilable, compile_query
-from .rows import NO_ROW, ModelRows, plain_model_columns
+from .rows import NO_ROW, ModelRows, kept_object, plain_model_columns
 
 __all__ = ["PreparedQuery"]
 
@@ -172,6 +172,9 @@ class PreparedQuery:
         row = cursor.fetchone()
         if row is None:
             return NO_ROW
+        found = kept_object(self.query.model, self, cursor, row)
+        if found is not NO_ROW:
+            return found
         wrapper = self._wrapper(cursor)
         wrapper.initialize()
         return wrapper.process_row(row)

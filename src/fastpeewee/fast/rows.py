@@ -41,6 +41,7 @@ __all__ = [
     "NO_ROW",
     "ModelRows",
     "first_object",
+    "kept_object",
     "layouts_of",
     "model_rows",
     "plain_model_columns",
@@ -250,15 +251,49 @@ class ModelRows(peewee.ModelObjectCursorWrapper):
         plan = self._plan
         if plan is None:
             return super().process_row(row)  # type: ignore[no-untyped-call]
-        data = {}
-        for name, i, converter, same in plan:
-            value = row[i]
-            if converter is not None and not (
-                same is not None and (value is None or type(value) is same)
-            ):
-                value = converter(value)
-            data[name] = value
-        return new_instance(self.model, data)
+        return _build(self.model, plan, row)
+
+    def all_rows(self) -> list[Any]:
+        """``list(self)``: every row, cached on the wrapper as iterating it caches them.
+
+        On a wrapper not yet read, the rows are read in one loop instead of one
+        ``ResultIterator.next`` and ``iterate`` call each; the wrapper is left as
+        that iteration leaves it, a failing row included (mirrors
+        ``CursorWrapper.iterate``, pinned by tests/contracts).
+        """
+        if self.populated or self.count:
+            return list(self)  # read before: peewee's iteration goes on from there
+        cursor = self.cursor
+        fetchone = cursor.fetchone
+        cache = self.row_cache
+        row = fetchone()
+        if row is not None:
+            if not self.initialized:
+                self.initialize()
+                self.initialized = True
+            plan = self._plan
+            model = self.model
+            process = self.process_row
+            while row is not None:
+                self.count += 1
+                cache.append(process(row) if plan is None else _build(model, plan, row))
+                row = fetchone()
+        self.populated = True
+        cursor.close()
+        return list(cache)
+
+
+def _build(model: Any, plan: list[tuple[str, int, Any, type | None]], row: Any) -> Any:
+    """``row`` as a ``model`` object by a layout's row plan (:meth:`ModelRows.process_row`)."""
+    data = {}
+    for name, i, converter, same in plan:
+        value = row[i]
+        if converter is not None and not (
+            same is not None and (value is None or type(value) is same)
+        ):
+            value = converter(value)
+        data[name] = value
+    return new_instance(model, data)
 
 
 def model_rows(query: Any, cursor: Any, kept: Any = None) -> Any:
@@ -285,17 +320,16 @@ def model_rows(query: Any, cursor: Any, kept: Any = None) -> Any:
     return wrapper
 
 
+_MODEL_ROW = peewee.ROW.MODEL  # read once: ROW is an attrdict (a Python __getattr__)
+
+
 def plain_model_columns(query: Any) -> Any:
     """The selected columns of a plain ``ModelSelect`` of one model, no joins, rows as
     objects of a plain model; None for any other query."""
     if type(query) is not peewee.ModelSelect:
         return None
     columns = one_model_columns(query)
-    if (
-        columns is None
-        or query.default_row_type != peewee.ROW.MODEL
-        or not _plain_model(query.model)
-    ):
+    if columns is None or query.default_row_type != _MODEL_ROW or not _plain_model(query.model):
         return None
     return columns
 
@@ -308,9 +342,32 @@ def first_object(query: Any, cursor: Any, kept: Any = None) -> Any:
     row = cursor.fetchone()
     if row is None:
         return NO_ROW
+    if kept is not None and plain_model_columns(query) is not None:
+        found = kept_object(query.model, kept, cursor, row)
+        if found is not NO_ROW:
+            return found
     wrapper = model_rows(query, cursor, kept)
     wrapper.initialize()
     return wrapper.process_row(row)
+
+
+def kept_object(model: Any, kept: Any, cursor: Any, row: Any) -> Any:
+    """``row`` of ``cursor`` as a ``model`` object, built by the layout ``kept`` keeps
+    (see :class:`ModelRows`) without a cursor wrapper; :data:`NO_ROW` when none
+    is kept for the cursor's result columns, or when peewee's setattr builds
+    the rows.
+
+    The caller vouches that the statement was compiled from a plain select of
+    ``model`` whose rows are model objects (:func:`plain_model_columns`), as
+    :class:`ModelRows` would have been given.
+    """
+    layout = kept.layout
+    if layout is None:
+        return NO_ROW
+    plan = layout[1]["_plan"]
+    if plan is None or layout[0] != tuple([d[0] for d in cursor.description or ()]):
+        return NO_ROW
+    return _build(model, plan, row)
 
 
 NO_ROW: Any = object()

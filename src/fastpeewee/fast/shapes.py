@@ -22,16 +22,22 @@ import datetime
 import decimal
 import operator
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import peewee
 
-from ..contracts.peewee import ordering_parts, select_parts, with_select_parts
-from .compiled import Param, Uncompilable, is_own_field
+from ..contracts.peewee import meta_cache, ordering_parts, select_parts, with_select_parts
+from .compiled import Param, Uncompilable, is_own_field, model_fingerprint
 from .fastpath import Plan, plan_for
 
-__all__ = ["compiled_first_row", "compiled_select", "first_row_sql", "select_sql", "shape_of"]
+__all__ = [
+    "ALL_FIELDS",
+    "compiled_first_row",
+    "compiled_select",
+    "first_row_sql",
+    "select_sql",
+    "shape_of",
+]
 
 Compiled = tuple[str, list[Any], Plan | None]
 """SQL, parameters, and the checked plan they came from (None: built by peewee)."""
@@ -111,6 +117,11 @@ def _all_fields(selected: Any, fields: Any) -> bool:
     return len(selected) == len(fields) and all(map(operator.is_, selected, fields))
 
 
+ALL_FIELDS = "all fields"
+"""The columns part of a shape key for a select of the model's own field list
+(``Model.select()``): the plan's model fingerprint holds those fields' ids."""
+
+
 def shape_of(
     query: Any, page: tuple[int, int] | None = None
 ) -> tuple[tuple[Any, ...], list[Any]] | None:
@@ -126,18 +137,22 @@ def shape_of(
         return None
     where, order_by, query_limit, query_offset, selected, is_default = parts
     model = query.model
+    columns: Any = ALL_FIELDS
     if not _all_fields(selected, model._meta.sorted_fields):
         for field in selected:
             if not is_own_field(field, model):
                 return None
-    columns = tuple(map(id, selected))
+        columns = tuple(map(id, selected))
     values: list[Any] = []
     try:
         where_key = None if where is None else _where(where, model, values)
-        order_key = _order(order_by, model)
-        bounds = (query_limit, query_offset) if page is None else page
-        limit = _bound(bounds[0], values)
-        offset = _bound(bounds[1], values)
+        order_key = None if order_by is None else _order(order_by, model)
+        if page is None:
+            limit = _bound(query_limit, values)
+            offset = _bound(query_offset, values)
+        else:
+            limit = _bound(page[0], values)
+            offset = _bound(page[1], values)
     except _Unsupported:
         return None
     key = ("select", columns, is_default, where_key, order_key, limit, offset)
@@ -194,12 +209,15 @@ def first_row_sql(db: Any, query: Any) -> tuple[str, list[Any]]:
 def compiled_select(db: Any, query: Any) -> Compiled:
     """:func:`select_sql`, and the plan the SQL came from (its ``layout`` keeps how
     rows are built, see :class:`~fastpeewee.fast.rows.ModelRows`)."""
-    return _cached(db, query, shape_of(query), lambda: query)
+    return _cached(db, query, shape_of(query), False)
+
+
+_FIRST_PAGE = (1, 0)  # query.paginate(1, 1): LIMIT 1 OFFSET 0
 
 
 def compiled_first_row(db: Any, query: Any) -> Compiled:
     """:func:`first_row_sql`, and the plan the SQL came from."""
-    return _cached(db, query, shape_of(query, (1, 0)), lambda: query.paginate(1, 1))
+    return _cached(db, query, shape_of(query, _FIRST_PAGE), True)
 
 
 def _rendered(db: Any, query: Any) -> Compiled:
@@ -207,22 +225,41 @@ def _rendered(db: Any, query: Any) -> Compiled:
     return sql, params, None
 
 
-def _cached(db: Any, query: Any, found: Any, actual: Callable[[], Any]) -> Compiled:
+def _actual(query: Any, first_row: bool) -> Any:
+    """The query whose SQL is wanted: ``query`` or its first row's page (a clone)."""
+    return query.paginate(1, 1) if first_row else query
+
+
+def _cached(db: Any, query: Any, found: Any, first_row: bool) -> Compiled:
     if found is None:
-        return _rendered(db, actual())
+        return _rendered(db, _actual(query, first_row))
     key, values = found
-    limit, offset = key[5], key[6]
-    plan = plan_for(
-        query.model, db, key, lambda: _template_query(actual(), limit, offset), constants=True
-    )
-    if plan is None or plan.template is None:
-        return _rendered(db, actual())
-    if not plan.checked:
-        return _check(db, actual(), plan, values)
-    params = plan.template.bind(values)
+    model = query.model
+    # plan_for()'s hit path, inline (a hot path): the same checks, no closure built.
+    plans = meta_cache(model._meta, "plans")
+    plan = None if plans is None else plans.get((key, id(db)))
+    if (
+        plan is None
+        or plan.database() is not db
+        or plan.fingerprint != model_fingerprint(model._meta)
+    ):
+        limit, offset = key[5], key[6]
+        plan = plan_for(
+            model,
+            db,
+            key,
+            lambda: _template_query(_actual(query, first_row), limit, offset),
+            constants=True,
+        )
+    template = None if plan is None else plan.template
+    if template is None:
+        return _rendered(db, _actual(query, first_row))
+    if not plan.checked:  # type: ignore[union-attr]
+        return _check(db, _actual(query, first_row), plan, values)  # type: ignore[arg-type]
+    params = template.bind(values)
     if params is None:
-        return _rendered(db, actual())
-    return plan.template.sql, params, plan
+        return _rendered(db, _actual(query, first_row))
+    return template.sql, params, plan
 
 
 def _check(db: Any, query: Any, plan: Plan, values: list[Any]) -> Compiled:
