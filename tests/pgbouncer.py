@@ -16,8 +16,10 @@ what a transaction pooler cannot give and skip on it with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -207,6 +209,10 @@ class PgBouncer:
 
     def stop(self) -> None:
         _RUNNING.pop(self.port, None)
+        # As root the process is runuser, which cannot pass a SIGKILL on: kill
+        # PgBouncer itself by its pid file, or it outlives the test session.
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((self.tmp / "pgbouncer.pid").read_text().strip()), signal.SIGKILL)
         process = self.process
         if process is not None and process.poll() is None:
             process.kill()  # nothing here is worth a clean shutdown

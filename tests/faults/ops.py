@@ -33,14 +33,18 @@ def server_sessions(outside: Outside) -> int:
 
     Every session counts, those still authenticating included: a connect
     abandoned half-way and never closed shows here, and in no pool. On
-    PostgreSQL only the database's made with :func:`tagged` options count.
+    PostgreSQL, of a database made with :func:`tagged` options, only its own
+    sessions count (a shared server); otherwise all of the database's.
     """
     if outside.kind == "postgres":
+        # Untagged (a server of the test's own): every session of the database.
+        tag = outside.db.connect_params.get("application_name")
         rows = outside.query(
             "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
             "AND backend_type = 'client backend' "
-            "AND ((datname = ? AND application_name = ?) OR datname IS NULL)",
-            (outside.db.database, TAG),
+            "AND ((datname = ? AND (CAST(? AS text) IS NULL OR application_name = ?)) "
+            "OR datname IS NULL)",
+            (outside.db.database, tag, tag),
         )
     elif outside.kind == "mysql":
         rows = outside.query(
