@@ -29,16 +29,19 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 ASSETS = ROOT / "docs" / "assets"
 
-BACKENDS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
-# Column order of the tables and bar order in the chart; the raw driver is the baseline.
+BACKENDS = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MariaDB"}
+# Column order of the tables and bar order in the chart; the raw driver is the
+# baseline. A run shows the peers it measured (older runs lack the last ones).
 PEERS = [
     ("fastpeewee", "fastpeewee", "#2e7d32"),
+    ("fastpeewee prepared", "fp prepared", "#81c784"),
     ("playhouse.pwasyncio", "pwasyncio", "#1565c0"),
     ("SQLAlchemy 2 async ORM", "SQLAlchemy", "#ef6c00"),
     ("Tortoise ORM", "Tortoise", "#6a1b9a"),
     ("peewee (sync)", "peewee sync", "#757575"),
+    ("raw aiomysql", "aiomysql", "#a1887f"),
 ]
-RAW = {"sqlite": "raw aiosqlite", "postgres": "raw asyncpg"}
+RAW = {"sqlite": "raw aiosqlite", "postgres": "raw asyncpg", "mysql": "raw asyncmy"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,11 @@ class Run:
                 return dict(result)
         return None
 
+    def peers(self) -> list[tuple[str, str, str]]:
+        """The entries of :data:`PEERS` this run measured, in their order."""
+        measured = {result["peer"] for result in self.data["results"]}
+        return [entry for entry in PEERS if entry[0] in measured]
+
     def ratio(self, backend: str, workload: str, peer: str) -> float | None:
         """The median ratio to the raw driver, or None for a failed or missing cell."""
         result = self.result(backend, workload, peer)
@@ -90,36 +98,52 @@ def _cell(value: float | None) -> str:
     return "failed" if value is None else f"{value:.2f}"
 
 
+def _cell_of(run: Run, backend: str, workload: str, peer: str) -> str:
+    """A peer's ratio, ``failed``, or ``-`` where it does not run (aiomysql on SQLite)."""
+    if run.result(backend, workload, peer) is None:
+        return "-"
+    return _cell(run.ratio(backend, workload, peer))
+
+
 def table(run: Run) -> str:
     """The newest run as Markdown: the raw driver's rate, then each peer's ratio to it."""
-    head = "| workload | raw driver | " + " | ".join(label for _, label, _ in PEERS) + " |"
-    lines = [head, "|---|---:|" + "---:|" * len(PEERS)]
+    peers = run.peers()
+    head = "| workload | raw driver | " + " | ".join(label for _, label, _ in peers) + " |"
+    lines = [head, "|---|---:|" + "---:|" * len(peers)]
     for backend, workload, title in run.rows():
         raw = run.result(backend, workload, RAW[backend])
         rate = f"{raw['median_rate']:,.0f} {raw['unit']}" if raw and not raw["error"] else "failed"
-        ratios = " | ".join(_cell(run.ratio(backend, workload, peer)) for peer, _, _ in PEERS)
+        ratios = " | ".join(_cell_of(run, backend, workload, peer) for peer, _, _ in peers)
         lines.append(f"| {BACKENDS[backend]} {workload} {title} | {rate} | {ratios} |")
-    http = run.data.get("http") or {}
-    if http.get("results"):
-        lines += [
-            "",
-            f"Over HTTP (PostgreSQL, requests per second, wrk with {http['connections']} "
-            f"connections; ratio to the {http['baseline']} app in the same round):",
-            "",
-            "| workload | fastpeewee app | SQLAlchemy app | ratio |",
-            "|---|---:|---:|---:|",
-        ]
-        by_key = {(r["workload"], r["app"]): r for r in http["results"]}
-        for workload in sorted({r["workload"] for r in http["results"]}):
-            ours = by_key.get((workload, "fastpeewee"))
-            theirs = by_key.get((workload, "SQLAlchemy"))
-            if ours is None or theirs is None:
-                continue
-            lines.append(
-                f"| {workload} `{ours['endpoint']}` | {ours['median_rps']:,.0f} | "
-                f"{theirs['median_rps']:,.0f} | {ours['median_ratio']:.2f} |"
-            )
+    for key in ("http", "http_mysql"):
+        lines += _http_table(run.data.get(key) or {})
     return "\n".join(lines) + "\n"
+
+
+def _http_table(http: dict[str, Any]) -> list[str]:
+    """The HTTP runs of one server: requests per second per app and worker count."""
+    if not http.get("results"):
+        return []
+    where = BACKENDS.get(http.get("backend", "postgres"), "PostgreSQL")
+    lines = [
+        "",
+        f"Over HTTP ({where}, requests per second, wrk with {http['connections']} "
+        f"connections; ratio to the {http['baseline']} app in the same round):",
+        "",
+        "| workload | workers | fastpeewee app | SQLAlchemy app | ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    by_key = {(r["workload"], r["app"], r.get("workers", 1)): r for r in http["results"]}
+    for workload, app, workers in sorted(by_key):
+        ours = by_key[(workload, app, workers)]
+        theirs = by_key.get((workload, "SQLAlchemy", workers))
+        if app != "fastpeewee" or theirs is None or ours.get("median_ratio") is None:
+            continue
+        lines.append(
+            f"| {workload} `{ours['endpoint']}` | {workers} | {ours['median_rps']:,.0f} | "
+            f"{theirs['median_rps']:,.0f} | {ours['median_ratio']:.2f} |"
+        )
+    return lines
 
 
 def history(runs: list[Run]) -> str:
@@ -135,10 +159,11 @@ def history(runs: list[Run]) -> str:
 def svg(run: Run) -> str:
     """Grouped horizontal bars: per workload, each peer's ratio to the raw driver."""
     rows = run.rows()
+    peers = run.peers()
     bar, gap, label_w, plot_w, top = 9, 10, 250, 520, 56
-    group_h = bar * len(PEERS) + gap
+    group_h = bar * len(peers) + gap
     height = top + group_h * len(rows) + 40
-    values = [v for b, w, _ in rows for p, _, _ in PEERS if (v := run.ratio(b, w, p)) is not None]
+    values = [v for b, w, _ in rows for p, _, _ in peers if (v := run.ratio(b, w, p)) is not None]
     scale_max = max(2.0, float(int(max(values, default=1.0)) + 1))
 
     def x(value: float) -> float:
@@ -151,8 +176,8 @@ def svg(run: Run) -> str:
         f'<text x="4" y="16" font-size="13" font-weight="bold">Ratio to the raw driver in the '
         f"same round, higher is faster ({escape(run.date)}, {escape(run.data['commit'])})</text>",
     ]
-    for index, (_, label, color) in enumerate(PEERS):
-        lx = 4 + index * 120
+    for index, (_, label, color) in enumerate(peers):
+        lx = 4 + index * 108
         out.append(f'<rect x="{lx}" y="26" width="10" height="10" fill="{color}"/>')
         out.append(f'<text x="{lx + 14}" y="35">{escape(label)}</text>')
     tick = 0.0
@@ -170,7 +195,9 @@ def svg(run: Run) -> str:
             f'<text x="{label_w - 6}" y="{y0 + group_h / 2 + 3:.1f}" text-anchor="end">'
             f"{escape(BACKENDS[backend])} {escape(workload)} {escape(title)}</text>"
         )
-        for index, (peer, label, color) in enumerate(PEERS):
+        for index, (peer, label, color) in enumerate(peers):
+            if run.result(backend, workload, peer) is None:
+                continue  # not measured on this backend
             value = run.ratio(backend, workload, peer)
             y = y0 + index * bar
             if value is None:
