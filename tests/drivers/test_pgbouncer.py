@@ -263,3 +263,36 @@ async def test_copied_database_uses_unnamed_statements(backend, request, tmp_pat
         for database in (db, copy):
             await database.close_pool()
             database.close_all()
+
+
+async def test_r15_isolation_levels_and_statements_through_the_pooler(backend, request, tmp_path):
+    """RELIABILITY R15: 40 tasks over PgBouncer's 3 server sessions, half of them in
+    SERIALIZABLE transactions, the rest in default ones and autocommit reads of the
+    same statement text: each transaction sees its own level (never a neighbour's
+    left on the server session), and no "prepared statement ... does not exist /
+    already exists" error reaches anyone."""
+    db = await _database(backend, request, tmp_path, pooler="transaction")
+    show = "SHOW transaction_isolation"
+    try:
+
+        async def one(i: int) -> tuple[str, str]:
+            for _ in range(5):
+                if i % 2:
+                    async with db.transaction(isolation_level="SERIALIZABLE"):
+                        inside = (await db.aexecute_sql(show)).fetchone()[0]
+                    want = "serializable"
+                else:
+                    async with db.atomic():
+                        inside = (await db.aexecute_sql(show)).fetchone()[0]
+                    want = "read committed"
+                if inside != want:
+                    return inside, want
+                after = (await db.aexecute_sql("SELECT %s::int + 1", (i,))).fetchone()[0]
+                assert after == i + 1
+            return want, want
+
+        seen = await asyncio.gather(*(one(i) for i in range(40)))
+        assert [pair for pair in seen if pair[0] != pair[1]] == []
+    finally:
+        await db.close_pool()
+        db.close_all()

@@ -39,8 +39,9 @@ R12   test_r12_concurrency_counts_equal_the_committed_work,
       test_r12_siblings_and_gather_inside_atomic
 R13   test_r13_stream_cut_by_a_client_disconnect, test_r13_consumer_breaking_early
 R14   test_r14_shutdown_while_workers_query (with the leak check failing)
-R15   not here: PgBouncer is another issue (test_r15_pgbouncer_transaction_mode
-      is skipped)
+R15   not here: the PgBouncer tier (tests/pgbouncer.py: tests/core, the bulk and
+      app suites run behind a real PgBouncer in transaction mode) and
+      tests/drivers/test_pgbouncer.py::test_r15_isolation_levels_and_statements_through_the_pooler
 R16   test_cancel_every_step.py, every backend, cancelled after k loop steps
       for every k, then harness.check_invariants (nothing left open on the
       server, the next owners' autocommit writes persist, all or nothing):
@@ -1159,12 +1160,7 @@ async def test_r14_shutdown_while_workers_query(env):
     assert_all_back(db)
 
 
-# -- R15-R18 ----------------------------------------------------------------------------
-
-
-@pytest.mark.skip(reason="R15 (PgBouncer, transaction mode) belongs to another issue")
-def test_r15_pgbouncer_transaction_mode() -> None:
-    """R15 needs a PgBouncer in CI; another issue adds it."""
+# -- R17-R18 ----------------------------------------------------------------------------
 
 
 async def test_r17_sibling_transactions_in_one_request_are_their_own(env):
