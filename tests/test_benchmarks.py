@@ -133,7 +133,7 @@ async def _every_peer(backend: str, server: Any) -> None:
         peers = [p.name for p in peers_for(target)]
         assert {c.peer for c in cells} == set(peers)
         for cell in cells:
-            if SLOW_PATHS and (cell.workload, cell.peer) == ("W4", "fastpeewee"):
+            if SLOW_PATHS and cell.workload == "W4" and cell.peer.startswith("fastpeewee"):
                 continue  # batching under the driver's parameter cap is a fast path
             assert cell.error == "", (cell.workload, cell.peer, cell.error)
             assert cell.rate is not None and cell.rate > 0
