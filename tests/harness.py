@@ -278,15 +278,17 @@ async def cancel_at_every_step(
     op: Callable[[dict[str, bool]], Awaitable[Any]],
     check: Callable[[StepResult], Awaitable[None]],
     max_steps: int = 2000,
+    stride: int = 1,
 ) -> int:
-    """Run ``op`` and cancel it after k loop steps, for k = 0, 1, ... until it
-    completes on its own; call ``check`` after each run. Return the number of runs.
+    """Run ``op`` and cancel it after k loop steps, for k = 0, 1, ... (every
+    ``stride``-th k) until it completes on its own; call ``check`` after each
+    run. Return the number of runs.
 
     ``op`` receives a dict in which it records how far it got (e.g. that its
     transaction body ran to the end), so ``check`` can tell which outcomes
     are allowed.
     """
-    for k in range(max_steps):
+    for k in range(0, max_steps * stride, stride):
         marks: dict[str, bool] = {}
         task = asyncio.ensure_future(op(marks))
         for _ in range(k):
@@ -304,5 +306,5 @@ async def cancel_at_every_step(
                 raise
         await check(StepResult(k, completed and error is None, error, marks))
         if completed:
-            return k + 1
-    raise AssertionError(f"operation still running after {max_steps} steps")
+            return k // stride + 1
+    raise AssertionError(f"operation still running after {max_steps} runs")

@@ -62,34 +62,9 @@ async def every_step(op: Any, check: Any, stride: int = 1) -> int:
         )
         await check(result)
 
-    if stride == 1:
-        runs = await cancel_at_every_step(op, checked)
-    else:
-        runs = await _every_nth_step(op, checked, stride)
+    runs = await cancel_at_every_step(op, checked, stride=stride)
     assert runs >= 2, "the operation never awaited: the test cancelled nothing"
     return runs
-
-
-async def _every_nth_step(op: Any, check: Any, stride: int) -> int:
-    """Cancel after k = 0, stride, 2*stride, ... steps until the operation completes."""
-    for k in range(0, 5000, stride):
-        marks: dict[str, bool] = {}
-        task = asyncio.ensure_future(op(marks))
-        for _ in range(k):
-            if task.done():
-                break
-            await asyncio.sleep(0)
-        completed = task.done()
-        task.cancel()
-        error: BaseException | None = None
-        try:
-            await task
-        except (asyncio.CancelledError, peewee.PeeweeException) as exc:
-            error = exc
-        await check(StepResult(k, completed and error is None, error, marks))
-        if completed:
-            return k // stride + 1
-    raise AssertionError("the operation never completed")
 
 
 # -- pool warm-up ------------------------------------------------------------------

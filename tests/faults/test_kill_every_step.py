@@ -11,7 +11,6 @@ pool heals, and the next callers succeed without seeing an error.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from typing import Any
 
@@ -19,30 +18,11 @@ import peewee
 import pytest
 
 from ..harness import Outside, check_invariants, insert, ledger_database
+from .ops import kill_all
 
 pytestmark = pytest.mark.backends("postgres", "mysql")
 
 _tags = itertools.count()
-
-
-def kill_all(outside: Outside) -> int:
-    """Terminate every connection of the database but the observer's own."""
-    if outside.kind == "postgres":
-        rows = outside.query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ? "
-            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
-            (outside.db.database,),
-        )
-        return len(rows)
-    ids = outside.query(
-        "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID() "
-        "AND command <> 'Daemon'",
-        (outside.db.database,),
-    )
-    for (pid,) in ids:
-        with contextlib.suppress(Exception):  # it may have ended by itself meanwhile
-            outside.query(f"KILL {int(pid)}")
-    return len(ids)
 
 
 @pytest.fixture
