@@ -264,11 +264,13 @@ async def model_database(
     database = make_database(backend, request, tmp_path, **options)
     bind_models(database)
     await asyncio.to_thread(_reset_tables, database)
-    yield database
-    await settle(database)
     try:
+        yield database
+        await settle(database)
         assert_no_leaks(database)
     finally:
+        # Also when the test failed: its connections would otherwise be
+        # collected during a later test, whose run their warnings would fail.
         await database.close_pool()
         database.close_all()
 

@@ -34,7 +34,11 @@ How each backend holds it:
   ``RELEASE_LOCK`` after the COMMIT. A block nested in an open transaction
   leaves the lock to the end of that connection's hold: ``GET_LOCK`` marks
   the session as changed, so the pool closes the connection rather than
-  reuse it, which releases the lock on the server.
+  reuse it, which releases the lock on the server. A statement of the block
+  that is cancelled takes the lock with it at once: its connection is closed
+  and its server thread killed (which rolls its work back) before the
+  cancellation unwinds the block, so a ``finally`` inside the block runs
+  without the lock.
 - **SQLite**: ``BEGIN IMMEDIATE``, the database file's write lock, for every
   name (SQLite has one writer at a time anyway); a lock taken inside an open
   transaction is only that transaction's own (a savepoint): take it outermost.

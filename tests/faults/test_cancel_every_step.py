@@ -298,4 +298,5 @@ async def test_thread_transaction_in_a_request_scope(env, backend):
     try:
         await run_every_step(db, outside, make, allowed, wait_for_the_thread)
     finally:
-        workers.shutdown(wait=True)
+        # Off the loop: a job still running waits for the loop to run its statements.
+        await asyncio.to_thread(workers.shutdown, wait=True, cancel_futures=True)

@@ -295,7 +295,7 @@ def test_peewee_tools_under_the_lock(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """playhouse.migrations' Runner and peewee-migrate's Router on a fastpeewee
-    database, each run under the schema lock by two workers: once each."""
+    database, each run under the schema lock by two workers: each migration once."""
     suffix = uuid.uuid4().hex[:8]
     person = f"person_{suffix}"
     (tmp_path / "runner").mkdir()
@@ -327,9 +327,10 @@ def test_peewee_tools_under_the_lock(
             thread.start()
         for thread in threads:
             thread.join(60)
-        assert sorted(map(str, results)) == ["['0001_karma', '001_game', '002_score']", "[]"], (
-            results
-        )
+        # Each tool's migrations ran once, by whichever worker took the lock
+        # first for that tool (one worker may run both, or each one of them).
+        assert all(isinstance(ran, list) for ran in results), results
+        assert sorted(results[0] + results[1]) == ["0001_karma", "001_game", "002_score"], results
         assert "karma" in _columns(outside, person)
         assert _columns(outside, f"game_{suffix}") == {"id", "name", "score"}
         assert [tuple(r) for r in outside.query(f"SELECT name, score FROM game_{suffix}")] == [
