@@ -38,6 +38,7 @@ SUITES = (
     "tests/fast/test_bulk.py",
     "tests/app/",
     "tests/drivers/test_pgbouncer.py",
+    "tests/faults/test_cancel_every_step.py",
 )
 
 # Node id prefixes of tests that need what transaction pooling does not give.

@@ -296,3 +296,33 @@ async def test_r15_isolation_levels_and_statements_through_the_pooler(backend, r
     finally:
         await db.close_pool()
         db.close_all()
+
+
+async def test_startup_settings_the_pooler_carries_reach_the_server(backend, request, tmp_path):
+    """``application_name`` in ``server_settings`` connects through PgBouncer from
+    tasks (asyncpg) and threads (psycopg, where it once went in ``options``,
+    which PgBouncer refuses), and the server session carries it."""
+    settings = {"application_name": "fp-startup", "client_encoding": "UTF8"}
+    db = await _database(backend, request, tmp_path, server_settings=settings)
+    try:
+        sql = "SELECT current_setting('application_name')"
+        assert (await db.aexecute_sql(sql)).fetchone()[0] == "fp-startup"
+        in_thread = await asyncio.to_thread(lambda: db.execute_sql(sql).fetchone()[0])
+        assert in_thread == "fp-startup"
+    finally:
+        await db.close_pool()
+        db.close_all()
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"server_settings": {"statement_timeout": "5s"}}, "statement_timeout"),
+        ({"server_settings": {"TimeZone": "UTC", "search_path": "app"}}, "TimeZone, search_path"),
+        ({"options": "-c statement_timeout=5s"}, "options"),
+    ],
+)
+def test_startup_settings_the_pooler_refuses_are_refused_when_made(options, named):
+    with pytest.raises(ValueError, match=f"{named} cannot reach .*ALTER ROLE .* SET LOCAL"):
+        AsyncPostgresqlDatabase("db", pooler="transaction", **options)
+    AsyncPostgresqlDatabase("db", **options).close_all()  # a direct connection takes them

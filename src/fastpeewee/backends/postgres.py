@@ -17,7 +17,12 @@ import peewee
 
 from ..contracts.peewee import isolation_level
 from ..database import AsyncDatabase
-from ..drivers.pooler import PooledAsyncpgConnection, PooledPsycopgConnection, check_pooler
+from ..drivers.pooler import (
+    PooledAsyncpgConnection,
+    PooledPsycopgConnection,
+    check_pooler,
+    check_pooler_settings,
+)
 from ..drivers.postgres import (
     AsyncpgConnection,
     PsycopgConnection,
@@ -52,6 +57,9 @@ _ASYNCPG_KEYS = frozenset(
 # Settings of ours kept in connect_params (so ``type(db)(db.database,
 # **db.connect_params)`` copies them) but never given to a driver.
 _OWN_KEYS = frozenset({"prepared_statements", "pooler"})
+# server_settings that libpq sends as startup parameters of their own, as asyncpg
+# does: psycopg gets them as keywords, the rest in ``options`` (-c key=value).
+_LIBPQ_SETTINGS = frozenset({"application_name", "client_encoding"})
 # The sequence is looked up once (OFFSET 0 keeps the subquery from being
 # flattened into one lookup per row), then drawn from once per row.
 _RESERVE_IDS = (  # one row holding an array: thousands of ids without thousands of rows
@@ -109,6 +117,7 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
             self.connect_params["prepared_statements"] = False
         if self.pooler is not None:
             self.connect_params["pooler"] = self.pooler
+        check_pooler_settings(self.pooler, self.connect_params)
 
     def _plain_begin(self) -> bool:
         plain = type(self).begin is peewee.PostgresqlDatabase.begin
@@ -157,7 +166,9 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
         skip = _ASYNCPG_KEYS | _OWN_KEYS
         params = {k: v for k, v in self.connect_params.items() if k not in skip}
         params.setdefault("connect_timeout", max(1, round(timeout)))
-        settings = self.connect_params.get("server_settings")
+        settings = dict(self.connect_params.get("server_settings") or {})
+        for key in _LIBPQ_SETTINGS & settings.keys():  # startup parameters of their own
+            params.setdefault(key, settings.pop(key))
         if settings:
             options = " ".join(f"-c {k}={v}" for k, v in settings.items())
             params["options"] = f"{params.get('options', '')} {options}".strip()

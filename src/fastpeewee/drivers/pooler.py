@@ -30,10 +30,12 @@ from .session import CACHED_LENGTH, changes_session
 
 __all__ = [
     "POOLER_MODES",
+    "POOLER_SETTINGS",
     "PooledAsyncpgConnection",
     "PooledPsycopgConnection",
     "PoolerRefused",
     "check_pooler",
+    "check_pooler_settings",
     "pooler_refusal",
 ]
 
@@ -56,6 +58,33 @@ def check_pooler(pooler: str | None) -> str | None:
         f"pooler={pooler!r} is not supported; use pooler={known} behind PgBouncer in "
         "transaction mode, or leave it out (session mode and direct connections need nothing)"
     )
+
+
+# Startup settings PgBouncer passes on to the server session it lends a client
+# (its tracked parameters) that libpq also takes as keywords, so both drivers
+# send them as plain startup parameters. PgBouncer refuses any other startup
+# parameter ("unsupported startup parameter"), psycopg's ``options`` included.
+POOLER_SETTINGS = frozenset({"application_name", "client_encoding"})
+
+
+def check_pooler_settings(pooler: str | None, params: dict[str, Any]) -> None:
+    """Refuse, when ``pooler`` is set, connection settings a transaction pooler
+    would refuse at connect time (or that would not reach the server sessions
+    it lends): ``server_settings`` other than :data:`POOLER_SETTINGS`, and ``options``."""
+    if pooler is None:
+        return
+    settings = params.get("server_settings") or {}
+    refused = sorted(key for key in settings if key not in POOLER_SETTINGS)
+    if params.get("options"):
+        refused.append("options")
+    if refused:
+        raise ValueError(
+            f"pooler={pooler!r}: {', '.join(refused)} cannot reach the server through a "
+            "transaction pooler (PgBouncer refuses startup parameters other than "
+            f"{', '.join(sorted(POOLER_SETTINGS))}, and lends each server session to many "
+            "clients): set it on the server for the role or database (ALTER ROLE app SET "
+            "statement_timeout = '5s'), or per transaction with SET LOCAL"
+        )
 
 
 # -- the test ------------------------------------------------------------------
