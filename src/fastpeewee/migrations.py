@@ -24,12 +24,23 @@ ones too. MySQL/MariaDB commit implicitly at every DDL statement: a failure
 leaves the statements before it applied (its name unrecorded); the lock there is
 ``GET_LOCK``, which survives those commits and costs its connection (the pool
 does not reuse a connection whose session changed).
+
+Cancellation: on PostgreSQL and SQLite a cancelled :func:`amigrate` rolls the
+whole run back. On MySQL/MariaDB it cannot (the DDL has committed), so a
+cancellation that arrives while a migration runs lets that migration finish
+and record its name, then raises :class:`asyncio.CancelledError` without
+starting the next one; a second cancellation stops at once (the migration
+may then be applied and unrecorded). Outside a migration (waiting for the
+lock, reading the history) it stops at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import peewee
@@ -95,6 +106,25 @@ def migrate(
 
         applied = migrate(db, [add_nickname, fill_nickname])
     """
+    return _migrate(db, migrations, table, timeout, _Steps())
+
+
+@dataclass
+class _Steps:
+    """Where a run is (``running``: inside a migration), and whether to stop before
+    the next migration (``stop``: :func:`amigrate` was cancelled during one)."""
+
+    running: bool = False
+    stop: bool = False
+
+
+def _migrate(
+    db: AsyncDatabase,
+    migrations: Sequence[Migration],
+    table: str,
+    timeout: float | None,
+    steps: _Steps,
+) -> list[str]:
     names = [migration_name(fn) for fn in migrations]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
@@ -108,11 +138,17 @@ def migrate(
         for name, fn in zip(names, migrations, strict=True):
             if name in done:
                 continue
+            if steps.stop:
+                break
             # A savepoint on PostgreSQL and SQLite (the run's transaction holds the
             # lock); nothing on MySQL, whose DDL would end a savepoint.
-            with migrator.migration_context(getattr(fn, "atomic", True)):
-                fn(migrator, db)
-                model.create(name=name)
+            steps.running = True
+            try:
+                with migrator.migration_context(getattr(fn, "atomic", True)):
+                    fn(migrator, db)
+                    model.create(name=name)
+            finally:
+                steps.running = False
             applied.append(name)
     return applied
 
@@ -125,11 +161,30 @@ async def amigrate(
     timeout: float | None = DEFAULT_TIMEOUT,
 ) -> list[str]:
     """:func:`migrate` from async code (an app's start-up): the sync migrations run
-    through ``db.run``, their queries waiting on the event loop, on the task's
-    connection. Example::
+    through ``db.run``, their queries waiting on the event loop. On MySQL a
+    cancellation during a migration waits for it to be recorded (see the module's
+    "Cancellation"). Example::
 
         async def lifespan(app):
             await amigrate(db, MIGRATIONS)
             yield
     """
-    return await db.run(migrate, db, migrations, table=table, timeout=timeout)
+    steps = _Steps()
+    if not isinstance(db, peewee.MySQLDatabase) or db.transaction_depth():
+        # One transaction (or the caller's): a cancellation rolls it all back.
+        return await db.run(_migrate, db, migrations, table, timeout, steps)
+    # The run goes on in a task of its own, so a cancellation can wait for the
+    # migration in progress instead of cutting its DDL from its record.
+    run = asyncio.ensure_future(db.run(_migrate, db, migrations, table, timeout, steps))
+    try:
+        return await asyncio.shield(run)
+    except asyncio.CancelledError:
+        if run.done():
+            raise
+        if steps.running:
+            steps.stop = True
+        else:
+            run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run  # cancelled again: that cancels the run too
+        raise

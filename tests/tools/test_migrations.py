@@ -143,6 +143,57 @@ async def test_amigrate_at_start_up(
         db.close_all()
 
 
+@pytest.mark.backends("mysql")
+@pytest.mark.parametrize("cancels", [1, 2])
+async def test_mysql_amigrate_cancelled_during_a_migration(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, cancels: int
+) -> None:
+    """MySQL's DDL commits at once: one cancellation during a migration lets it finish
+    and be recorded, and the next one never starts; a second cancellation stops the
+    run where it is."""
+    suffix = uuid.uuid4().hex[:8]
+    table, person = f"history_{suffix}", f"person_{suffix}"
+    db = make_database(backend, request, tmp_path)
+    outside = Outside(db)
+    inside = threading.Event()
+
+    def slow(migrator: Any, db: Any) -> None:
+        migrator.migrate(migrator.add_column(person, "nickname", peewee.CharField(null=True)))
+        inside.set()
+        db.execute_sql("SELECT SLEEP(0.5)")
+        db.execute_sql(f"UPDATE {person} SET nickname = 'n'")
+
+    def never(migrator: Any, db: Any) -> None:
+        migrator.migrate(migrator.add_column(person, "karma", peewee.IntegerField(null=True)))
+
+    try:
+        migrations = _schema(suffix)[:1]
+        await amigrate(db, migrations, table=table)
+        job = asyncio.ensure_future(amigrate(db, [*migrations, slow, never], table=table))
+        while not inside.is_set():
+            await asyncio.sleep(0.01)
+        for _ in range(cancels):
+            job.cancel()
+            await asyncio.sleep(0.05)
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        recorded = [r[0] for r in outside.query(f"SELECT name FROM {table} ORDER BY id")]
+        columns = _columns(outside, person)
+        assert "karma" not in columns  # the next migration never started
+        assert "nickname" in columns  # the DDL had committed either way
+        if cancels == 1:
+            assert recorded == ["create_person", "slow"]
+        else:  # stopped in the middle: applied, unrecorded (as after a server fault)
+            assert recorded == ["create_person"]
+        await settle(db)
+        assert_no_leaks(db)
+        await db.run(_drop, db, person, table)
+    finally:
+        outside.close()
+        await db.close_pool()
+        db.close_all()
+
+
 def test_a_failed_migration(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """PostgreSQL and SQLite roll the whole run back; MySQL/MariaDB's DDL committed
     implicitly, so the column added before the failure stays (unrecorded)."""
