@@ -155,7 +155,7 @@ async def test_mysql_amigrate_cancelled_during_a_migration(
     table, person = f"history_{suffix}", f"person_{suffix}"
     db = make_database(backend, request, tmp_path)
     outside = Outside(db)
-    inside = threading.Event()
+    inside = asyncio.Event()  # set from the migration, which runs on the loop's thread
 
     def slow(migrator: Any, db: Any) -> None:
         migrator.migrate(migrator.add_column(person, "nickname", peewee.CharField(null=True)))
@@ -170,8 +170,7 @@ async def test_mysql_amigrate_cancelled_during_a_migration(
         migrations = _schema(suffix)[:1]
         await amigrate(db, migrations, table=table)
         job = asyncio.ensure_future(amigrate(db, [*migrations, slow, never], table=table))
-        while not inside.is_set():
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(inside.wait(), 10)
         for _ in range(cancels):
             job.cancel()
             await asyncio.sleep(0.05)
