@@ -27,7 +27,7 @@ import pytest
 from fastpeewee import LockTimeout, alock, lock, readiness
 
 from ..conftest import assert_no_leaks, settle
-from ..harness import LEDGER, check_invariants, insert, insert_sync, ledger_database
+from ..harness import LEDGER, Outside, check_invariants, insert, insert_sync, ledger_database
 from ..proxy import proxied_database
 from .ops import kill_all, lock_is_free, sessions_match_pools, tagged, wait_lock_free
 
@@ -322,3 +322,56 @@ async def test_a_ping_after_the_server_killed_idle_connections_succeeds(
         assert await readiness(db) == (True, "ready")
         await sessions_match_pools(db, outside, killed=True)
         await check_invariants(db, outside, probe="probe-ping-after-kill")
+
+
+@pytest.mark.backends("postgres")
+async def test_aping_retry_after_an_unread_fatal_cancelled_at_every_step(backend, request):
+    """The ping refused before sending on a connection whose FATAL the driver read
+    (its close held back) runs again on a new connection: cancelled after k loop
+    steps for every k, the caller gets the answer or the cancellation, nothing
+    stays checked out, and the server holds exactly the pool's sessions."""
+    server = request.getfixturevalue(SERVERS[backend])
+    options = tagged(backend, {"pool_size": 1, "check_idle_after": 3600.0})
+    async with proxied_database(server, backend, **options) as (db, proxy):
+        outside = Outside(db)
+        try:
+            for k in range(300):
+                proxy.pass_eof()
+                async with db:
+                    pid = (await db.aexecute_sql("SELECT pg_backend_pid()")).fetchone()[0]
+                proxy.hold_eof()
+                await asyncio.to_thread(_terminate, outside, pid)
+                await asyncio.sleep(0.05)  # the FATAL reaches the client, its close does not
+                task = asyncio.ensure_future(db.aping(timeout=5.0))
+                for _ in range(k):
+                    if task.done():
+                        break
+                    await asyncio.sleep(0)
+                completed = task.done()
+                task.cancel()
+                try:
+                    assert await task >= 0
+                    assert completed, f"k={k}: the ping answered although cancelled"
+                except asyncio.CancelledError:
+                    assert not completed
+                proxy.pass_eof()
+                # A ping cancelled before it took the dead connection leaves it idle
+                # in the pool, to be found dead at its next use.
+                await sessions_match_pools(db, outside, killed=not completed)
+                stats = db.pool_stats()[0]
+                assert (stats.in_use, stats.waiting) == (0, 0) and stats.size <= 1, (k, stats)
+                if completed:
+                    assert k >= 2 and stats.closed >= k  # the dead one closed each time
+                    return
+            raise AssertionError("the ping never completed")
+        finally:
+            outside.close()
+
+
+def _terminate(outside: Outside, pid: int) -> None:
+    """End server session ``pid`` and wait until it is gone."""
+    assert outside.query("SELECT pg_terminate_backend(?)", (pid,)) == [(True,)]
+    deadline = time.monotonic() + 10
+    while outside.query("SELECT 1 FROM pg_stat_activity WHERE pid = ?", (pid,)):
+        assert time.monotonic() < deadline, f"session {pid} outlived its kill"
+        time.sleep(0.005)
