@@ -34,6 +34,15 @@ from .pgbouncer import upstream_params
 LEDGER = "harness_ledger"
 
 
+class Ledger(peewee.Model):
+    """The ledger table as a model (bind it, or run its queries with ``db.aexecute``)."""
+
+    tag = peewee.CharField(max_length=64)
+
+    class Meta:
+        table_name = LEDGER
+
+
 class Outside:
     """A view of the server that does not go through the library under test."""
 

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from fastpeewee import DatabaseMiddleware
 
 from ..harness import (
-    LEDGER,
+    Ledger,
     Outside,
     StepResult,
     cancel_at_every_step,
@@ -35,13 +35,6 @@ from ..harness import (
 )
 
 _tags = itertools.count()
-
-
-class Ledger(peewee.Model):
-    tag = peewee.CharField(max_length=64)
-
-    class Meta:
-        table_name = LEDGER
 
 
 @pytest.fixture

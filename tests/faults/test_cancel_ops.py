@@ -26,6 +26,7 @@ from fastpeewee.locks import SCHEMA_LOCK
 
 from ..harness import (
     LEDGER,
+    Ledger,
     Outside,
     StepResult,
     cancel_at_every_step,
@@ -373,3 +374,30 @@ async def test_read_timeout_never_swallows_a_cancellation(backend, request, tmp_
             assert rows in allowed, f"k={result.k}: {rows} rows, allowed {allowed}"
 
         await every_step(op, check)
+
+
+@pytest.mark.backends("mysql")
+async def test_read_timeout_never_swallows_a_cancellation_in_a_binary_bulk(
+    backend, request, tmp_path
+):
+    """The same for a big insert sent as MariaDB binary bulk statements
+    (``bulk_binary=True``): the cancellation is always raised, and the rows are
+    all there or none."""
+    options = {"pool_size": 4, "acquire_timeout": 5.0, "read_timeout": 5, "bulk_binary": True}
+    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
+        current: dict[str, str] = {}
+        rows = 600  # past the binary bulk's threshold (drivers/mysql.py BULK_MIN_ROWS)
+        Ledger.bind(db)  # the model's database decides how its queries compile
+
+        def op(marks: dict[str, bool]) -> Any:
+            tag = current["tag"] = f"t{next(_tags)}"
+            return db.aexecute(Ledger.insert_many([{"tag": tag}] * rows))
+
+        async def check(result: StepResult) -> None:
+            tag = current["tag"]
+            await check_invariants(db, outside, probe=f"probe-{tag}")
+            found = (await asyncio.to_thread(outside.tags)).get(tag, 0)
+            allowed = {rows} if result.completed else {0, rows}
+            assert found in allowed, f"k={result.k}: {found} rows, allowed {allowed}"
+
+        assert await every_step(op, check) >= 3

@@ -332,7 +332,8 @@ async def test_aping_retry_after_an_unread_fatal_cancelled_at_every_step(backend
     stays checked out, and the server holds exactly the pool's sessions."""
     server = request.getfixturevalue(SERVERS[backend])
     options = tagged(backend, {"pool_size": 1, "check_idle_after": 3600.0})
-    async with proxied_database(server, backend, **options) as (db, proxy):
+    async with proxied_database(server, backend, **options) as (pooled_db, proxy):
+        db: Any = pooled_db
         outside = Outside(db)
         try:
             for k in range(300):

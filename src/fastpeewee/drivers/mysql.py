@@ -288,6 +288,7 @@ class AsyncmyConnection(MySQLConnection):
         the first statement's insert id (MySQL's id of the first row). With
         :attr:`bulk_binary`, big inserts go as MariaDB binary bulk statements.
         """
+        asked = cancel_requests() if self.late_cancels else -1
         if (
             self.bulk_binary
             and len(rows) >= BULK_MIN_ROWS
@@ -295,36 +296,23 @@ class AsyncmyConnection(MySQLConnection):
         ):
             groups = _bulk_groups(sql, rows, MANY_STATEMENT_BYTES)
             if groups is not None:
-                done = await self._abulk(sql, groups)
+                done = await self._abulk(sql, groups, asked)
                 if done is not None:
                     return done
-        asked = cancel_requests() if self.late_cancels else -1
         chunks = await self._chunks(sql, rows)
         cur = self.raw.cursor()
+
+        async def run(chunk: Any) -> tuple[int, Any]:
+            await cur.execute(chunk)
+            return cur.rowcount, cur.lastrowid
+
         try:
             if len(chunks) == 1:
-                await cur.execute(chunks[0])
+                count, first = await run(chunks[0])
                 self._raise_late(asked)
                 self._rolled_back = False
-                return Cursor((), cur.rowcount, cur.lastrowid, None)
-            begin, end, undo = self._many_brackets()
-            await cur.execute(begin)
-            count, first = 0, None
-            try:
-                for chunk in chunks:
-                    await cur.execute(chunk)
-                    self._raise_late(asked)  # before END: nothing committed
-                    count += cur.rowcount
-                    first = cur.lastrowid if first is None else first
-            except Exception:
-                if self.usable():
-                    with contextlib.suppress(Exception):
-                        await cur.execute(undo)
-                raise
-            await cur.execute(end)
-            self._raise_late(asked)
-            self._rolled_back = False
-            return Cursor((), count, first, None)
+                return Cursor((), count, first, None)
+            return await self._bracketed(cur, chunks, run, asked)
         except asyncio.CancelledError:
             await self._abandon()
             raise
@@ -332,7 +320,7 @@ class AsyncmyConnection(MySQLConnection):
             if self.raw.connected:
                 await cur.close()
 
-    async def _abulk(self, sql: str, groups: list[Sequence[Params]]) -> Cursor | None:
+    async def _abulk(self, sql: str, groups: list[Sequence[Params]], asked: int) -> Cursor | None:
         """MariaDB's COM_STMT_BULK_EXECUTE: each group of rows bound in binary form
         to one prepared INSERT, one round trip per group, no escaping; inside a
         transaction (a savepoint when one is open). None, nothing left behind,
@@ -343,34 +331,53 @@ class AsyncmyConnection(MySQLConnection):
         cur = self.raw.cursor()
         try:
             stmt = await self.raw.prepare(prefix + values.replace("%s", "?") + postfix)
+
+            async def run(group: Sequence[Params]) -> tuple[int, Any]:
+                result = await stmt.execute_bulk(group)
+                return result.affected_rows, result.insert_id
+
             try:
-                begin, end, undo = self._many_brackets()
-                await cur.execute(begin)
-                count, first = 0, None
-                try:
-                    for group in groups:
-                        result = await stmt.execute_bulk(group)
-                        count += result.affected_rows
-                        first = result.insert_id if first is None else first
-                except Exception as exc:
-                    if self.usable():
-                        with contextlib.suppress(Exception):
-                            await cur.execute(undo)
-                    if isinstance(exc, ValueError):  # raised before any I/O
-                        return None
-                    raise
-                await cur.execute(end)
+                return await self._bracketed(cur, groups, run, asked)
+            except ValueError:  # raised before any I/O; the brackets were undone
+                return None
             finally:
                 if self.raw.connected:
                     await stmt.close()
-            self._rolled_back = False
-            return Cursor((), count, first, None)
         except asyncio.CancelledError:
             await self._abandon()
             raise
         finally:
             if self.raw.connected:
                 await cur.close()
+
+    async def _bracketed(
+        self,
+        cur: Any,
+        parts: Sequence[Any],
+        run: Callable[[Any], Awaitable[tuple[int, Any]]],
+        asked: int,
+    ) -> Cursor:
+        """``run`` each part between a BEGIN (a SAVEPOINT inside a transaction) and
+        its COMMIT, undone when one fails: all or nothing. The cursor carries the
+        total row count and the first part's insert id."""
+        begin, end, undo = self._many_brackets()
+        await cur.execute(begin)
+        count, first = 0, None
+        try:
+            for part in parts:
+                rows, insert_id = await run(part)
+                self._raise_late(asked)  # before END: nothing committed
+                count += rows
+                first = insert_id if first is None else first
+        except Exception:
+            if self.usable():
+                with contextlib.suppress(Exception):
+                    await cur.execute(undo)
+            raise
+        await cur.execute(end)
+        self._raise_late(asked)
+        self._rolled_back = False
+        return Cursor((), count, first, None)
 
     async def _chunks(self, sql: str, rows: Sequence[Params]) -> list[Any]:
         """The statements asyncmy's executemany would send for ``rows``."""
