@@ -53,7 +53,7 @@ def _command(server: str, port: int, preload: bool) -> list[str]:
     bind = ["--host", "127.0.0.1", "--port", str(port)]
     if server == "uvicorn":
         return [sys.executable, "-m", "uvicorn", APP, "--workers", str(WORKERS), *bind]
-    worker = "uvicorn.workers.UvicornWorker"
+    worker = "uvicorn_worker.UvicornWorker"  # uvicorn.workers is deprecated
     command = [sys.executable, "-m", "gunicorn", APP, "-k", worker, "-w", str(WORKERS),
                "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5"]  # fmt: skip
     if preload:
