@@ -197,6 +197,13 @@ class AsyncState(ConnectionState):
             return cursor, self._end_stream(cursor, conn, None)
         lock = self._locked()
         await self._acquire_busy(lock)
+        return await self._astream_locked(lock, sql, params, batch_size)
+
+    async def _astream_locked(
+        self, lock: asyncio.Lock, sql: str, params: Params, batch_size: int
+    ) -> tuple[StreamCursor, Coroutine[Any, Any, None]]:
+        """:meth:`astream` on this state's connection, ``lock`` held (released
+        here when opening fails, else when the stream ends)."""
         try:
             conn = self.conn or await self._acquire()
             cursor = await _open_stream(conn, sql, params, batch_size)
