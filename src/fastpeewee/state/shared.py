@@ -122,7 +122,17 @@ class SharedState(AsyncState):
             raise Reroute
         if self.conn is None and not self.held:
             return await super().astream(sql, params, batch_size)  # a connection of its own
-        cursor, finish = await super().astream(sql, params, batch_size)
+        self._lost_guard(sql, False)
+        lock = self._locked()
+        await self._acquire_busy(lock)
+        # Checked again once the connection is ours: a sibling's BEGIN in flight
+        # meanwhile made its transaction the connection's, which the stream must
+        # stay out of (cancelled mid-fetch, it would lose that transaction).
+        owner = self.owner
+        if self.finished or (owner is not None and owner is not who):
+            lock.release()
+            raise Reroute
+        cursor, finish = await self._astream_locked(lock, sql, params, batch_size)
         if self.owner is None:
             self.owner = who  # the stream's transaction: siblings go elsewhere meanwhile
         return cursor, self._end_owned_stream(finish)

@@ -197,6 +197,13 @@ class AsyncState(ConnectionState):
             return cursor, self._end_stream(cursor, conn, None)
         lock = self._locked()
         await self._acquire_busy(lock)
+        return await self._astream_locked(lock, sql, params, batch_size)
+
+    async def _astream_locked(
+        self, lock: asyncio.Lock, sql: str, params: Params, batch_size: int
+    ) -> tuple[StreamCursor, Coroutine[Any, Any, None]]:
+        """:meth:`astream` on this state's connection, ``lock`` held (released
+        here when opening fails, else when the stream ends)."""
         try:
             conn = self.conn or await self._acquire()
             cursor = await _open_stream(conn, sql, params, batch_size)
@@ -225,11 +232,15 @@ class AsyncState(ConnectionState):
     async def _end_stream(
         self, cursor: StreamCursor, borrowed: Connection | None, lock: asyncio.Lock | None
     ) -> None:
+        closing = asyncio.ensure_future(cursor.aclose())
         try:
-            await asyncio.shield(cursor.aclose())
+            await asyncio.shield(closing)
         except BaseException:
             # Interrupted while the close still runs on the connection: it
             # cannot be settled now, so it is closed rather than handed on.
+            # The close then fails as its connection goes: nobody awaits it,
+            # so its error is retrieved here (else asyncio logs it as an ERROR).
+            closing.add_done_callback(_retrieve)
             conn = borrowed or self.conn
             if conn is not None:
                 conn.broken = True
@@ -311,6 +322,12 @@ class AsyncState(ConnectionState):
             conn.pool.release(conn)
             return
         await asyncio.shield(self.db._spawn_release(_settle_and_release(conn)))
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark the outcome of a future nobody awaits as seen."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _settle_and_release(conn: Connection) -> None:
