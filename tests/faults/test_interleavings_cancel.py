@@ -62,7 +62,14 @@ from fastpeewee import Param, afetch, alock, lock, to_pydantic
 
 from .. import pgbouncer
 from ..conftest import settle
-from ..harness import LEDGER, Boom, check_invariants, insert, insert_sync, ledger_database
+from ..harness import (
+    Boom,
+    Ledger,
+    check_invariants,
+    insert,
+    insert_sync,
+    ledger_database,
+)
 from .ops import sessions_match_pools, tagged, wait_lock_free
 
 
@@ -76,13 +83,6 @@ LOCK = "interleavings-counter"
 COUNTER = "interleavings_counter"
 ASYNC_KINDS = ["auto", "txn", "nested", "stream", "read", "pinsert", "inc", "inc"]
 SYNC_KINDS = ["auto", "txn", "nested", "read", "pinsert", "inc"]
-
-
-class Ledger(peewee.Model):
-    tag = peewee.CharField(max_length=64)
-
-    class Meta:
-        table_name = LEDGER
 
 
 class Counter(peewee.Model):
