@@ -92,7 +92,8 @@ async def test_kill_a_thread_transaction_after_every_statement(writes):
     failed = 0
     try:
         for i in itertools.count(1):
-            tag, marks = f"thread-{i}", {}
+            tag = f"thread-{i}"
+            marks: dict[str, bool] = {}
             worker["kill_after"] = i
             error: BaseException | None = None
             try:
