@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +37,8 @@ from ..harness import (
     check_invariants,
     ledger_database,
 )
-from .ops import sessions_match_pools
-from .test_cancel_every_step import Op, env, run_every_step  # noqa: F401 (env: a fixture)
+from .ops import sessions_match_pools, tagged
+from .test_cancel_every_step import Op, run_every_step
 
 
 class Entry(AsyncModel):
@@ -55,12 +56,29 @@ def add_body_column(outside: Outside) -> None:
     outside.query(f"ALTER TABLE {LEDGER} ADD COLUMN body TEXT")
 
 
+@asynccontextmanager
+async def entry_database(
+    backend: str, request: Any, tmp_path: Any, **options: Any
+) -> AsyncIterator[tuple[Any, Outside]]:
+    """:func:`ledger_database` with :class:`Entry` bound, its sessions
+    :func:`tagged` (PgBouncer's idle server sessions of the same database, left
+    by other modules, are not counted as the pools')."""
+    async with ledger_database(backend, request, tmp_path, **tagged(backend, options)) as (
+        db,
+        outside,
+    ):
+        await asyncio.to_thread(add_body_column, outside)
+        Entry.bind(db)
+        yield db, outside
+
+
 @pytest.fixture
-async def writes(env) -> tuple[Any, Outside]:  # noqa: F811 (env: the imported fixture)
-    db, outside = env
-    await asyncio.to_thread(add_body_column, outside)
-    Entry.bind(db)
-    return db, outside
+async def writes(backend, request, tmp_path) -> AsyncIterator[tuple[Any, Outside]]:
+    options: dict[str, Any] = {"pool_size": 3, "acquire_timeout": 5.0}
+    if backend == "sqlite":  # no fsync per commit: hundreds of runs per test
+        options["pragmas"] = {"journal_mode": "wal", "synchronous": "off"}
+    async with entry_database(backend, request, tmp_path, **options) as env:
+        yield env
 
 
 # -- the writes ------------------------------------------------------------------
@@ -295,9 +313,7 @@ async def test_bulk_insert(writes, backend, statement_bound, mode):
 async def test_mariadb_binary_bulk_insert(backend, request, tmp_path, statement_bound, mode):
     """``bulk_binary=True``: the rows go as COM_STMT_BULK_EXECUTE groups."""
     options = {"pool_size": 3, "acquire_timeout": 5.0, "bulk_binary": True}
-    async with ledger_database(backend, request, tmp_path, **options) as (db, outside):
-        await asyncio.to_thread(add_body_column, outside)
-        Entry.bind(db)
+    async with entry_database(backend, request, tmp_path, **options) as (db, outside):
         await check_bulk_path(db, outside, backend, "Com_stmt_prepare", 1)  # one prepared INSERT
         await cancel_bulk(db, outside, backend, mode)
 

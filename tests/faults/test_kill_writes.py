@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import peewee
@@ -24,21 +25,20 @@ from .ops import kill_all, sessions_match_pools
 from .test_cancel_writes import (
     BULK_ROWS,
     Entry,
-    add_body_column,
     bulk_rows,
+    entry_database,
     statement_bound,  # noqa: F401 (a fixture)
 )
-from .test_kill_every_step import env, kill_at_every_step  # noqa: F401 (env: a fixture)
+from .test_kill_every_step import kill_at_every_step
 
 pytestmark = pytest.mark.backends("postgres", "mysql")
 
 
 @pytest.fixture
-async def writes(env) -> tuple[Any, Outside]:  # noqa: F811 (env: the imported fixture)
-    db, outside = env
-    await asyncio.to_thread(add_body_column, outside)
-    Entry.bind(db)
-    return db, outside
+async def writes(backend, request, tmp_path) -> AsyncIterator[tuple[Any, Outside]]:
+    options = {"pool_size": 3, "acquire_timeout": 5.0, "check_idle_after": 0.0}
+    async with entry_database(backend, request, tmp_path, **options) as env:
+        yield env
 
 
 async def test_kill_during_model_writes_in_a_transaction(writes):
