@@ -56,8 +56,10 @@ async def run_every_step(
     make: Callable[[str], Op],
     allowed: Callable[[StepResult, str], dict[str, set[int]]],
     before_check: Callable[[], Awaitable[None]] | None = None,
+    stride: int = 1,
 ) -> int:
-    """Drive ``make(tag)``'s operation through :func:`cancel_at_every_step`.
+    """Drive ``make(tag)``'s operation through :func:`cancel_at_every_step`
+    (every ``stride``-th step).
 
     ``allowed(result, tag)`` gives, per tag, the row counts the outcome allows.
     """
@@ -81,7 +83,7 @@ async def run_every_step(
                 f"(completed={result.completed}, error={result.error!r}, marks={result.marks})"
             )
 
-    runs = await cancel_at_every_step(op, check)
+    runs = await cancel_at_every_step(op, check, stride=stride)
     assert runs >= 2, "the operation never awaited: the test cancelled nothing"
     return runs
 
