@@ -226,6 +226,7 @@ class MariaDBServer:
     user: str = "fastpeewee"
     password: str = "fastpeewee-test"
     database: str = "fastpeewee_test"
+    options: tuple[str, ...] = ()  # more mariadbd arguments, after MARIADB_OPTIONS
 
     @property
     def socket(self) -> Path:
@@ -241,7 +242,9 @@ class MariaDBServer:
         }
 
     @classmethod
-    def start(cls) -> MariaDBServer:
+    def start(cls, *options: str) -> MariaDBServer:
+        """Install and start a server; ``options`` are more mariadbd arguments
+        (``--log-bin``, ``--server-id=2``, ...), given after the defaults."""
         mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
         install_db = shutil.which("mariadb-install-db")
         if not (install_db and Path(mariadbd).exists()):
@@ -249,7 +252,7 @@ class MariaDBServer:
         tmp = Path(tempfile.mkdtemp(prefix="fastpeewee-mariadb-"))
         if os.geteuid() == 0:
             shutil.chown(tmp, "mysql", "mysql")
-        server = cls(port=free_port(), tmp=tmp)
+        server = cls(port=free_port(), tmp=tmp, options=options)
         try:
             server._install(install_db)
             server._run(mariadbd)
@@ -293,6 +296,7 @@ class MariaDBServer:
             "--skip-networking=0",
             "--bind-address=127.0.0.1",
             f"--port={self.port}",
+            *self.options,
         ]
         if os.geteuid() == 0:
             argv.append("--user=mysql")  # mariadbd drops root for the mysql user itself

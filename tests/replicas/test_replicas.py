@@ -1,8 +1,11 @@
-"""Read replicas against a real streaming standby (``pg_basebackup -R`` of a throwaway primary).
+"""Read replicas against a real replica: a PostgreSQL streaming standby
+(``pg_basebackup -R`` of a throwaway primary) and a MariaDB replica (GTID
+replication, ``read_only``), the tests that hold on both run on each (``pair``).
 
-Where a statement ran is read from the server that ran it: ``inet_server_port()``
-and ``pg_is_in_recovery()`` in the statement itself; rows are counted with
-psql from outside the library.
+Where a statement ran is read from the server that ran it: its port and
+whether it is a replica (``inet_server_port()``, ``pg_is_in_recovery()``;
+``@@port``, ``@@read_only``) in the statement itself; rows are counted with
+psql or PyMySQL from outside the library.
 """
 
 from __future__ import annotations
@@ -15,17 +18,28 @@ from typing import Any
 import peewee
 import pytest
 
-from fastpeewee import AsyncModel, AsyncPostgresqlDatabase, is_read
+from fastpeewee import AsyncModel, is_read
 
 from ..conftest import assert_no_leaks, settle
-from .cluster import Pair, psql, start_server, stop_server, wait_replayed
+from .cluster import MariaDBPair, Pair
 
-PORT = "SELECT inet_server_port(), pg_is_in_recovery()"
+AnyPair = Pair | MariaDBPair
+Db = Any  # an AsyncPostgresqlDatabase or an AsyncMySQLDatabase
+
+# A function that writes, called from a SELECT (the SQL cannot tell it writes).
+WRITING_FUNCTION = {
+    "postgres": "CREATE OR REPLACE FUNCTION add_note() RETURNS int LANGUAGE sql "
+    "AS $$ INSERT INTO note (body) VALUES ('by a function') RETURNING 1 $$",
+    "mysql": "CREATE OR REPLACE FUNCTION add_note() RETURNS int MODIFIES SQL DATA "
+    "BEGIN INSERT INTO note (body) VALUES ('by a function'); RETURN 1; END",
+}
 
 
-def make_db(pair: Pair, **options: Any) -> AsyncPostgresqlDatabase:
+def make_db(pair: AnyPair, **options: Any) -> Db:
     options = {"pool_size": 4, "acquire_timeout": 2.0, "replica_check_interval": 0.1, **options}
-    return AsyncPostgresqlDatabase(
+    if pair.kind == "mysql":
+        options.setdefault("ssl_disabled", True)  # no TLS on the test servers
+    return pair.database_class(
         pair.primary.database,
         **pair.primary.connect_params,
         replicas=[pair.url(pair.standby)],
@@ -38,12 +52,12 @@ class Note(AsyncModel):
 
 
 @pytest.fixture
-async def rdb(pg_pair: Pair) -> AsyncIterator[AsyncPostgresqlDatabase]:
-    db = make_db(pg_pair)
+async def rdb(pair: AnyPair) -> AsyncIterator[Db]:
+    db = make_db(pair)
     Note.bind(db)
     await db.run(db.drop_tables, [Note])
     await db.acreate_tables([Note])
-    await asyncio.to_thread(wait_replayed, pg_pair)
+    await asyncio.to_thread(pair.wait_replayed)
     yield db
     await settle(db)
     for database in (db, *db.replicas):
@@ -52,34 +66,39 @@ async def rdb(pg_pair: Pair) -> AsyncIterator[AsyncPostgresqlDatabase]:
     await db.close_pool()
 
 
-async def where(db: AsyncPostgresqlDatabase) -> tuple[int, bool]:
-    row: Any = (await db.aexecute_sql(PORT)).fetchone()
-    return row[0], row[1]
+async def where(db: Db) -> tuple[int, bool]:
+    """(port, is a replica) of the server a plain read of ``db`` ran on."""
+    row: Any = (await db.aexecute_sql(_where_sql(db))).fetchone()
+    return row[0], bool(row[1])
 
 
-def where_sync(db: AsyncPostgresqlDatabase) -> tuple[int, bool]:
-    row: Any = db.execute_sql(PORT).fetchone()
-    return row[0], row[1]
+def where_sync(db: Db) -> tuple[int, bool]:
+    row: Any = db.execute_sql(_where_sql(db)).fetchone()
+    return row[0], bool(row[1])
 
 
-async def one(db: AsyncPostgresqlDatabase, sql: str) -> Any:
+def _where_sql(db: Db) -> str:
+    return MariaDBPair.where_sql if isinstance(db, MariaDBPair.database_class) else Pair.where_sql
+
+
+async def one(db: Db, sql: str) -> Any:
     row: Any = (await db.aexecute_sql(sql)).fetchone()
     return row[0]
 
 
 async def test_reads_go_to_the_replica_writes_and_transactions_to_the_primary(
-    rdb: AsyncPostgresqlDatabase, pg_pair: Pair
+    rdb: Db, pair: AnyPair
 ) -> None:
-    primary, standby = pg_pair.primary.port, pg_pair.standby.port
+    primary, standby = pair.primary.port, pair.standby.port
     assert await where(rdb) == (standby, True)
     note = await Note.acreate(body="written")  # an INSERT: the primary
-    assert psql(pg_pair.primary, "SELECT count(*) FROM note") == "1"
-    await asyncio.to_thread(wait_replayed, pg_pair)
+    assert pair.query(pair.primary, "SELECT count(*) FROM note") == "1"
+    await asyncio.to_thread(pair.wait_replayed)
     # ORM reads, the fast path and peewee's own (db.run), on the replica
-    port = Note.select(Note, peewee.fn.inet_server_port().alias("port"))
+    port = Note.select(Note, pair.port.alias("port"))
     assert (await rdb.get(port.where(Note.id == note.id))).port == standby
     assert [n.port for n in await rdb.list(port)] == [standby]
-    assert await rdb.scalar(Note.select(peewee.fn.inet_server_port())) == standby
+    assert await rdb.scalar(Note.select(pair.port)) == standby
     assert [n.port async for n in rdb.iterate(port)] == [standby]
     async with rdb.atomic():
         assert await where(rdb) == (primary, False)
@@ -94,13 +113,13 @@ async def test_reads_go_to_the_replica_writes_and_transactions_to_the_primary(
             return where_sync(rdb)
 
     assert await asyncio.to_thread(in_transaction) == (primary, False)
-    assert psql(pg_pair.primary, "SELECT count(*) FROM note") == "2"
+    assert pair.query(pair.primary, "SELECT count(*) FROM note") == "2"
 
 
 async def test_a_scope_reads_the_primary_after_it_wrote(
-    rdb: AsyncPostgresqlDatabase, pg_pair: Pair
+    rdb: Db, pair: AnyPair
 ) -> None:
-    primary, standby = pg_pair.primary.port, pg_pair.standby.port
+    primary, standby = pair.primary.port, pair.standby.port
     async with rdb.scope():
         assert await where(rdb) == (standby, True)
         assert await asyncio.to_thread(where_sync, rdb) == (standby, True)
@@ -121,8 +140,8 @@ async def test_a_scope_reads_the_primary_after_it_wrote(
         assert await where(rdb) == (primary, False)
 
 
-async def test_primary_and_replica_pins(rdb: AsyncPostgresqlDatabase, pg_pair: Pair) -> None:
-    primary, standby = pg_pair.primary.port, pg_pair.standby.port
+async def test_primary_and_replica_pins(rdb: Db, pair: AnyPair) -> None:
+    primary, standby = pair.primary.port, pair.standby.port
     with rdb.primary():
         assert await where(rdb) == (primary, False)
         assert await asyncio.to_thread(where_sync, rdb) == (primary, False)
@@ -131,21 +150,19 @@ async def test_primary_and_replica_pins(rdb: AsyncPostgresqlDatabase, pg_pair: P
             assert await where(rdb) == (standby, True)
             await Note.acreate(body="a write under replica() still goes to the primary")
         assert await where(rdb) == (primary, False)
-    assert psql(pg_pair.primary, "SELECT count(*) FROM note") == "1"
+    assert pair.query(pair.primary, "SELECT count(*) FROM note") == "1"
     assert await where(rdb) == (standby, True)
 
 
 async def test_a_select_that_writes_runs_on_the_primary(
-    rdb: AsyncPostgresqlDatabase, pg_pair: Pair
+    rdb: Db, pair: AnyPair
 ) -> None:
-    await rdb.aexecute_sql(
-        "CREATE OR REPLACE FUNCTION add_note() RETURNS int LANGUAGE sql "
-        "AS $$ INSERT INTO note (body) VALUES ('by a function') RETURNING 1 $$"
-    )
-    await asyncio.to_thread(wait_replayed, pg_pair)
-    # The standby refuses the write (read-only transaction): the read runs on the primary.
+    await rdb.aexecute_sql(WRITING_FUNCTION[pair.kind])
+    await asyncio.to_thread(pair.wait_replayed)
+    # The replica refuses the write (a read-only transaction; MariaDB's read_only):
+    # the read runs on the primary.
     assert await one(rdb, "SELECT add_note()") == 1
-    assert psql(pg_pair.primary, "SELECT count(*) FROM note") == "1"
+    assert pair.query(pair.primary, "SELECT count(*) FROM note") == "1"
 
 
 async def _until(predicate: Any, timeout: float = 10.0) -> None:
@@ -157,10 +174,10 @@ async def _until(predicate: Any, timeout: float = 10.0) -> None:
     raise AssertionError(f"not within {timeout} s: {predicate}")
 
 
-async def test_a_stopped_replica_is_skipped(rdb: AsyncPostgresqlDatabase, pg_pair: Pair) -> None:
-    primary, standby = pg_pair.primary.port, pg_pair.standby.port
+async def test_a_stopped_replica_is_skipped(rdb: Db, pair: AnyPair) -> None:
+    primary, standby = pair.primary.port, pair.standby.port
     assert await where(rdb) == (standby, True)
-    await asyncio.to_thread(stop_server, pg_pair.standby)
+    await asyncio.to_thread(pair.stop_standby)
     try:
         # Every read keeps working: the first finds the replica gone and runs on the primary.
         for _ in range(20):
@@ -170,7 +187,7 @@ async def test_a_stopped_replica_is_skipped(rdb: AsyncPostgresqlDatabase, pg_pai
         [status] = rdb.replica_status()
         assert not status.up and not status.healthy and status.error
     finally:
-        await asyncio.to_thread(start_server, pg_pair.standby)
+        await asyncio.to_thread(pair.start_standby)
 
     async def back() -> bool:
         return await where(rdb) == (standby, True)
@@ -179,20 +196,21 @@ async def test_a_stopped_replica_is_skipped(rdb: AsyncPostgresqlDatabase, pg_pai
     assert rdb.replica_status()[0].healthy
 
 
-async def test_a_replica_lagging_past_the_bound_is_skipped(pg_pair: Pair) -> None:
-    primary, standby = pg_pair.primary.port, pg_pair.standby.port
-    bounded = make_db(pg_pair, max_replica_lag=1.0)
-    unbounded = make_db(pg_pair)
+async def test_a_replica_lagging_past_the_bound_is_skipped(pair: AnyPair) -> None:
+    primary, standby = pair.primary.port, pair.standby.port
+    bounded = make_db(pair, max_replica_lag=1.0)
+    unbounded = make_db(pair)
     Note.bind(bounded)
     try:
         await bounded.run(bounded.drop_tables, [Note])
         await bounded.acreate_tables([Note])
-        await asyncio.to_thread(wait_replayed, pg_pair)
+        await asyncio.to_thread(pair.wait_replayed)
         assert await where(bounded) == (standby, True)
-        psql(pg_pair.standby, "SELECT pg_wal_replay_pause()")
+        await asyncio.to_thread(pair.pause_replay)
         try:
-            await asyncio.sleep(1.2)  # the last transaction it replayed is now > 1 s old
-            psql(pg_pair.primary, "INSERT INTO note (body) VALUES ('not replayed')")
+            await asyncio.to_thread(
+                pair.query, pair.primary, "INSERT INTO note (body) VALUES ('not replayed')"
+            )
 
             async def skipped() -> bool:
                 return await where(bounded) == (primary, False)
@@ -206,7 +224,7 @@ async def test_a_replica_lagging_past_the_bound_is_skipped(pg_pair: Pair) -> Non
             assert await one(unbounded, "SELECT count(*) FROM note") == 0
             assert await one(bounded, "SELECT count(*) FROM note") == 1
         finally:
-            psql(pg_pair.standby, "SELECT pg_wal_replay_resume()")
+            await asyncio.to_thread(pair.resume_replay)
 
         async def caught_up() -> bool:
             return await where(bounded) == (standby, True)
@@ -221,18 +239,18 @@ async def test_a_replica_lagging_past_the_bound_is_skipped(pg_pair: Pair) -> Non
 
 
 async def test_replica_fallback_false_raises_when_none_is_healthy(
-    rdb: AsyncPostgresqlDatabase, pg_pair: Pair
+    rdb: Db, pair: AnyPair
 ) -> None:
-    await asyncio.to_thread(stop_server, pg_pair.standby)
+    await asyncio.to_thread(pair.stop_standby)
     try:
         await where(rdb)  # finds the replica down
         with pytest.raises(peewee.OperationalError, match="no healthy replica"):
             async with rdb.replica(fallback=False):
                 await where(rdb)
         async with rdb.replica():
-            assert await where(rdb) == (pg_pair.primary.port, False)
+            assert await where(rdb) == (pair.primary.port, False)
     finally:
-        await asyncio.to_thread(start_server, pg_pair.standby)
+        await asyncio.to_thread(pair.start_standby)
 
 
 def test_replicas_are_refused_on_sqlite(tmp_path: Any) -> None:
