@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import peewee
 import pytest
@@ -40,6 +40,36 @@ from ..servers import (
     _check,
     free_port,
 )
+
+
+class Server(Protocol):
+    @property
+    def port(self) -> int: ...
+    @property
+    def database(self) -> str: ...
+    @property
+    def connect_params(self) -> dict[str, Any]: ...
+
+
+class ReplicaPair(Protocol):
+    """What the replica tests ask of a pair, PostgreSQL's or MariaDB's."""
+
+    kind: ClassVar[str]  # "postgres" or "mysql", as the suite's backends are named
+    database_class: ClassVar[type[Any]]
+    where_sql: ClassVar[str]
+    port: ClassVar[Any]
+
+    @property
+    def primary(self) -> Server: ...
+    @property
+    def standby(self) -> Server: ...
+    def url(self, server: Any) -> str: ...
+    def query(self, server: Any, sql: str) -> str: ...
+    def wait_replayed(self) -> None: ...
+    def stop_standby(self) -> None: ...
+    def start_standby(self) -> None: ...
+    def pause_replay(self) -> None: ...
+    def resume_replay(self) -> None: ...
 
 
 @dataclass
@@ -180,7 +210,7 @@ class MariaDBPair:
         )
 
     def query(self, server: MariaDBServer, sql: str) -> str:
-        """The first value ``sql`` returns on ``server``, as text (PyMySQL, outside the library)."""
+        """The first value ``sql`` returns on ``server``, as text (PyMySQL, not the library)."""
         rows = mysql(server, sql)
         return "" if not rows or rows[0][0] is None else str(rows[0][0])
 
@@ -239,7 +269,8 @@ def start_mariadb_pair() -> MariaDBPair:
     if os.environ.get("FASTPEEWEE_TEST_MYSQL_URL"):
         pytest.skip("needs MariaDB servers the suite started (a replica is configured)")
     with ThreadPoolExecutor(2) as pool:  # two installs side by side: half the start-up
-        started = [pool.submit(MariaDBServer.start, *o) for o in (_PRIMARY_OPTIONS, _REPLICA_OPTIONS)]
+        options = (_PRIMARY_OPTIONS, _REPLICA_OPTIONS)
+        started = [pool.submit(MariaDBServer.start, *o) for o in options]
         errors = [f.exception() for f in started]
     servers = [f.result() for f, e in zip(started, errors, strict=True) if e is None]
     try:
