@@ -77,6 +77,9 @@ _PG_LAG_SQL = (
 # SQLSTATE 25006: a statement tried to write on a read-only server (a standby).
 _READ_ONLY_SQLSTATE = "25006"
 _READ_ONLY_MYSQL = frozenset({1290, 1792})  # --read-only, read-only transaction
+# ER_SPECIFIC_ACCESS_DENIED_ERROR: the replica's user may not read SHOW SLAVE STATUS
+# (MariaDB wants SLAVE MONITOR, MySQL REPLICATION CLIENT), as an application's often may not.
+_MYSQL_NO_PRIVILEGE = 1227
 
 
 @functools.lru_cache(maxsize=4096)
@@ -99,10 +102,11 @@ def is_read(sql: str) -> bool:
 class ReplicaStatus:
     """What the last health check of one replica found (``db.replica_status()``).
 
-    ``up``: it answered; ``lag``: seconds behind the primary (None when down);
-    ``healthy``: up and within ``max_replica_lag``; ``checked_at``:
+    ``up``: it answered; ``lag``: seconds behind the primary (None when down, or
+    when the check may not read it); ``healthy``: up and within
+    ``max_replica_lag`` (an unknown lag is not); ``checked_at``:
     ``time.monotonic()`` of the check (0.0: never checked); ``error``: why it
-    is down; ``served``: reads it answered so far.
+    is down or its lag unknown; ``served``: reads it answered so far.
     """
 
     name: str
@@ -265,7 +269,11 @@ class Replicas:
     def _healthy(self, health: _Health) -> bool:
         if not health.up:
             return False
-        return self.max_lag is None or health.lag is None or health.lag <= self.max_lag
+        if self.max_lag is None:
+            return True
+        if health.lag is None:  # optimistic until the first check; unknown after it
+            return health.checked_at == 0.0
+        return health.lag <= self.max_lag
 
     def failed(self, replica: AsyncDatabase, exc: BaseException) -> bool:
         """After ``exc`` from a read on ``replica``: True when the read should run
@@ -410,6 +418,16 @@ class Replicas:
     ) -> None:
         health = self._health[id(replica)]
         health.checked_at = time.monotonic()
+        if exc is not None and _mysql_errno(exc) == _MYSQL_NO_PRIVILEGE:
+            # It answered, so it is up; only its lag is unknown, which a lag bound minds.
+            error = (
+                f"lag unknown: {exc}; grant SLAVE MONITOR (MariaDB) or REPLICATION CLIENT "
+                "(MySQL) to the replica's user to measure it"
+            )
+            if health.error != error:
+                logger.warning("replica %s: %s", _name(replica), error)
+            health.up, health.lag, health.error = True, None, error
+            return
         if exc is not None or cursor is None:
             health.up, health.lag, health.error = False, None, f"{type(exc).__name__}: {exc}"
             return
@@ -462,12 +480,16 @@ def _read_only_violation(exc: BaseException) -> bool:
         return False
     if getattr(orig, "sqlstate", None) == _READ_ONLY_SQLSTATE:
         return True
+    return _mysql_errno(exc) in _READ_ONLY_MYSQL
+
+
+def _mysql_errno(exc: BaseException) -> int | None:
+    """The MySQL error number behind ``exc`` (PyMySQL or asyncmy), or None."""
+    orig = getattr(exc, "orig", None) or exc.__cause__
+    if orig is None or "MySQLError" not in {k.__name__ for k in type(orig).__mro__}:
+        return None
     args: tuple[Any, ...] = orig.args
-    return (
-        bool(args)
-        and args[0] in _READ_ONLY_MYSQL
-        and "MySQLError" in {k.__name__ for k in type(orig).__mro__}
-    )
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 def _name(db: AsyncDatabase) -> str:

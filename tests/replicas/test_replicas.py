@@ -21,9 +21,8 @@ import pytest
 from fastpeewee import AsyncModel, is_read
 
 from ..conftest import assert_no_leaks, settle
-from .cluster import MariaDBPair, Pair
+from .cluster import MariaDBPair, Pair, ReplicaPair
 
-AnyPair = Pair | MariaDBPair
 Db = Any  # an AsyncPostgresqlDatabase or an AsyncMySQLDatabase
 
 # A function that writes, called from a SELECT (the SQL cannot tell it writes).
@@ -35,16 +34,12 @@ WRITING_FUNCTION = {
 }
 
 
-def make_db(pair: AnyPair, **options: Any) -> Db:
+def make_db(pair: ReplicaPair, **options: Any) -> Db:
     options = {"pool_size": 4, "acquire_timeout": 2.0, "replica_check_interval": 0.1, **options}
     if pair.kind == "mysql":
         options.setdefault("ssl_disabled", True)  # no TLS on the test servers
-    return pair.database_class(
-        pair.primary.database,
-        **pair.primary.connect_params,
-        replicas=[pair.url(pair.standby)],
-        **options,
-    )
+    options.setdefault("replicas", [pair.url(pair.standby)])
+    return pair.database_class(pair.primary.database, **pair.primary.connect_params, **options)
 
 
 class Note(AsyncModel):
@@ -52,7 +47,7 @@ class Note(AsyncModel):
 
 
 @pytest.fixture
-async def rdb(pair: AnyPair) -> AsyncIterator[Db]:
+async def rdb(pair: ReplicaPair) -> AsyncIterator[Db]:
     db = make_db(pair)
     Note.bind(db)
     await db.run(db.drop_tables, [Note])
@@ -87,7 +82,7 @@ async def one(db: Db, sql: str) -> Any:
 
 
 async def test_reads_go_to_the_replica_writes_and_transactions_to_the_primary(
-    rdb: Db, pair: AnyPair
+    rdb: Db, pair: ReplicaPair
 ) -> None:
     primary, standby = pair.primary.port, pair.standby.port
     assert await where(rdb) == (standby, True)
@@ -116,9 +111,7 @@ async def test_reads_go_to_the_replica_writes_and_transactions_to_the_primary(
     assert pair.query(pair.primary, "SELECT count(*) FROM note") == "2"
 
 
-async def test_a_scope_reads_the_primary_after_it_wrote(
-    rdb: Db, pair: AnyPair
-) -> None:
+async def test_a_scope_reads_the_primary_after_it_wrote(rdb: Db, pair: ReplicaPair) -> None:
     primary, standby = pair.primary.port, pair.standby.port
     async with rdb.scope():
         assert await where(rdb) == (standby, True)
@@ -140,7 +133,7 @@ async def test_a_scope_reads_the_primary_after_it_wrote(
         assert await where(rdb) == (primary, False)
 
 
-async def test_primary_and_replica_pins(rdb: Db, pair: AnyPair) -> None:
+async def test_primary_and_replica_pins(rdb: Db, pair: ReplicaPair) -> None:
     primary, standby = pair.primary.port, pair.standby.port
     with rdb.primary():
         assert await where(rdb) == (primary, False)
@@ -154,9 +147,7 @@ async def test_primary_and_replica_pins(rdb: Db, pair: AnyPair) -> None:
     assert await where(rdb) == (standby, True)
 
 
-async def test_a_select_that_writes_runs_on_the_primary(
-    rdb: Db, pair: AnyPair
-) -> None:
+async def test_a_select_that_writes_runs_on_the_primary(rdb: Db, pair: ReplicaPair) -> None:
     await rdb.aexecute_sql(WRITING_FUNCTION[pair.kind])
     await asyncio.to_thread(pair.wait_replayed)
     # The replica refuses the write (a read-only transaction; MariaDB's read_only):
@@ -174,7 +165,7 @@ async def _until(predicate: Any, timeout: float = 10.0) -> None:
     raise AssertionError(f"not within {timeout} s: {predicate}")
 
 
-async def test_a_stopped_replica_is_skipped(rdb: Db, pair: AnyPair) -> None:
+async def test_a_stopped_replica_is_skipped(rdb: Db, pair: ReplicaPair) -> None:
     primary, standby = pair.primary.port, pair.standby.port
     assert await where(rdb) == (standby, True)
     await asyncio.to_thread(pair.stop_standby)
@@ -196,7 +187,7 @@ async def test_a_stopped_replica_is_skipped(rdb: Db, pair: AnyPair) -> None:
     assert rdb.replica_status()[0].healthy
 
 
-async def test_a_replica_lagging_past_the_bound_is_skipped(pair: AnyPair) -> None:
+async def test_a_replica_lagging_past_the_bound_is_skipped(pair: ReplicaPair) -> None:
     primary, standby = pair.primary.port, pair.standby.port
     bounded = make_db(pair, max_replica_lag=1.0)
     unbounded = make_db(pair)
@@ -239,7 +230,7 @@ async def test_a_replica_lagging_past_the_bound_is_skipped(pair: AnyPair) -> Non
 
 
 async def test_replica_fallback_false_raises_when_none_is_healthy(
-    rdb: Db, pair: AnyPair
+    rdb: Db, pair: ReplicaPair
 ) -> None:
     await asyncio.to_thread(pair.stop_standby)
     try:
@@ -251,6 +242,49 @@ async def test_replica_fallback_false_raises_when_none_is_healthy(
             assert await where(rdb) == (pair.primary.port, False)
     finally:
         await asyncio.to_thread(pair.start_standby)
+
+
+async def test_a_mysql_replica_user_without_replication_privileges(
+    mariadb_pair: MariaDBPair,
+) -> None:
+    """An application's replica user may read its tables and nothing more. Its
+    health check cannot read SHOW SLAVE STATUS: the replica is up all the same,
+    with its lag unknown, so it serves reads unless a lag bound asks for the lag."""
+    pair = mariadb_pair
+    reader = "'reader'@'127.0.0.1'"
+    pair.primary.sql_as_root(  # replicated: the replica has the user too
+        f"CREATE USER IF NOT EXISTS {reader} IDENTIFIED BY 'reader-pw'",
+        f"GRANT SELECT ON {pair.primary.database}.* TO {reader}",
+    )
+    await asyncio.to_thread(pair.wait_replayed)
+    url = pair.url(pair.standby).replace(
+        f"{pair.standby.user}:{pair.standby.password}@", "reader:reader-pw@"
+    )
+    unbounded = make_db(pair, replicas=[url])
+    bounded = make_db(pair, replicas=[url], max_replica_lag=5.0)
+    try:
+        await where(unbounded)  # starts the first check
+        await _until(lambda: _checked(unbounded))
+        assert await where(unbounded) == (pair.standby.port, True)
+        [status] = unbounded.replica_status()
+        assert status.up and status.healthy and status.lag is None
+        assert status.error is not None and "SLAVE MONITOR" in status.error
+
+        await where(bounded)
+        await _until(lambda: _checked(bounded))
+        assert await where(bounded) == (pair.primary.port, False)
+        [status] = bounded.replica_status()
+        assert status.up and not status.healthy and status.lag is None
+        assert status.error is not None and "SLAVE MONITOR" in status.error
+    finally:
+        for database in (unbounded, bounded):
+            await settle(database)
+            assert_no_leaks(database)
+            await database.close_pool()
+
+
+async def _checked(db: Db) -> bool:
+    return all(s.checked_at > 0 for s in db.replica_status())
 
 
 def test_replicas_are_refused_on_sqlite(tmp_path: Any) -> None:
