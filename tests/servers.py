@@ -267,6 +267,7 @@ class MariaDBServer:
             install_db,
             *MARIADB_OPTIONS,
             f"--datadir={self.tmp / 'data'}",
+            f"--tmpdir={self.tmp}",  # not the shared /tmp: see _start_process
             "--auth-root-authentication-method=socket",
             "--skip-test-db",
         ]
