@@ -284,7 +284,7 @@ class Replicas:
             return False
         health = self._health[id(replica)]
         if type(exc).__name__ not in ("PoolTimeout", "TooManyWaiters"):
-            health.up = False
+            health.up, health.lag = False, None
             health.error = f"{type(exc).__name__}: {exc}"
             logger.warning("replica %s is down (%s); reads go elsewhere", _name(replica), exc)
         return True

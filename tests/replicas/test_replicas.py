@@ -177,6 +177,7 @@ async def test_a_stopped_replica_is_skipped(rdb: Db, pair: ReplicaPair) -> None:
             await Note.acreate(body="still writing")
         [status] = rdb.replica_status()
         assert not status.up and not status.healthy and status.error
+        assert status.lag is None  # not the lag of its last check: it is down
     finally:
         await asyncio.to_thread(pair.start_standby)
 
