@@ -70,6 +70,7 @@ class ReplicaPair(Protocol):
     def start_standby(self) -> None: ...
     def pause_replay(self) -> None: ...
     def resume_replay(self) -> None: ...
+    def kill_standby_sessions(self, running: str) -> int: ...
 
 
 @dataclass
@@ -107,6 +108,16 @@ class Pair:
 
     def resume_replay(self) -> None:
         psql(self.standby, "SELECT pg_wal_replay_resume()")
+
+    def kill_standby_sessions(self, running: str) -> int:
+        """Terminate the standby's sessions whose statement contains ``running``."""
+        return int(
+            psql(
+                self.standby,
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                f"WHERE query LIKE '%{running}%' AND pid <> pg_backend_pid()",
+            )
+        )
 
     def stop(self) -> None:
         self.standby.stop()
@@ -240,6 +251,17 @@ class MariaDBPair:
 
     def resume_replay(self) -> None:
         mysql(self.standby, "START SLAVE SQL_THREAD")
+
+    def kill_standby_sessions(self, running: str) -> int:
+        """``KILL CONNECTION`` the replica's sessions whose statement contains ``running``."""
+        found = mysql(
+            self.standby,
+            "SELECT id FROM information_schema.processlist "
+            f"WHERE info LIKE '%{running}%' AND id <> CONNECTION_ID()",
+        )
+        for (session,) in found:
+            mysql(self.standby, f"KILL CONNECTION {session}")
+        return len(found)
 
     def stop(self) -> None:
         self.standby.stop()
