@@ -59,12 +59,13 @@ logger = logging.getLogger("fastpeewee.replicas")
 
 # Words that make a SELECT or WITH one for the primary: it writes (a data-
 # modifying CTE, SELECT INTO), locks rows, or reads/changes what only the
-# primary's session knows (sequences, advisory locks, LAST_INSERT_ID).
+# primary knows (sequences, advisory and GET_LOCK locks, LAST_INSERT_ID).
 _PRIMARY_ONLY = re.compile(
     r"\b(INSERT|UPDATE|DELETE|MERGE|INTO|FOR\s+(NO\s+KEY\s+)?UPDATE|FOR\s+(KEY\s+)?SHARE"
     r"|LOCK\s+IN\s+SHARE\s+MODE|NEXTVAL|SETVAL|CURRVAL|LASTVAL|SET_CONFIG|TXID_CURRENT"
     r"|PG_CURRENT_XACT_ID|PG_ADVISORY\w*|PG_TRY_ADVISORY\w*|PG_NOTIFY|LO_\w+|NEXT\s+VALUE"
-    r"|LAST_INSERT_ID|GET_LOCK|RELEASE_LOCK|FOUND_ROWS|ROW_COUNT)\b",
+    r"|PREVIOUS\s+VALUE|LAST_INSERT_ID|GET_LOCK|RELEASE_LOCK|RELEASE_ALL_LOCKS|IS_FREE_LOCK"
+    r"|IS_USED_LOCK|FOUND_ROWS|ROW_COUNT)\b",
     re.IGNORECASE,
 )
 _LEADING = re.compile(r"(\s+|--[^\n]*\n|/\*.*?\*/|\()*", re.DOTALL)

@@ -284,6 +284,26 @@ async def test_a_mysql_replica_user_without_replication_privileges(
             await database.close_pool()
 
 
+@pytest.mark.parametrize("pair", ["mysql"], indirect=True)
+async def test_a_mysql_lock_is_looked_up_where_it_is_held(rdb: Db, pair: ReplicaPair) -> None:
+    """GET_LOCK locks live on the primary: asking whether one is free must not
+    ask the replica, which holds none."""
+    async with rdb:  # a session of its own on the primary, holding the lock
+        assert await one(rdb, "SELECT GET_LOCK('m1-job', 0)") == 1
+        holder = await one(rdb, "SELECT CONNECTION_ID()")
+        assert pair.query(pair.primary, "SELECT IS_USED_LOCK('m1-job')") == str(holder)
+
+        async def elsewhere() -> tuple[Any, Any, Any]:  # another task: no held connection
+            used = await one(rdb, "SELECT IS_USED_LOCK('m1-job')")
+            free = await one(rdb, "SELECT IS_FREE_LOCK('m1-job')")
+            return used, free, await where(rdb)
+
+        used, free, ran_on = await asyncio.create_task(elsewhere())
+        assert ran_on == (pair.standby.port, True)  # plain reads still go to the replica
+        assert (used, free) == (holder, 0)
+        assert await one(rdb, "SELECT RELEASE_LOCK('m1-job')") == 1
+
+
 async def _checked(db: Db) -> bool:
     return all(s.checked_at > 0 for s in db.replica_status())
 
@@ -310,6 +330,10 @@ def test_replicas_are_refused_on_sqlite(tmp_path: Any) -> None:
         ("SELECT nextval('note_id_seq')", False),
         ("SELECT pg_advisory_lock(1)", False),
         ("SELECT LAST_INSERT_ID()", False),
+        ("SELECT IS_USED_LOCK('job')", False),
+        ("SELECT IS_FREE_LOCK('job')", False),
+        ("SELECT RELEASE_ALL_LOCKS()", False),
+        ("SELECT PREVIOUS VALUE FOR note_seq", False),
         ("SELECT * INTO copy FROM note", False),
         ("SELECT set_config('a.b', '1', false)", False),
         ("INSERT INTO note (body) VALUES (%s)", False),
