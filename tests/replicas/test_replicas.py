@@ -147,6 +147,25 @@ async def test_primary_and_replica_pins(rdb: Db, pair: ReplicaPair) -> None:
     assert await where(rdb) == (standby, True)
 
 
+def test_sync_code_alone_reads_the_replica_and_checks_it(pair: ReplicaPair) -> None:
+    """No event loop anywhere: reads run through the thread-side driver (psycopg,
+    PyMySQL) and the health check runs in a thread of its own."""
+    db = make_db(pair)
+    try:
+        assert where_sync(db) == (pair.standby.port, True)
+        deadline = time.monotonic() + 5
+        while db.replica_status()[0].checked_at == 0.0:  # the first check, in a thread
+            assert time.monotonic() < deadline, "no health check ran"
+            time.sleep(0.02)
+            where_sync(db)
+        [status] = db.replica_status()
+        assert status.up and status.healthy and status.lag is not None and status.lag < 5
+        assert where_sync(db) == (pair.standby.port, True)
+        assert db.replica_status()[0].served >= 2
+    finally:
+        db.close_all()
+
+
 async def test_a_select_that_writes_runs_on_the_primary(rdb: Db, pair: ReplicaPair) -> None:
     await rdb.aexecute_sql(WRITING_FUNCTION[pair.kind])
     await asyncio.to_thread(pair.wait_replayed)
