@@ -78,9 +78,15 @@ _PG_LAG_SQL = (
 # SQLSTATE 25006: a statement tried to write on a read-only server (a standby).
 _READ_ONLY_SQLSTATE = "25006"
 _READ_ONLY_MYSQL = frozenset({1290, 1792})  # --read-only, read-only transaction
-# ER_SPECIFIC_ACCESS_DENIED_ERROR: the replica's user may not read SHOW SLAVE STATUS
+# ER_SPECIFIC_ACCESS_DENIED_ERROR: the replica's user may not read the replica status
 # (MariaDB wants SLAVE MONITOR, MySQL REPLICATION CLIENT), as an application's often may not.
 _MYSQL_NO_PRIVILEGE = 1227
+_MYSQL_PARSE_ERROR = 1064
+# The replica status statement: MySQL 8.4 knows only the first (8.0.22+ and MariaDB
+# 10.5.1+ both); servers older than those only the second.
+_MYSQL_STATUS = ("SHOW REPLICA STATUS", "SHOW SLAVE STATUS")
+# Its lag column: MySQL 8.0.22+ says Source, MariaDB and older MySQL Master.
+_MYSQL_LAG_COLUMNS = ("Seconds_Behind_Master", "Seconds_Behind_Source")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -169,7 +175,7 @@ class RoutingPin:
 
 
 class _Health:
-    __slots__ = ("checked_at", "error", "lag", "served", "up")
+    __slots__ = ("checked_at", "error", "lag", "served", "status_sql", "up")
 
     def __init__(self) -> None:
         self.served = 0
@@ -177,6 +183,8 @@ class _Health:
         self.lag: float | None = None
         self.checked_at = 0.0
         self.error: str | None = None
+        # MySQL: the replica status statement this server knows (see _MYSQL_STATUS).
+        self.status_sql = _MYSQL_STATUS[0]
 
 
 class Replicas:
@@ -389,11 +397,17 @@ class Replicas:
         """Check every replica now, from async code (the background check's body)."""
         try:
             for replica in self.databases:
-                try:
-                    cursor = await replica._arun(self._lag_sql(replica), (), False, True)
-                    self._record(replica, cursor, None)
-                except Exception as exc:
-                    self._record(replica, None, exc)
+                while True:
+                    sql = self._lag_sql(replica)
+                    try:
+                        cursor = await replica._arun(sql, (), False, True)
+                    except Exception as exc:
+                        if self._older_server(replica, sql, exc):
+                            continue
+                        self._record(replica, None, exc)
+                    else:
+                        self._record(replica, cursor, None)
+                    break
         finally:
             self._done_checking()
 
@@ -401,18 +415,34 @@ class Replicas:
         """Check every replica now, from sync code."""
         try:
             for replica in self.databases:
-                try:
-                    cursor = replica._run(self._lag_sql(replica), (), False, None, True)
-                    self._record(replica, cursor, None)
-                except Exception as exc:
-                    self._record(replica, None, exc)
+                while True:
+                    sql = self._lag_sql(replica)
+                    try:
+                        cursor = replica._run(sql, (), False, None, True)
+                    except Exception as exc:
+                        if self._older_server(replica, sql, exc):
+                            continue
+                        self._record(replica, None, exc)
+                    else:
+                        self._record(replica, cursor, None)
+                    break
         finally:
             self._done_checking()
 
     def _lag_sql(self, replica: AsyncDatabase) -> str:
         if isinstance(replica, peewee.PostgresqlDatabase):
             return _PG_LAG_SQL
-        return "SHOW SLAVE STATUS"
+        return self._health[id(replica)].status_sql
+
+    def _older_server(self, replica: AsyncDatabase, sql: str, exc: BaseException) -> bool:
+        """True (and the older statement chosen for next time) when a MySQL server
+        refused ``SHOW REPLICA STATUS`` as a syntax error: MySQL before 8.0.22,
+        MariaDB before 10.5.1, which know only ``SHOW SLAVE STATUS``."""
+        health = self._health[id(replica)]
+        if sql != _MYSQL_STATUS[0] or _mysql_errno(exc) != _MYSQL_PARSE_ERROR:
+            return False
+        health.status_sql = _MYSQL_STATUS[1]
+        return True
 
     def _record(
         self, replica: AsyncDatabase, cursor: Cursor | None, exc: BaseException | None
@@ -466,12 +496,14 @@ def _on_primary(state: ConnectionState, scope: SharedState | None) -> bool:
 
 
 def _mysql_lag(cursor: Cursor) -> float | None:
-    """Seconds_Behind_Master of ``SHOW SLAVE STATUS``; 0 when the server is no replica."""
+    """Seconds behind its primary, from ``SHOW REPLICA STATUS`` (or ``SLAVE``); 0 when
+    the server is no replica, 1e9 when replication is stopped."""
     row = cursor.fetchone()
     if row is None:
         return 0.0
     names = [column[0] for column in cursor.description or ()]
-    value = row[names.index("Seconds_Behind_Master")]
+    column = next(name for name in _MYSQL_LAG_COLUMNS if name in names)
+    value = row[names.index(column)]
     return 1e9 if value is None else float(value)  # None: replication stopped
 
 

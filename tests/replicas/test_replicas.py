@@ -323,6 +323,30 @@ async def test_a_mysql_lock_is_looked_up_where_it_is_held(rdb: Db, pair: Replica
         assert await one(rdb, "SELECT RELEASE_LOCK('m1-job')") == 1
 
 
+@pytest.mark.parametrize("pair", ["mysql"], indirect=True)
+async def test_a_mysql_replica_status_statement_fits_the_server(
+    rdb: Db, pair: ReplicaPair
+) -> None:
+    """The health check asks SHOW REPLICA STATUS (MySQL 8.4 knows nothing else); a
+    server that refuses it as a syntax error (MySQL before 8.0.22, MariaDB before
+    10.5.1) gets SHOW SLAVE STATUS at once and from then on. Both give the lag here."""
+    replicas = rdb._replicas
+    [replica] = rdb.replicas
+    assert replicas._lag_sql(replica) == "SHOW REPLICA STATUS"
+    await replicas.acheck()
+    [status] = rdb.replica_status()
+    assert status.up and status.lag == 0.0, status
+    # What an older server answers: a real syntax error from this one.
+    with pytest.raises(peewee.DatabaseError) as refused:
+        await replica.aexecute_sql("SHOW REPLICAS_OF_AN_OLD_SERVER STATUS")
+    assert not replicas._older_server(replica, "SHOW SLAVE STATUS", refused.value)
+    assert replicas._older_server(replica, "SHOW REPLICA STATUS", refused.value)
+    assert replicas._lag_sql(replica) == "SHOW SLAVE STATUS"
+    await asyncio.to_thread(replicas.check)  # the sync check reads it the same way
+    [status] = rdb.replica_status()
+    assert status.up and status.lag == 0.0, status
+
+
 async def _checked(db: Db) -> bool:
     return all(s.checked_at > 0 for s in db.replica_status())
 
