@@ -44,12 +44,6 @@ SUITES = (
 
 # Node id prefixes of tests that need what transaction pooling does not give.
 NOT_APPLICABLE: dict[str, str] = {
-    "tests/faults/test_interleavings_cancel.py::test_seeded_schedules_with_cancellations": (
-        "PgBouncer 1.18 (Debian's) exits under its concurrent cancel requests (the log "
-        "ends at 'started sending cancel request', in about half the runs; cf. "
-        "pgbouncer/pgbouncer#822), which takes the session's PgBouncer down for every "
-        "later test"
-    ),
     "tests/core/test_dsn_masking.py::test_pool_timeouts_and_logs_never_show_the_password": (
         "it builds its URLs from postgres_server: it would test PostgreSQL directly again"
     ),

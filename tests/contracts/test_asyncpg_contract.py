@@ -51,6 +51,25 @@ def test_check_names_the_asyncpg_version_when_the_shape_changed(monkeypatch, fak
         contract.check(fake)
 
 
+class _NoCancellations:
+    __slots__ = ()
+
+    async def _execute(self, query, args, limit, timeout, *, return_status=False):
+        return None
+
+
+def test_check_names_the_asyncpg_version_when_cancellations_are_gone(monkeypatch):
+    assert "_cancellations" in asyncpg.Connection.__slots__
+    monkeypatch.setattr(contract, "_checked", False)
+    with pytest.raises(contract.AsyncpgContractError, match="_cancellations"):
+        contract.check(_NoCancellations)
+
+
+def test_detach_cancellations_names_the_asyncpg_version_when_gone():
+    with pytest.raises(contract.AsyncpgContractError, match=asyncpg.__version__):
+        contract.detach_cancellations(object())
+
+
 def test_transport_names_the_asyncpg_version_when_gone():
     with pytest.raises(contract.AsyncpgContractError, match=asyncpg.__version__):
         contract.transport(object())

@@ -8,6 +8,8 @@ what one task leaves on a session, the next tasks see, unless it is refused.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from typing import Any
 
 import peewee
@@ -19,6 +21,7 @@ from fastpeewee.db_url import connect
 from ..conftest import make_database
 from ..harness import Outside
 from ..models import User
+from ..servers import wait_until
 
 pytestmark = pytest.mark.backends("pgbouncer")
 
@@ -326,3 +329,75 @@ def test_startup_settings_the_pooler_refuses_are_refused_when_made(options, name
     with pytest.raises(ValueError, match=f"{named} cannot reach .*ALTER ROLE .* SET LOCAL"):
         AsyncPostgresqlDatabase("db", pooler="transaction", **options)
     AsyncPostgresqlDatabase("db", **options).close_all()  # a direct connection takes them
+
+
+def _pool_counts(bouncer: Any, database: str) -> dict[str, int]:
+    """PgBouncer's SHOW POOLS counters for ``database`` (PgBouncer 1.18+ counts
+    cancel requests: its clients' and the server connections forwarding them)."""
+    rows = [row for row in bouncer.admin("SHOW POOLS") if row["database"] == database]
+    columns = ("cl_active", "cl_active_cancel_req", "cl_waiting_cancel_req", "sv_active_cancel")
+    return {column: sum(int(row[column]) for row in rows) for column in columns}
+
+
+@pytest.mark.own_server("it stops the server's postmaster (SIGSTOP) to hold a cancel in flight")
+async def test_a_connection_closed_while_its_cancel_is_in_flight_leaves_pgbouncer_running(
+    backend, request, tmp_path, pgbouncer_server, postgres_server
+):
+    """PgBouncer 1.18 exits (``FATAL ... disconnect_client(): bad client state: 0``,
+    pgbouncer/pgbouncer#801, fixed in 1.19.1) when a client closes a
+    CancelRequest's socket while PgBouncer still forwards that cancel to
+    PostgreSQL. asyncpg's ``terminate()`` did that to its own in-flight cancel
+    whenever fastpeewee closed the connection. Here a statement's task is
+    cancelled while the postmaster is stopped (a loaded server: the cancel waits
+    for it), then the pool is closed, which closes the connection. Its cancel
+    must stay open until PostgreSQL answered it, ``close_pool`` must wait for
+    it, and PgBouncer must still run and serve."""
+    bouncer = pgbouncer_server
+    postmaster = int((postgres_server.datadir / "postmaster.pid").read_text().split()[0])
+    db = await _database(backend, request, tmp_path)
+    outside = Outside(db)
+    sleeping = (
+        "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' "
+        "AND state = 'active'"
+    )
+
+    def counts() -> dict[str, int]:
+        return _pool_counts(bouncer, db.database)
+
+    stopped = False
+    try:
+        job = asyncio.ensure_future(db.aexecute_sql("SELECT pg_sleep(30)"))
+        assert await asyncio.to_thread(
+            wait_until, lambda: outside.query(sleeping)[0][0] == 1, 10
+        ), "the statement never ran"
+        os.kill(postmaster, signal.SIGSTOP)  # the running backend goes on; cancels wait
+        stopped = True
+        job.cancel()  # asyncpg sends a CancelRequest; PgBouncer forwards it, unanswered
+        await asyncio.gather(job, return_exceptions=True)
+        # The settle's ROLLBACK waits behind the cancel (up to RELEASE_TIMEOUT, 5 s);
+        # then the connection is closed, its cancel still in flight.
+        closing = asyncio.ensure_future(db.close_pool())
+        assert await asyncio.to_thread(wait_until, lambda: counts()["cl_active"] == 0, 15), (
+            f"fastpeewee never closed its connection: {counts()}"
+        )
+        in_flight = await asyncio.to_thread(counts)
+        os.kill(postmaster, signal.SIGCONT)
+        stopped = False
+        await asyncio.wait_for(closing, 15)  # it waited for the cancel to end
+        await asyncio.sleep(0.3)  # PostgreSQL has answered PgBouncer's forwarded cancel
+        assert bouncer.process.poll() is None, f"PgBouncer exited: {bouncer.log_tail()}"
+        # The cancel's client was still there (not cut off) when PostgreSQL came back.
+        assert in_flight["cl_active_cancel_req"] + in_flight["cl_waiting_cancel_req"] == 1, (
+            in_flight
+        )
+        assert await asyncio.to_thread(wait_until, lambda: sum(counts().values()) == 0, 10), (
+            counts()
+        )
+        assert await asyncio.to_thread(wait_until, lambda: outside.query(sleeping)[0][0] == 0, 10)
+        assert (await db.aexecute_sql("SELECT 41 + 1")).fetchone()[0] == 42  # a fresh pool
+    finally:
+        if stopped:
+            os.kill(postmaster, signal.SIGCONT)
+        outside.close()
+        await db.close_pool()
+        db.close_all()

@@ -22,6 +22,7 @@ from ..drivers.pooler import (
     PooledPsycopgConnection,
     check_pooler,
     check_pooler_settings,
+    let_cancels_finish,
 )
 from ..drivers.postgres import (
     AsyncpgConnection,
@@ -182,6 +183,13 @@ class AsyncPostgresqlDatabase(AsyncDatabase, peewee.PostgresqlDatabase):
         return params
 
     # -- connections --------------------------------------------------------
+
+    async def close_pool(self) -> None:
+        await super().close_pool()
+        if self.pooler is not None:
+            # Cancel requests of connections closed while they were sent
+            # (PooledAsyncpgConnection.close): cut short, they can make PgBouncer exit.
+            await let_cancels_finish(self.pool_config.acquire_timeout)
 
     def _open_sync(self, timeout: float) -> PsycopgConnection:
         wrapper = PooledPsycopgConnection if self.pooler else PsycopgConnection

@@ -17,6 +17,10 @@ Why private names at all:
   hand when the connection's event loop is gone.
 - The refusal asyncpg raises, before sending anything, once it has read the
   server's FATAL (an ``InternalClientError`` naming its protocol state).
+- ``Connection._cancellations``: the tasks sending a connection's
+  CancelRequests, which ``terminate()`` cancels (closing their sockets before
+  the server answered). Behind PgBouncer they are taken out first and left to
+  finish (:class:`fastpeewee.drivers.pooler.PooledAsyncpgConnection`).
 
 Nothing falls back silently: :func:`check` runs when the first asyncpg
 connection opens and raises :class:`AsyncpgContractError`, naming the
@@ -26,6 +30,7 @@ installed asyncpg version, when a name is gone or its shape changed;
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,6 +41,7 @@ import peewee
 __all__ = [
     "AsyncpgContractError",
     "check",
+    "detach_cancellations",
     "executor",
     "refused_before_sending",
     "transport",
@@ -84,6 +90,8 @@ def check(connection_class: Any) -> None:
     names = list(params)[1 : 1 + len(EXECUTE_POSITIONAL)]
     if tuple(names) != EXECUTE_POSITIONAL or not all(k in params for k in EXECUTE_KEYWORDS):
         raise _broken(f"Connection._execute{inspect.signature(execute)}")
+    if "_cancellations" not in getattr(connection_class, "__slots__", ()):
+        raise _broken("Connection._cancellations")
     _checked = True
 
 
@@ -101,6 +109,20 @@ def transport(raw: Any) -> Any:
         return raw._transport
     except AttributeError:
         raise _broken("Connection._transport") from None
+
+
+def detach_cancellations(raw: Any) -> set[asyncio.Task[Any]]:
+    """Take the CancelRequests asyncpg is still sending for ``raw`` out of its
+    hands and return them: ``raw.terminate()`` then no longer cancels them (which
+    closes their sockets at once); each ends when the server closes its socket,
+    or at asyncpg's ``command_timeout``."""
+    try:
+        pending = raw._cancellations
+    except AttributeError:
+        raise _broken("Connection._cancellations") from None
+    # asyncpg's own cancel task discards itself from whichever set is there when it ends.
+    raw._cancellations = set()
+    return {task for task in pending if not task.done()}
 
 
 def refused_before_sending(exc: BaseException) -> bool:

@@ -15,16 +15,24 @@ A database created with ``pooler="transaction"`` refuses such statements
 The test reuses :func:`~fastpeewee.drivers.session.changes_session` as its
 first, cached filter: a statement that leaves nothing on the session is never
 looked at again.
+
+Closing an asyncpg connection never cuts short a cancel request it is still
+sending (:meth:`PooledAsyncpgConnection.close`): PgBouncer 1.18 exits when a
+client closes a CancelRequest's socket while PgBouncer still forwards that
+cancel to PostgreSQL (``FATAL ... disconnect_client(): bad client state: 0``,
+pgbouncer/pgbouncer#801, fixed in 1.19.1 by #846).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 from typing import Any
 
 import peewee
 
+from ..contracts import asyncpg as contract
 from .postgres import AsyncpgConnection, PsycopgConnection
 from .session import CACHED_LENGTH, changes_session
 
@@ -36,6 +44,7 @@ __all__ = [
     "PoolerRefused",
     "check_pooler",
     "check_pooler_settings",
+    "let_cancels_finish",
     "pooler_refusal",
 ]
 
@@ -247,14 +256,55 @@ def _excerpt(sql: str) -> str:
     return sql if len(sql) <= 120 else sql[:117] + "..."
 
 
+# The CancelRequests of pooled asyncpg connections closed while they were sent
+# (PooledAsyncpgConnection.close); each leaves the set when it ends.
+_cancels_in_flight: set[asyncio.Task[Any]] = set()
+
+
 class PooledAsyncpgConnection(AsyncpgConnection):
-    """An asyncpg connection through a transaction pooler: refuses what would leak."""
+    """An asyncpg connection through a transaction pooler: refuses what would leak,
+    and never cuts its own cancel requests short."""
 
     __slots__ = ()
 
     def note(self, sql: str) -> None:
         _refuse(self, sql)
         super().note(sql)
+
+    def close(self) -> None:
+        """Close the connection, leaving the cancel requests asyncpg still sends for
+        it to finish.
+
+        A task cancelled mid-statement makes asyncpg send a CancelRequest on a
+        socket of its own, from a background task, and wait until the server
+        closes that socket. ``terminate()`` cancels that task, which closes the
+        socket at once; PgBouncer 1.18 then exits if it was still forwarding the
+        cancel to PostgreSQL (it frees the cancel's client, and frees it again
+        when PostgreSQL closes the forwarded cancel: ``FATAL ...
+        disconnect_client(): bad client state: 0``). fastpeewee closes such a
+        connection when a stream's close is interrupted, a settle fails or the
+        pool shuts down. So the cancel tasks are taken out of asyncpg's hands
+        first: each ends when PgBouncer closes its socket (or at asyncpg's
+        ``command_timeout``), and :meth:`~AsyncPostgresqlDatabase.close_pool`
+        waits for them (:func:`let_cancels_finish`).
+        """
+        try:
+            pending = contract.detach_cancellations(self.raw)
+        finally:
+            super().close()
+        for task in pending:
+            _cancels_in_flight.add(task)
+            task.add_done_callback(_cancels_in_flight.discard)
+
+
+async def let_cancels_finish(timeout: float) -> int:
+    """Wait up to ``timeout`` seconds for the cancel requests of closed pooled
+    connections of the running loop to end; return how many were still running."""
+    loop = asyncio.get_running_loop()
+    tasks = [t for t in _cancels_in_flight if t.get_loop() is loop and not t.done()]
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
+    return len(tasks)
 
 
 class PooledPsycopgConnection(PsycopgConnection):
