@@ -109,19 +109,25 @@ class AsyncState(ConnectionState):
 
         ``ending`` and ``bulk`` as for :meth:`ConnectionState.execute`.
         """
-        skipped = self._lost_guard(sql, ending)
-        if skipped is not None:
-            return skipped
+        if self.lost:
+            skipped = self._lost_guard(sql, ending)
+            if skipped is not None:
+                return skipped
         if self.conn is not None or self.held:
-            lock = self._locked()
-            await self._acquire_busy(lock)
+            lock = self._lock or self._locked()
+            if self.streaming:
+                await self._acquire_busy(lock)
+            else:
+                await lock.acquire()
             try:
-                fresh = self.conn is None
-                conn = self.conn or await self._acquire()
-                return await self._on_pinned(conn, sql, params, ending, bulk, fresh)
+                conn = self.conn
+                if conn is None:
+                    conn = await self._acquire()
+                    return await self._on_pinned(conn, sql, params, ending, bulk, True)
+                return await self._on_pinned(conn, sql, params, ending, bulk)
             finally:
                 lock.release()
-        pool = self.db._async_pool_get()
+        pool = self.db._async_pool_get(self.loop)
         conn = await pool.aacquire()
         try:
             try:
@@ -173,7 +179,7 @@ class AsyncState(ConnectionState):
         self.conn = conn
 
     async def _acquire(self) -> Connection:
-        conn: Connection = await self.db._async_pool_get().aacquire()
+        conn: Connection = await self.db._async_pool_get(self.loop).aacquire()
         self._pin(conn)
         return conn
 
@@ -188,7 +194,7 @@ class AsyncState(ConnectionState):
         """Open a server-side cursor; the returned coroutine closes it and frees the link."""
         self._lost_guard(sql, False)
         if self.conn is None and not self.held:
-            conn = await self.db._async_pool_get().aacquire()
+            conn = await self.db._async_pool_get(self.loop).aacquire()
             try:
                 cursor = await _open_stream(conn, sql, params, batch_size, disposable=True)
             except BaseException:
@@ -345,7 +351,7 @@ async def _settle_and_release(conn: Connection) -> None:
 class TaskState(AsyncState):
     """The implicit state of one asyncio task; its held connection goes back at task end."""
 
-    __slots__ = ("owner", "watching")
+    __slots__ = ("owner", "thread", "watching")
 
     def __init__(
         self, db: AsyncDatabase, loop: asyncio.AbstractEventLoop, owner: asyncio.Task[Any]
@@ -353,6 +359,10 @@ class TaskState(AsyncState):
         super().__init__(db, loop)
         self.owner = owner
         self.watching = False
+        # The thread running ``loop`` (threading.get_ident()), once seen there;
+        # 0 until then. Lets the database find this state without asking for
+        # the running loop (see AsyncDatabase._current_state).
+        self.thread = 0
 
     def serves(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> bool:
         return task is self.owner
