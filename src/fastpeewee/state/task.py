@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import peewee
 
@@ -26,6 +26,7 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from ..database import AsyncDatabase
     from ..drivers.base import Bulk, Connection, Params
+    from ..pool import Pool
 
 
 async def _open_stream(
@@ -46,8 +47,12 @@ async def _open_stream(
 
 async def _run_async(conn: Connection, sql: str, params: Params, bulk: Bulk | None) -> Cursor:
     """The driver operation for a statement from a task: ``aexecute``, or with
-    ``bulk`` ``aexecutemany`` (rows) or ``acopy`` (a :class:`CopyRequest`)."""
-    # translate_errors() spelled out: this is every async statement's path.
+    ``bulk`` ``aexecutemany`` (rows) or ``acopy`` (a :class:`CopyRequest`).
+
+    The statement paths of :class:`AsyncState` spell out its first case
+    (``note``, ``aexecute``, :func:`_raise_failure`): one frame less on every
+    statement's way to the driver and back.
+    """
     conn.note(sql)
     try:
         if bulk is None:
@@ -56,11 +61,17 @@ async def _run_async(conn: Connection, sql: str, params: Params, bulk: Bulk | No
             return await conn.acopy(bulk.table, bulk.columns, bulk.records, bulk.schema)
         return await conn.aexecutemany(sql, bulk)
     except BaseException as exc:
-        conn.after_error(exc)
-        target = peewee_error_for(exc) if isinstance(exc, Exception) else None
-        if target is None:
-            raise
-        raise wrap_driver_error(target, exc) from exc
+        _raise_failure(conn, exc)
+
+
+def _raise_failure(conn: Connection, exc: BaseException) -> NoReturn:
+    """Record on ``conn`` what interrupted its statement, and raise it as peewee's
+    error (``translate_errors()`` spelled out: this is every async statement's path)."""
+    conn.after_error(exc)
+    target = peewee_error_for(exc) if isinstance(exc, Exception) else None
+    if target is None:
+        raise exc
+    raise wrap_driver_error(target, exc) from exc
 
 
 class AsyncState(ConnectionState):
@@ -120,32 +131,53 @@ class AsyncState(ConnectionState):
             else:
                 await lock.acquire()
             try:
-                conn = self.conn
-                if conn is None:
-                    conn = await self._acquire()
-                    return await self._on_pinned(conn, sql, params, ending, bulk, True)
-                return await self._on_pinned(conn, sql, params, ending, bulk)
+                mine = self.conn
+                if mine is None:
+                    mine = await self._acquire()
+                    return await self._on_pinned(mine, sql, params, ending, bulk, True)
+                return await self._on_pinned(mine, sql, params, ending, bulk)
             finally:
                 lock.release()
         pool = self.db._async_pool_get(self.loop)
-        conn = await pool.aacquire()
+        conn: Connection = await pool.aacquire()
         try:
-            try:
+            if bulk is None:  # _run_async spelled out
+                conn.note(sql)
+                try:
+                    cursor = await conn.aexecute(sql, params)
+                except BaseException as exc:
+                    _raise_failure(conn, exc)
+            else:
                 cursor = await _run_async(conn, sql, params, bulk)
-            except Exception as exc:
-                if not may_retry(conn, exc):
-                    raise
-                # Dead before the statement was sent: once more, on a new connection.
-                conn = await pool.areplace(conn)
-                cursor = await _run_async(conn, sql, params, bulk)
-        except BaseException:
-            await self._return(conn)
-            raise
+        except BaseException as exc:
+            cursor, conn = await self._borrowed_failed(pool, conn, exc, sql, params, bulk)
         if self._keep_after_borrow(conn):
             self._pin(conn)
         else:
             conn.pool.release(conn)
         return cursor
+
+    async def _borrowed_failed(
+        self,
+        pool: Pool[Any],
+        conn: Connection,
+        exc: BaseException,
+        sql: str,
+        params: Params,
+        bulk: Bulk | None,
+    ) -> tuple[Cursor, Connection]:
+        """The statement on ``conn``, borrowed for it alone, raised ``exc``: when it
+        never reached the server, run it once more on a new connection (return
+        the cursor and that connection); else give ``conn`` back and raise."""
+        try:
+            if not may_retry(conn, exc):
+                raise exc
+            # Dead before the statement was sent: once more, on a new connection.
+            conn = await pool.areplace(conn)
+            return await _run_async(conn, sql, params, bulk), conn
+        except BaseException:
+            await self._return(conn)
+            raise
 
     async def _on_pinned(
         self,
@@ -158,7 +190,14 @@ class AsyncState(ConnectionState):
     ) -> Cursor:
         """Run on the state's connection; ``fresh``: taken from the pool for this statement."""
         try:
-            cursor = await _run_async(conn, sql, params, bulk)
+            if bulk is None:  # _run_async spelled out
+                conn.note(sql)
+                try:
+                    cursor = await conn.aexecute(sql, params)
+                except BaseException as exc:
+                    _raise_failure(conn, exc)
+            else:
+                cursor = await _run_async(conn, sql, params, bulk)
         except BaseException as exc:
             if fresh and not self.transactions and self.conn is conn and may_retry(conn, exc):
                 # Dead before the statement was sent: once more, on a new connection.
