@@ -8,13 +8,18 @@ single measurements, not the medians.
 Prints the median client-CPU µs per op (``time.process_time``: steadier than
 wall time on a shared machine) and the wall µs.
 
-Cases (PostgreSQL): ``adapter`` (the driver adapter on a held connection: the
-line under the execution path), ``held`` / ``pooled`` (``db.aexecute_sql`` with
-a connection held or taken from the pool per statement), ``get`` (``db.get``
-of a primary key, pooled), ``W3`` (``Model.acreate``, autocommit) and ``W5``
-(``atomic()``: get, update, insert). ``--stub`` replaces the driver's
-round trip by a canned answer (no I/O): what is left is the library's own
-CPU, without the loop's select and the socket.
+Cases: ``adapter`` (the driver adapter on a held connection: the line under
+the execution path), ``held`` / ``pooled`` (``db.aexecute_sql`` with a
+connection held or taken from the pool per statement), ``get`` (``db.get`` of
+a primary key, pooled: W1), ``W3`` (``Model.acreate``, autocommit), ``W5``
+(``atomic()``: get, update, insert) and ``W6`` (50 tasks at once, each 20
+gets in ``async with db``; µs per get). ``--stub`` (PostgreSQL) replaces the
+driver's round trip by a canned answer (no I/O): what is left is the
+library's own CPU, without the loop's select and the socket.
+
+``--backend sqlite`` runs on a temp file (WAL), ``--backend mysql`` on a
+throwaway MariaDB (tests/servers.py); PostgreSQL needs ``--port`` of a running
+test server (``python -m benchmarks.profile.layers`` fills its tables).
 
     PYTHONPATH=src .venv/bin/python -m benchmarks.profile.path_ab --port N \
         [--base /tmp/b] [--rounds 60] [--only held,pooled] [--stub]
@@ -28,6 +33,7 @@ import importlib
 import random
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,10 +41,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.schema import ROWS, TABLE, make_row, peewee_model  # noqa: E402
+from benchmarks.schema import ROWS, TABLE, fill, make_row, peewee_model, sync_database  # noqa: E402
 
-N = {"adapter": 300, "held": 300, "pooled": 300, "get": 200, "W3": 100, "W5": 50}
-SQL = f'SELECT "t1"."id", "t1"."name" FROM "{TABLE}" AS "t1" WHERE ("t1"."id" = %s) LIMIT %s'
+N = {"adapter": 300, "held": 300, "pooled": 300, "get": 200, "W3": 100, "W5": 50, "W6": 1000}
+SQL = f"SELECT t1.id, t1.name FROM {TABLE} AS t1 WHERE (t1.id = %s) LIMIT %s"
 
 
 def _stub(db: Any, module: Any) -> None:
@@ -64,14 +70,22 @@ def _stub(db: Any, module: Any) -> None:
 
 
 class Tree:
-    def __init__(self, name: str, module: Any, port: int, stub: bool) -> None:
+    def __init__(self, name: str, module: Any, args: argparse.Namespace) -> None:
         self.name = name
-        self.db = module.AsyncPostgresqlDatabase(
-            "fastpeewee_test", host="127.0.0.1", port=port, user="postgres", pool_size=10
-        )
-        if stub:
+        if args.backend == "sqlite":
+            self.db = module.AsyncSqliteDatabase(args.path, pool_size=10)
+        elif args.backend == "mysql":
+            self.db = module.AsyncMySQLDatabase(
+                args.server.database, pool_size=10, **args.server.connect_params
+            )
+        else:
+            self.db = module.AsyncPostgresqlDatabase(
+                "fastpeewee_test", host="127.0.0.1", port=args.port, user="postgres", pool_size=10
+            )
+        if args.stub:
             _stub(self.db, module)
         self.Item = peewee_model(self.db, TABLE, self.db.Model)
+        self.sql = SQL.replace("%s", self.db.param)
         self.serial = 50 * ROWS + (0 if name == "new" else 10 * ROWS)
 
     async def run(self, case: str, n: int) -> tuple[float, float]:
@@ -85,15 +99,16 @@ class Tree:
         rows = [make_row(self.serial + i) for i in range(n)]
         self.serial += n
         t, c = time.perf_counter(), time.process_time()
+        sql = self.sql
         if case == "adapter":
             if conn is None:
-                await db.aexecute_sql(SQL, [1, 1])
+                await db.aexecute_sql(sql, [1, 1])
                 conn = db._state.conn
             for pk in pks:
-                await conn.aexecute(SQL, [pk, 1])
+                await conn.aexecute(sql, [pk, 1])
         elif case in ("held", "pooled"):
             for pk in pks:
-                await db.aexecute_sql(SQL, [pk, 1])
+                await db.aexecute_sql(sql, [pk, 1])
         elif case == "get":
             for pk in pks:
                 await db.get(Item.select().where(Item.id == pk))
@@ -107,6 +122,14 @@ class Tree:
                     item.quantity += 1
                     await item.asave(only=[Item.quantity])
                     await Item.acreate(**row)
+        elif case == "W6":
+
+            async def task(chunk: list[int]) -> None:
+                async with db:
+                    for pk in chunk:
+                        await db.get(Item.select().where(Item.id == pk))
+
+            await asyncio.gather(*(task(pks[i : i + 20]) for i in range(0, n, 20)))
         wall, cpu = time.perf_counter() - t, time.process_time() - c
         if held:
             await db.aclose()
@@ -116,11 +139,11 @@ class Tree:
 async def main(args: argparse.Namespace) -> None:
     import fastpeewee
 
-    trees = [Tree("new", fastpeewee, args.port, args.stub)]
+    trees = [Tree("new", fastpeewee, args)]
     if args.base:
         sys.path.insert(0, args.base)
         base = importlib.import_module("fastpeewee_base")
-        trees.append(Tree("base", base, args.port, args.stub))
+        trees.append(Tree("base", base, args))
     cases = args.only.split(",")
     if args.stub:
         cases = [c for c in cases if c != "W5"]  # a transaction needs real answers
@@ -153,9 +176,26 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True, help="a running test PostgreSQL")
+    parser.add_argument("--backend", default="postgres", choices=["postgres", "sqlite", "mysql"])
+    parser.add_argument("--port", type=int, default=0, help="a running test PostgreSQL")
     parser.add_argument("--base", default="")
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--only", default="adapter,held,pooled,get,W3,W5")
     parser.add_argument("--stub", action="store_true")
-    asyncio.run(main(parser.parse_args()))
+    args = parser.parse_args()
+    args.server = None
+    if args.backend == "sqlite":
+        args.path = str(Path(tempfile.mkdtemp(prefix="path-ab-")) / "bench.db")
+        fill(sync_database("sqlite", args.path))
+    elif args.backend == "mysql":
+        from tests.servers import MariaDBServer
+
+        args.server = MariaDBServer.start()
+        fill(sync_database("mysql", args.server))
+    elif not args.port:
+        parser.error("--port: the port of a running test PostgreSQL")
+    try:
+        asyncio.run(main(args))
+    finally:
+        if args.server is not None:
+            args.server.stop()
