@@ -268,18 +268,47 @@ class Pool(Generic[C]):
                 return self._handed(conn, now)
             item = self._take(None)
 
+    def take_idle(self) -> C | None:
+        """For a task: an idle connection fit to hand out at once (usable, not
+        expired, no ping due), taken with no wait and no coroutine; None when
+        there is none, and then :meth:`aacquire` decides. One found dead here
+        is dropped, as :meth:`aacquire` would.
+
+        Example::
+
+            conn = pool.take_idle() or await pool.aacquire()
+        """
+        if self._orphans or self._open_async is None:
+            return None  # aacquire reaps them first, or refuses
+        now = time.monotonic()
+        with self._lock:
+            idle = self._idle
+            if self._closed or not idle:
+                return None
+            conn = idle[-1]  # most recently used, as _take
+            if self._stale(conn, now) or self._idle_too_long(idle[0], now):
+                return None  # expired, a ping due, or idle ones to close: aacquire
+            idle.pop()
+            self._in_use.add(conn)
+        if conn.usable_idle():
+            return self._handed(conn, now)
+        self._drop(conn)
+        return None
+
     def _fit(self, item: object, now: float) -> bool:
         """True when ``item`` is an idle connection fit to hand out as it is: usable,
         not expired, no ping due (else :meth:`_inspect` decides, the slow way)."""
         if item is None or item is _CREATE:
             return False
         conn: C = item  # type: ignore[assignment]
+        return not self._stale(conn, now) and conn.usable_idle()
+
+    def _stale(self, conn: C, now: float) -> bool:
+        """True when idle ``conn`` is expired or due a ping (no I/O: the clock only)."""
         cfg = self.config
         life, after = cfg.max_lifetime, cfg.check_idle_after
-        return (
-            (life is None or now - conn.created_at < life)
-            and (after is None or now - conn.released_at < after)
-            and conn.usable_idle()
+        return (life is not None and now - conn.created_at >= life) or (
+            after is not None and now - conn.released_at >= after
         )
 
     def _handed(self, conn: C, start: float) -> C:

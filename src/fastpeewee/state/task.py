@@ -139,7 +139,9 @@ class AsyncState(ConnectionState):
             finally:
                 lock.release()
         pool = self.db._async_pool_get(self.loop)
-        conn: Connection = await pool.aacquire()
+        conn: Connection | None = pool.take_idle()
+        if conn is None:
+            conn = await pool.aacquire()
         try:
             if bulk is None:  # _run_async spelled out
                 conn.note(sql)
