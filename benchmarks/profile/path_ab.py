@@ -8,7 +8,9 @@ single measurements, not the medians.
 Prints the median client-CPU µs per op (``time.process_time``: steadier than
 wall time on a shared machine) and the wall µs.
 
-Cases: ``adapter`` (the driver adapter on a held connection: the line under
+Cases: ``raw`` (PostgreSQL: raw asyncpg ``fetchrow`` of the same SQL on a
+connection of its own, its statement cache; run for both trees, so the two
+lines show the noise), ``adapter`` (the driver adapter on a held connection: the line under
 the execution path), ``held`` / ``pooled`` (``db.aexecute_sql`` with a
 connection held or taken from the pool per statement), ``get`` (``db.get`` of
 a primary key, pooled: W1), ``W3`` (``Model.acreate``, autocommit), ``W5``
@@ -43,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.schema import ROWS, TABLE, fill, make_row, peewee_model, sync_database  # noqa: E402
 
-N = {"adapter": 300, "held": 300, "pooled": 300, "get": 200, "W3": 100, "W5": 50, "W6": 1000}
+N = {"raw": 300, "adapter": 300, "held": 300, "pooled": 300}
+N.update({"get": 200, "W3": 100, "W5": 50, "W6": 1000})
 SQL = f"SELECT t1.id, t1.name FROM {TABLE} AS t1 WHERE (t1.id = %s) LIMIT %s"
 
 
@@ -86,6 +89,9 @@ class Tree:
             _stub(self.db, module)
         self.Item = peewee_model(self.db, TABLE, self.db.Model)
         self.sql = SQL.replace("%s", self.db.param)
+        self.raw: Any = None
+        self.raw_params = {"host": "127.0.0.1", "port": args.port, "user": "postgres"}
+        self.raw_params["database"] = "fastpeewee_test"
         self.serial = 50 * ROWS + (0 if name == "new" else 10 * ROWS)
 
     async def run(self, case: str, n: int) -> tuple[float, float]:
@@ -100,7 +106,16 @@ class Tree:
         self.serial += n
         t, c = time.perf_counter(), time.process_time()
         sql = self.sql
-        if case == "adapter":
+        if case == "raw":
+            if self.raw is None:
+                import asyncpg
+
+                self.raw = await asyncpg.connect(**self.raw_params)
+            dollar = sql.replace("%s", "$1", 1).replace("%s", "$2", 1)
+            t, c = time.perf_counter(), time.process_time()
+            for pk in pks:
+                await self.raw.fetchrow(dollar, pk, 1)
+        elif case == "adapter":
             if conn is None:
                 await db.aexecute_sql(sql, [1, 1])
                 conn = db._state.conn
@@ -172,6 +187,8 @@ async def main(args: argparse.Namespace) -> None:
         print(line)
     for tree in trees:
         await tree.db.close_pool()
+        if tree.raw is not None:
+            await tree.raw.close()
 
 
 if __name__ == "__main__":
