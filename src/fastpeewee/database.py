@@ -68,6 +68,7 @@ __all__ = ["AsyncDatabase"]
 _peewee_logger = logging.getLogger("peewee")  # where peewee (and log_query) logs SQL
 T = TypeVar("T")
 _NO_PARAMS: tuple[Any, ...] = ()
+_current_task = asyncio.current_task
 
 
 class _Observed:
@@ -248,6 +249,18 @@ class AsyncDatabase(_PwasyncioMixin):
         if self._pinned is not None:
             return self._pinned.state()
         state = self._cv.get(None)
+        # The common case first: the task's own state, found before on this
+        # thread. Cheaper than asking for the running loop, which costs a
+        # getpid() system call (asyncio checks for a fork): the task running on
+        # the state's loop is its owner, and this is the loop's thread. (A
+        # forked child never gets here: it starts from fresh context variables,
+        # see forks.py.)
+        if (
+            type(state) is TaskState
+            and state.thread == threading.get_ident()
+            and _current_task(state.loop) is state.owner
+        ):
+            return state
         loop = asyncio._get_running_loop()
         if loop is not None:
             task = asyncio.current_task(loop)
@@ -260,6 +273,8 @@ class AsyncDatabase(_PwasyncioMixin):
                         if found is not None:
                             return found
                 elif state.serves(loop, task):
+                    if type(state) is TaskState:
+                        state.thread = threading.get_ident()  # see above
                     return state
             if task is None:
                 raise peewee.InterfaceError(
@@ -267,6 +282,7 @@ class AsyncDatabase(_PwasyncioMixin):
                     "call it from a coroutine running in a task"
                 )
             state = TaskState(self, loop, task)
+            state.thread = threading.get_ident()
             self._cv.set(state)
             return state
         if state is not None and state.serves_thread():
@@ -368,12 +384,13 @@ class AsyncDatabase(_PwasyncioMixin):
                 self._sync_pool = self._watched(self._new_sync_pool())
             return self._sync_pool
 
-    def _async_pool_get(self) -> Pool[Any]:
+    def _async_pool_get(self, loop: asyncio.AbstractEventLoop | None = None) -> Pool[Any]:
+        """The task pool, for the running loop (``loop``, when the caller knows it)."""
         pool = self._async_pool
         if (
             pool is not None
             and not pool.closed
-            and (not self._loop_bound or self._async_loop is asyncio._get_running_loop())
+            and (not self._loop_bound or self._async_loop is (loop or asyncio._get_running_loop()))
         ):
             return pool
         return self._switch_async_pool()
@@ -664,6 +681,18 @@ class AsyncDatabase(_PwasyncioMixin):
 
             cursor = await db.aexecute_sql("SELECT 1")
         """
+        if not (
+            self.query_hooks
+            or self._watch is not None
+            or self._replicas is not None
+            or _peewee_logger.isEnabledFor(logging.DEBUG)
+        ):
+            # _arun's common case (nothing to observe or route, a task's own
+            # state, which never reroutes) decided here, the conditions spelled
+            # out as there: one frame less on the way to the driver and back.
+            state = self._async_state()
+            if type(state) is TaskState:
+                return await state.aexecute(sql, params or _NO_PARAMS)
         return await self._arun(sql, params or _NO_PARAMS)
 
     async def _arun(

@@ -240,42 +240,91 @@ class Pool(Generic[C]):
 
     def acquire(self) -> C:
         """Take a connection, blocking this thread up to ``acquire_timeout`` seconds."""
-        deadline = self._start_acquire(self._open_sync, "asyncio tasks")
+        now = self._start_acquire(self._open_sync, "asyncio tasks")
+        item = self._take(None, now)
+        if self._fit(item, now):
+            return self._handed(item, now)  # type: ignore[arg-type]
+        deadline = now + self.config.acquire_timeout
         while True:
-            item = self._take(None)
             if item is None:
                 item = self._wait_sync(deadline)
             conn = self._ready_sync(item, deadline)
             if conn is not None:
-                if self.on_acquire is not None:
-                    self._timed(deadline)
-                return conn
+                return self._handed(conn, now)
+            item = self._take(None)
 
     async def aacquire(self) -> C:
         """Take a connection, waiting on the running loop up to ``acquire_timeout`` seconds."""
-        deadline = self._start_acquire(self._open_async, "threads")
+        now = self._start_acquire(self._open_async, "threads")
+        item = self._take(None, now)
+        if self._fit(item, now):  # the common case: no wait, no I/O, no further frame
+            return self._handed(item, now)  # type: ignore[arg-type]
+        deadline = now + self.config.acquire_timeout
         while True:
-            item = self._take(None)
             if item is None:
                 item = await self._wait_async(deadline)
             conn = await self._ready_async(item, deadline)
             if conn is not None:
-                if self.on_acquire is not None:
-                    self._timed(deadline)
-                return conn
+                return self._handed(conn, now)
+            item = self._take(None)
 
-    def _timed(self, deadline: float) -> None:
-        assert self.on_acquire is not None
-        self.on_acquire(self, time.monotonic() - deadline + self.config.acquire_timeout)
+    def take_idle(self) -> C | None:
+        """For a task: an idle connection fit to hand out at once (usable, not
+        expired, no ping due), taken with no wait and no coroutine; None when
+        there is none, and then :meth:`aacquire` decides. One found dead here
+        is dropped, as :meth:`aacquire` would.
+
+        Example::
+
+            conn = pool.take_idle() or await pool.aacquire()
+        """
+        if self._orphans or self._open_async is None:
+            return None  # aacquire reaps them first, or refuses
+        now = time.monotonic()
+        with self._lock:
+            idle = self._idle
+            if self._closed or not idle:
+                return None
+            conn = idle[-1]  # most recently used, as _take
+            if self._stale(conn, now) or self._idle_too_long(idle[0], now):
+                return None  # expired, a ping due, or idle ones to close: aacquire
+            idle.pop()
+            self._in_use.add(conn)
+        if conn.usable_idle():
+            return self._handed(conn, now)
+        self._drop(conn)
+        return None
+
+    def _fit(self, item: object, now: float) -> bool:
+        """True when ``item`` is an idle connection fit to hand out as it is: usable,
+        not expired, no ping due (else :meth:`_inspect` decides, the slow way)."""
+        if item is None or item is _CREATE:
+            return False
+        conn: C = item  # type: ignore[assignment]
+        return not self._stale(conn, now) and conn.usable_idle()
+
+    def _stale(self, conn: C, now: float) -> bool:
+        """True when idle ``conn`` is expired or due a ping (no I/O: the clock only)."""
+        cfg = self.config
+        life, after = cfg.max_lifetime, cfg.check_idle_after
+        return (life is not None and now - conn.created_at >= life) or (
+            after is not None and now - conn.released_at >= after
+        )
+
+    def _handed(self, conn: C, start: float) -> C:
+        """``conn``, acquired since ``start``, told to ``on_acquire`` when set."""
+        if self.on_acquire is not None:
+            self.on_acquire(self, time.monotonic() - start)
+        return conn
 
     def _start_acquire(self, opener: object, only: str) -> float:
         """Refuse the side this pool does not serve (no ``opener``: it serves
-        ``only``), close orphans, and return the acquire's deadline."""
+        ``only``), close orphans, and return the acquire's start (``time.monotonic``)."""
         if opener is None:
             raise TypeError(f"pool {self.name!r} serves {only} only")
         if self._orphans:
             self._reap_orphans()
-        return time.monotonic() + self.config.acquire_timeout
+        return time.monotonic()
 
     def replace(self, conn: C) -> C:
         """Close ``conn`` (checked out, found dead) and open a new connection in its slot.
@@ -285,6 +334,7 @@ class Pool(Generic[C]):
         may have died the same way. Opening it is bounded by ``acquire_timeout``.
         """
         deadline = self._start_acquire(self._open_sync, "asyncio tasks")
+        deadline += self.config.acquire_timeout
         if not self._vacate(conn):
             return self.acquire()
         return self._open_conn_sync(deadline)
@@ -292,6 +342,7 @@ class Pool(Generic[C]):
     async def areplace(self, conn: C) -> C:
         """:meth:`replace` for asyncio tasks."""
         deadline = self._start_acquire(self._open_async, "threads")
+        deadline += self.config.acquire_timeout
         if not self._vacate(conn):
             return await self.aacquire()
         return await self._open_conn_async(deadline)
@@ -312,20 +363,23 @@ class Pool(Generic[C]):
 
     def release(self, conn: C) -> None:
         """Give a connection back; broken, expired or dirty ones are closed instead."""
+        now = time.monotonic()
+        life = self.config.max_lifetime
         with self._lock:
-            if conn not in self._in_use:
+            in_use = self._in_use
+            if conn not in in_use:
                 return  # already released or discarded: releasing twice is harmless
-            self._in_use.discard(conn)
+            in_use.remove(conn)
             keep = (
                 not self._closed
                 and not conn.broken
                 and not conn.dirty
                 and not conn.unsettled
-                and not self._expired(conn)
+                and (life is None or now - conn.created_at < life)  # not expired
             )
             if keep:
-                conn.released_at = time.monotonic()
-                if not self._hand_over(conn):
+                conn.released_at = now
+                if not self._waiters or not self._hand_over(conn):
                     self._idle.append(conn)
                 return
             self._free_slot()
@@ -390,16 +444,18 @@ class Pool(Generic[C]):
 
     # -- acquiring ----------------------------------------------------------
 
-    def _take(self, waiter: _SyncWaiter | _AsyncWaiter | None) -> object:
+    def _take(self, waiter: _SyncWaiter | _AsyncWaiter | None, now: float | None = None) -> object:
         """Return an idle connection, the create token, or None after queueing ``waiter``."""
-        stale: list[C] = []
+        stale: list[C] | None = None
         try:
             with self._lock:
                 if self._closed:
                     raise PoolClosed(f"pool {self.name!r} is closed")
-                self._evict_idle(stale)
-                if self._idle:
-                    conn = self._idle.pop()  # most recently used: warm, least likely stale
+                idle = self._idle
+                if idle and self._idle_too_long(idle[0], now):
+                    stale = self._evict_idle()
+                if idle:
+                    conn = idle.pop()  # most recently used: warm, least likely stale
                     self._in_use.add(conn)
                     return conn
                 if self._size < self.config.pool_size:
@@ -409,20 +465,27 @@ class Pool(Generic[C]):
                     self._enqueue(waiter)
                 return None
         finally:
-            for conn in stale:
-                self._close(conn)
+            if stale:
+                for old in stale:
+                    self._close(old)
 
-    def _evict_idle(self, stale: list[C]) -> None:
-        """Move connections idle past ``max_idle`` (beyond ``pool_min_size``) to ``stale``."""
+    def _idle_too_long(self, conn: C, now: float | None) -> bool:
+        """True when idle ``conn`` is past ``max_idle``, beyond ``pool_min_size`` (lock held)."""
         max_idle = self.config.max_idle
-        if max_idle is None:
-            return
-        now = time.monotonic()
+        if max_idle is None or self._size <= self.config.pool_min_size:
+            return False
+        return (time.monotonic() if now is None else now) - conn.released_at >= max_idle
+
+    def _evict_idle(self) -> list[C]:
+        """Take the connections idle past ``max_idle`` (beyond ``pool_min_size``) out of
+        the idle queue, oldest first, and return them to close (lock held)."""
+        stale: list[C] = []
         idle = self._idle
-        keep = self.config.pool_min_size
-        while idle and self._size > keep and now - idle[0].released_at >= max_idle:
+        now = time.monotonic()
+        while idle and self._idle_too_long(idle[0], now):
             stale.append(idle.popleft())
             self._size -= 1
+        return stale
 
     def _enqueue(self, waiter: _SyncWaiter | _AsyncWaiter) -> None:
         limit = self.config.max_waiting

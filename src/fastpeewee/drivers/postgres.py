@@ -83,10 +83,46 @@ def _json_text(value: Any) -> str:
 def _rowcount(status: bytes | None, rows: int) -> int:
     """asyncpg reports no rowcount; read it from the command tag ("UPDATE 3")."""
     if status:
-        tail = status.rsplit(b" ", 1)[-1]
-        if tail.isdigit():
-            return int(tail)
+        count = _tag_count(status)
+        if count >= 0:
+            return count
     return rows
+
+
+@functools.lru_cache(maxsize=1024)
+def _tag_count(status: bytes) -> int:
+    """The row count a command tag ends with, or -1 (cached: a few tags make up
+    most statements' answers, "SELECT 1", "INSERT 0 1", "UPDATE 1")."""
+    tail = status.rsplit(b" ", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+class _RecordsCursor(Cursor):
+    """The result of a statement that returned asyncpg records. Its description
+    (the column names) is read off the first record only when asked for: the
+    readers of most statements (an insert's returned key, a write's row count)
+    never ask."""
+
+    __slots__ = ("_described", "_first")
+
+    def __init__(self, rows: Sequence[Any], rowcount: int) -> None:
+        self._rows = rows
+        self._index = 0
+        self.rowcount = rowcount
+        self.lastrowid = None
+        self._first = rows[0]  # kept: close() drops the rows
+        self._described: Sequence[Sequence[Any]] | None = None
+
+    @property
+    def description(self) -> Sequence[Sequence[Any]] | None:
+        described = self._described
+        if described is None:
+            described = self._described = [(key,) for key in self._first.keys()]  # noqa: SIM118
+        return described
+
+    @description.setter
+    def description(self, value: Sequence[Sequence[Any]] | None) -> None:
+        self._described = value
 
 
 class AsyncpgConnection(Connection):
@@ -131,8 +167,9 @@ class AsyncpgConnection(Connection):
             # A script of several statements: the simple protocol runs it (no rows).
             status = (await self.raw.execute(sql)).encode()
             return Cursor((), _rowcount(status, 0))
-        description = [(key,) for key in rows[0].keys()] if rows else None  # noqa: SIM118
-        return Cursor(rows, _rowcount(status, len(rows)), None, description)
+        if rows:
+            return _RecordsCursor(rows, _rowcount(status, len(rows)))
+        return Cursor(rows, _rowcount(status, 0))
 
     async def aping(self) -> None:
         try:

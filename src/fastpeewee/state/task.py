@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import peewee
 
@@ -26,6 +26,7 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from ..database import AsyncDatabase
     from ..drivers.base import Bulk, Connection, Params
+    from ..pool import Pool
 
 
 async def _open_stream(
@@ -46,8 +47,12 @@ async def _open_stream(
 
 async def _run_async(conn: Connection, sql: str, params: Params, bulk: Bulk | None) -> Cursor:
     """The driver operation for a statement from a task: ``aexecute``, or with
-    ``bulk`` ``aexecutemany`` (rows) or ``acopy`` (a :class:`CopyRequest`)."""
-    # translate_errors() spelled out: this is every async statement's path.
+    ``bulk`` ``aexecutemany`` (rows) or ``acopy`` (a :class:`CopyRequest`).
+
+    The statement paths of :class:`AsyncState` spell out its first case
+    (``note``, ``aexecute``, :func:`_raise_failure`): one frame less on every
+    statement's way to the driver and back.
+    """
     conn.note(sql)
     try:
         if bulk is None:
@@ -56,11 +61,17 @@ async def _run_async(conn: Connection, sql: str, params: Params, bulk: Bulk | No
             return await conn.acopy(bulk.table, bulk.columns, bulk.records, bulk.schema)
         return await conn.aexecutemany(sql, bulk)
     except BaseException as exc:
-        conn.after_error(exc)
-        target = peewee_error_for(exc) if isinstance(exc, Exception) else None
-        if target is None:
-            raise
-        raise wrap_driver_error(target, exc) from exc
+        _raise_failure(conn, exc)
+
+
+def _raise_failure(conn: Connection, exc: BaseException) -> NoReturn:
+    """Record on ``conn`` what interrupted its statement, and raise it as peewee's
+    error (``translate_errors()`` spelled out: this is every async statement's path)."""
+    conn.after_error(exc)
+    target = peewee_error_for(exc) if isinstance(exc, Exception) else None
+    if target is None:
+        raise exc
+    raise wrap_driver_error(target, exc) from exc
 
 
 class AsyncState(ConnectionState):
@@ -109,37 +120,66 @@ class AsyncState(ConnectionState):
 
         ``ending`` and ``bulk`` as for :meth:`ConnectionState.execute`.
         """
-        skipped = self._lost_guard(sql, ending)
-        if skipped is not None:
-            return skipped
+        if self.lost:
+            skipped = self._lost_guard(sql, ending)
+            if skipped is not None:
+                return skipped
         if self.conn is not None or self.held:
-            lock = self._locked()
-            await self._acquire_busy(lock)
+            lock = self._lock or self._locked()
+            if self.streaming:
+                await self._acquire_busy(lock)
+            else:
+                await lock.acquire()
             try:
-                fresh = self.conn is None
-                conn = self.conn or await self._acquire()
-                return await self._on_pinned(conn, sql, params, ending, bulk, fresh)
+                mine = self.conn
+                if mine is None:
+                    mine = await self._acquire()
+                    return await self._on_pinned(mine, sql, params, ending, bulk, True)
+                return await self._on_pinned(mine, sql, params, ending, bulk)
             finally:
                 lock.release()
-        pool = self.db._async_pool_get()
-        conn = await pool.aacquire()
+        pool = self.db._async_pool_get(self.loop)
+        conn: Connection | None = pool.take_idle()
+        if conn is None:
+            conn = await pool.aacquire()
         try:
-            try:
+            if bulk is None:  # _run_async spelled out
+                conn.note(sql)
+                try:
+                    cursor = await conn.aexecute(sql, params)
+                except BaseException as exc:
+                    _raise_failure(conn, exc)
+            else:
                 cursor = await _run_async(conn, sql, params, bulk)
-            except Exception as exc:
-                if not may_retry(conn, exc):
-                    raise
-                # Dead before the statement was sent: once more, on a new connection.
-                conn = await pool.areplace(conn)
-                cursor = await _run_async(conn, sql, params, bulk)
-        except BaseException:
-            await self._return(conn)
-            raise
+        except BaseException as exc:
+            cursor, conn = await self._borrowed_failed(pool, conn, exc, sql, params, bulk)
         if self._keep_after_borrow(conn):
             self._pin(conn)
         else:
             conn.pool.release(conn)
         return cursor
+
+    async def _borrowed_failed(
+        self,
+        pool: Pool[Any],
+        conn: Connection,
+        exc: BaseException,
+        sql: str,
+        params: Params,
+        bulk: Bulk | None,
+    ) -> tuple[Cursor, Connection]:
+        """The statement on ``conn``, borrowed for it alone, raised ``exc``: when it
+        never reached the server, run it once more on a new connection (return
+        the cursor and that connection); else give ``conn`` back and raise."""
+        try:
+            if not may_retry(conn, exc):
+                raise exc
+            # Dead before the statement was sent: once more, on a new connection.
+            conn = await pool.areplace(conn)
+            return await _run_async(conn, sql, params, bulk), conn
+        except BaseException:
+            await self._return(conn)
+            raise
 
     async def _on_pinned(
         self,
@@ -152,7 +192,14 @@ class AsyncState(ConnectionState):
     ) -> Cursor:
         """Run on the state's connection; ``fresh``: taken from the pool for this statement."""
         try:
-            cursor = await _run_async(conn, sql, params, bulk)
+            if bulk is None:  # _run_async spelled out
+                conn.note(sql)
+                try:
+                    cursor = await conn.aexecute(sql, params)
+                except BaseException as exc:
+                    _raise_failure(conn, exc)
+            else:
+                cursor = await _run_async(conn, sql, params, bulk)
         except BaseException as exc:
             if fresh and not self.transactions and self.conn is conn and may_retry(conn, exc):
                 # Dead before the statement was sent: once more, on a new connection.
@@ -173,7 +220,7 @@ class AsyncState(ConnectionState):
         self.conn = conn
 
     async def _acquire(self) -> Connection:
-        conn: Connection = await self.db._async_pool_get().aacquire()
+        conn: Connection = await self.db._async_pool_get(self.loop).aacquire()
         self._pin(conn)
         return conn
 
@@ -188,7 +235,7 @@ class AsyncState(ConnectionState):
         """Open a server-side cursor; the returned coroutine closes it and frees the link."""
         self._lost_guard(sql, False)
         if self.conn is None and not self.held:
-            conn = await self.db._async_pool_get().aacquire()
+            conn = await self.db._async_pool_get(self.loop).aacquire()
             try:
                 cursor = await _open_stream(conn, sql, params, batch_size, disposable=True)
             except BaseException:
@@ -345,7 +392,7 @@ async def _settle_and_release(conn: Connection) -> None:
 class TaskState(AsyncState):
     """The implicit state of one asyncio task; its held connection goes back at task end."""
 
-    __slots__ = ("owner", "watching")
+    __slots__ = ("owner", "thread", "watching")
 
     def __init__(
         self, db: AsyncDatabase, loop: asyncio.AbstractEventLoop, owner: asyncio.Task[Any]
@@ -353,6 +400,10 @@ class TaskState(AsyncState):
         super().__init__(db, loop)
         self.owner = owner
         self.watching = False
+        # The thread running ``loop`` (threading.get_ident()), once seen there;
+        # 0 until then. Lets the database find this state without asking for
+        # the running loop (see AsyncDatabase._current_state).
+        self.thread = 0
 
     def serves(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> bool:
         return task is self.owner
