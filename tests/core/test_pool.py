@@ -238,3 +238,32 @@ async def test_a_deadline_passed_before_opening_frees_the_slot_once(
     finally:
         await db.close_pool()
         db.close_all()
+
+
+async def test_take_idle_hands_out_only_a_connection_fit_at_once(backend, request, tmp_path):
+    """``Pool.take_idle`` (a task's checkout with no coroutine) takes an idle
+    connection only when it needs nothing more; otherwise it leaves the choice
+    to ``aacquire`` (open one, or replace an expired one) and takes nothing."""
+    database = make_database(backend, request, tmp_path, pool_size=2, max_lifetime=0.3)
+    try:
+        pool = database._async_pool_get()
+        assert pool.take_idle() is None  # nothing idle yet
+        assert pool.stats().in_use == 0
+        await database.aexecute_sql("SELECT 1")  # one connection, idle afterwards
+        conn = pool.take_idle()
+        assert conn is not None
+        stats = pool.stats()
+        assert (stats.idle, stats.in_use) == (0, 1), stats
+        pool.release(conn)
+        await asyncio.sleep(0.4)  # past max_lifetime: aacquire's to replace
+        assert pool.take_idle() is None
+        assert (pool.stats().idle, pool.stats().in_use) == (1, 0)
+        conn = await pool.aacquire()
+        assert conn is not None
+        pool.release(conn)
+        stats = pool.stats()
+        assert (stats.opened, stats.closed) == (2, 1), stats
+        await database.close_pool()
+        assert pool.take_idle() is None  # a closed pool hands out nothing
+    finally:
+        await database.close_pool()
